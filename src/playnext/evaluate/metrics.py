@@ -1,0 +1,164 @@
+"""Full-ranking top-K metrics from score matrices, vectorised and exact under ties.
+
+A target's rank is 1 + (candidates scoring strictly higher) + its place among equal scores.
+How that place is chosen is the `ties` policy:
+
+* ``expected`` (default) — the exact expectation under a uniformly random order of tied
+  items. A model that gives every item the same score gets chance-level metrics, never
+  perfect ones (the "optimistic ties" bug of several toolkits), and the number does not
+  depend on sort stability or hardware.
+* ``pessimistic`` — the target is placed after every tied item.
+* ``optimistic`` — before every tied item (reported only for comparison with papers that do so).
+
+Excluded (already-seen) items are not candidates. A target that is itself excluded counts as
+a miss. For several targets per user (temporal splits) NDCG and Recall sum over targets, HR
+and MRR use the best target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from playnext.data.interactions import Histories
+
+Ties = Literal["expected", "pessimistic", "optimistic"]
+TIES: tuple[str, ...] = ("expected", "pessimistic", "optimistic")
+
+
+@dataclass
+class TargetRanks:
+    """For each (user row, target) pair: candidates strictly above, and other candidates tied."""
+
+    row: np.ndarray  # (M,) row in the score batch
+    greater: np.ndarray  # (M,)
+    ties: np.ndarray  # (M,)
+    miss: np.ndarray  # (M,) bool: target excluded or scored -inf
+
+
+def mask_excluded(scores: torch.Tensor, exclude: Histories) -> torch.Tensor:
+    """Scores with each row's excluded items set to -inf (in place on a float tensor)."""
+    if len(exclude.items):
+        rows = torch.from_numpy(exclude.row_ids())
+        cols = torch.from_numpy(exclude.items.astype(np.int64))
+        scores[rows, cols] = float("-inf")
+    return scores
+
+
+def rank_targets(scores: torch.Tensor, targets: Histories, chunk: int = 1 << 24) -> TargetRanks:
+    """Count, for every target, candidates with higher and with equal score (already masked)."""
+    if torch.isnan(scores).any():
+        raise ValueError("model produced NaN scores")
+    row = targets.row_ids()
+    cols = torch.from_numpy(targets.items.astype(np.int64))
+    rows_t = torch.from_numpy(row)
+    target_scores = scores[rows_t, cols]  # (M,)
+    n_items = scores.shape[1]
+    greater = torch.empty(len(row), dtype=torch.int64)
+    equal = torch.empty(len(row), dtype=torch.int64)
+    step = max(1, chunk // max(1, n_items))
+    for s in range(0, len(row), step):
+        sl = slice(s, s + step)
+        block = scores[rows_t[sl]]  # (m, N)
+        ts = target_scores[sl, None]
+        greater[sl] = (block > ts).sum(1)
+        equal[sl] = (block == ts).sum(1) - 1  # the target itself is not a tie
+    miss = torch.isinf(target_scores) & (target_scores < 0)
+    return TargetRanks(row, greater.numpy(), equal.numpy(), miss.numpy())
+
+
+class _Tables:
+    """Prefix sums of 1/log2(r+1) and 1/r, so expected metrics over tie ranges are O(1)."""
+
+    def __init__(self, n: int) -> None:
+        r = np.arange(1, n + 2, dtype=np.float64)
+        self.dcg = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(r + 1))])  # dcg[m] = sum_{r<=m}
+        self.harm = np.concatenate([[0.0], np.cumsum(1.0 / r)])
+
+
+_TABLES: dict[int, _Tables] = {}
+
+
+def _tables(n: int) -> _Tables:
+    if n not in _TABLES or len(_TABLES) > 8:
+        if len(_TABLES) > 8:
+            _TABLES.clear()
+        _TABLES[n] = _Tables(n)
+    return _TABLES[n]
+
+
+def target_metrics(
+    ranks: TargetRanks, ks: Sequence[int], ties: Ties, n_items: int
+) -> dict[str, np.ndarray]:
+    """Per-target hit, DCG and reciprocal rank (expectations under the ties policy)."""
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    g = ranks.greater.astype(np.int64)
+    t = ranks.ties.astype(np.int64)
+    if ties == "pessimistic":
+        g, t = g + t, np.zeros_like(t)
+    elif ties == "optimistic":
+        t = np.zeros_like(t)
+    tab = _tables(n_items)
+    width = (t + 1).astype(np.float64)
+    hit_ok = ~ranks.miss
+    out: dict[str, np.ndarray] = {}
+    last = g + t + 1  # worst possible rank in the tie range
+    out["rr"] = np.where(hit_ok, (tab.harm[last] - tab.harm[g]) / width, 0.0)
+    for k in ks:
+        top = np.minimum(last, k)
+        inside = g < k
+        out[f"hit@{k}"] = np.where(hit_ok & inside, (top - g) / width, 0.0)
+        out[f"dcg@{k}"] = np.where(hit_ok & inside, (tab.dcg[top] - tab.dcg[np.minimum(g, k)]) / width, 0.0)
+    out["rank"] = np.where(hit_ok, g + 1 + t / 2.0, np.inf)
+    return out
+
+
+def user_metrics(
+    ranks: TargetRanks, n_rows: int, n_targets: np.ndarray, ks: Sequence[int], ties: Ties, n_items: int
+) -> dict[str, np.ndarray]:
+    """Aggregate per-target numbers into per-user HR@K, NDCG@K, Recall@K and MRR."""
+    per = target_metrics(ranks, ks, ties, n_items)
+    tab = _tables(max(n_items, int(n_targets.max(initial=1))))
+    out: dict[str, np.ndarray] = {}
+    rr = np.zeros(n_rows)
+    np.maximum.at(rr, ranks.row, per["rr"])
+    out["MRR"] = rr
+    denom = np.maximum(n_targets, 1).astype(np.float64)
+    for k in ks:
+        hits = np.bincount(ranks.row, weights=per[f"hit@{k}"], minlength=n_rows)
+        best = np.zeros(n_rows)
+        np.maximum.at(best, ranks.row, per[f"hit@{k}"])
+        dcg = np.bincount(ranks.row, weights=per[f"dcg@{k}"], minlength=n_rows)
+        idcg = tab.dcg[np.minimum(n_targets, k)]
+        out[f"HR@{k}"] = best
+        out[f"NDCG@{k}"] = np.divide(dcg, idcg, out=np.zeros(n_rows), where=idcg > 0)
+        out[f"Recall@{k}"] = hits / denom
+    return out
+
+
+def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k item ids per row; ties broken by lower item id (deterministic)."""
+    k = min(k, scores.shape[1])
+    # stable descending sort keeps lower ids first among equal scores
+    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k] if k * 8 > scores.shape[
+        1
+    ] else _topk_stable(scores, k)
+
+
+def _topk_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
+    # take a few more than k with topk, then order those stably; exact unless > 4k tie at the cut
+    vals, idx = torch.topk(scores, min(scores.shape[1], 4 * k), dim=1)
+    kth = vals[:, k - 1 : k]
+    # if ties at the cut extend past the fetched window, fall back to a full stable sort
+    if bool((vals[:, -1:] == kth).any()):
+        return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    order = torch.argsort(idx, dim=1)  # by id, then stably by score below
+    idx_sorted = torch.gather(idx, 1, order)
+    vals_sorted = torch.gather(vals, 1, order)
+    pos = torch.sort(vals_sorted, dim=1, descending=True, stable=True).indices
+    return torch.gather(idx_sorted, 1, pos)[:, :k]

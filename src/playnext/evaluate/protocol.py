@@ -1,0 +1,204 @@
+"""The standard protocol: fit on train, choose on validation, report test — full ranking.
+
+`evaluate` batches users, asks the model for dense scores, masks already-seen items and
+ranks every target against the whole catalog. `run_experiment` wraps the model choice so a
+test number is never used to pick anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from playnext.data.interactions import Interactions
+from playnext.data.split import EvalSet, Split
+from playnext.evaluate.metrics import Ties, mask_excluded, rank_targets, topk_items, user_metrics
+
+DEFAULT_KS: tuple[int, ...] = (10, 50)
+Scorer = Callable[[np.ndarray, Any], torch.Tensor]
+Progress = Callable[[int], None]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    n_users: int
+    seconds: float
+    per_user: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def evaluate(
+    scorer: Scorer,
+    data: EvalSet,
+    n_items: int,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    ties: Ties = "expected",
+    exclude_seen: bool = True,
+    item_counts: np.ndarray | None = None,
+    sampled_negatives: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    keep_per_user: bool = False,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Metrics averaged over users with at least one target.
+
+    `item_counts` (training popularity) enables novelty and average-recommended-popularity.
+    `sampled_negatives=N` ranks each target only against N random unseen items instead of the
+    whole catalog; those metrics are prefixed ``sampled{N}/`` so they can never be mistaken for
+    full-ranking numbers.
+    """
+    start = time.perf_counter()
+    if not exclude_seen:
+        data = data.without_exclusion()
+    keep = np.flatnonzero(data.targets.lengths > 0)
+    data = data.take(keep)
+    n = len(data)
+    if batch_size is None:
+        batch_size = max(16, min(4096, (1 << 26) // max(1, n_items)))  # ~256 MB of float32 scores
+    sums: dict[str, float] = {}
+    per_user: dict[str, list[np.ndarray]] = {}
+    recommended = np.zeros(n_items, dtype=bool)
+    kmax = max(ks)
+    nov_sum = 0.0
+    pop_sum = 0.0
+    rng = np.random.default_rng(seed)
+    if item_counts is not None:
+        n_train_users = max(1.0, float(item_counts.max(initial=1)))
+        p = np.maximum(item_counts, 1) / max(float(item_counts.sum()), 1.0)
+        self_info = torch.from_numpy(-np.log2(p))
+        pop = torch.from_numpy(item_counts.astype(np.float64))
+        del n_train_users
+    for s in range(0, n, batch_size):
+        batch = data.take(np.arange(s, min(n, s + batch_size)))
+        scores = scorer(batch.users, batch.history).float().clone()
+        if scores.shape != (len(batch), n_items):
+            raise ValueError(f"scorer returned shape {tuple(scores.shape)}, expected {(len(batch), n_items)}")
+        mask_excluded(scores, batch.exclude)
+        if sampled_negatives:
+            scores = _keep_sampled(scores, batch, sampled_negatives, rng)
+        ranks = rank_targets(scores, batch.targets)
+        um = user_metrics(ranks, len(batch), batch.targets.lengths, ks, ties, n_items)
+        for key, vals in um.items():
+            sums[key] = sums.get(key, 0.0) + float(vals.sum())
+            if keep_per_user:
+                per_user.setdefault(key, []).append(vals)
+        if not sampled_negatives:
+            top = topk_items(scores, kmax)  # (B, K)
+            for k in ks:
+                recommended_k = top[:, :k]
+                if k == min(ks):
+                    recommended[recommended_k.reshape(-1).numpy()] = True
+            if item_counts is not None:
+                tk = top[:, : min(ks)]
+                nov_sum += float(self_info[tk].mean(1).sum())
+                pop_sum += float(pop[tk].mean(1).sum())
+        if progress is not None:
+            progress(len(batch))
+    prefix = f"sampled{sampled_negatives}/" if sampled_negatives else ""
+    metrics = {prefix + k: v / max(n, 1) for k, v in sums.items()}
+    if not sampled_negatives:
+        k0 = min(ks)
+        metrics[f"Coverage@{k0}"] = float(recommended.sum()) / max(1, n_items)
+        if item_counts is not None:
+            metrics[f"Novelty@{k0}"] = nov_sum / max(n, 1)
+            metrics[f"ARP@{k0}"] = pop_sum / max(n, 1)
+    return EvalResult(
+        metrics=metrics,
+        n_users=n,
+        seconds=time.perf_counter() - start,
+        per_user={k: np.concatenate(v) for k, v in per_user.items()},
+    )
+
+
+def _keep_sampled(scores: torch.Tensor, batch: EvalSet, n_neg: int, rng: np.random.Generator) -> torch.Tensor:
+    """Keep targets plus `n_neg` uniformly sampled non-excluded, non-target items per row."""
+    out = torch.full_like(scores, float("-inf"))
+    n_items = scores.shape[1]
+    for r in range(len(batch)):
+        allowed = torch.isfinite(scores[r]).numpy().copy()
+        tg = batch.targets[r]
+        allowed[tg] = False
+        cand = np.flatnonzero(allowed)
+        pick = rng.choice(cand, size=min(n_neg, len(cand)), replace=False) if len(cand) else cand
+        keep = np.concatenate([pick, tg]).astype(np.int64)
+        out[r, keep] = scores[r, keep]
+    del n_items
+    return out
+
+
+def model_scorer(model: Any) -> Scorer:
+    return lambda users, hist: model.score(users, hist)
+
+
+@dataclass
+class ExperimentResult:
+    model: Any
+    params: dict[str, Any]
+    valid_metrics: dict[str, float]
+    test: EvalResult
+    candidates: list[dict[str, Any]]
+    train_seconds: float
+
+
+def select_and_test(
+    model_name: str,
+    split: Split,
+    *,
+    grid: Sequence[dict[str, Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
+    select_metric: str = "NDCG@10",
+    ties: Ties = "expected",
+    exclude_seen: bool = True,
+    on_candidate: Callable[[dict[str, Any], dict[str, float]], None] | None = None,
+) -> ExperimentResult:
+    """Fit every candidate config on train, pick the best on validation, evaluate it on test."""
+    from playnext.models.registry import get
+
+    cls = get(model_name)
+    candidates = list(grid) if grid is not None else cls.search_space()
+    fixed = fixed or {}
+    best: tuple[float, Any, dict[str, Any], dict[str, float]] | None = None
+    tried: list[dict[str, Any]] = []
+    train_seconds = 0.0
+    counts = split.train.item_counts()
+    for cand in candidates:
+        params = {**cand, **fixed}
+        model = cls(cls.config_class.from_dict(params))
+        t0 = time.perf_counter()
+        model.fit(split.train, split.valid)
+        train_seconds += time.perf_counter() - t0
+        v = evaluate(model_scorer(model), split.valid, split.train.n_items, ties=ties, exclude_seen=exclude_seen,
+                     item_counts=counts).metrics
+        tried.append({"params": params, "valid": v})
+        if on_candidate is not None:
+            on_candidate(params, v)
+        if best is None or v[select_metric] > best[0]:
+            best = (v[select_metric], model, params, v)
+        if fixed and len(candidates) == 1:
+            break
+    assert best is not None
+    _, model, params, vmetrics = best
+    test = evaluate(model_scorer(model), split.test, split.train.n_items, ties=ties, exclude_seen=exclude_seen,
+                    item_counts=counts)
+    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds)
+
+
+def protocol_description(split: Split, ties: Ties, exclude_seen: bool) -> dict[str, Any]:
+    return {
+        **split.protocol,
+        "ranking": "full (all items)",
+        "exclude_seen": exclude_seen,
+        "ties": ties,
+        "selection": "best validation NDCG@10; test evaluated once",
+    }
+
+
+def dataset_fingerprint(data: Interactions) -> dict[str, int]:
+    return {"users": data.n_users, "items": data.n_items, "interactions": len(data)}
