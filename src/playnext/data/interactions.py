@@ -47,9 +47,11 @@ class IdMap:
     """Bijection between external ids (kept as strings) and dense internal ints 0..n-1."""
 
     def __init__(self, external: Sequence[str] | np.ndarray | pl.Series) -> None:
-        series = pl.Series("external", external, dtype=pl.String) if not isinstance(
-            external, pl.Series
-        ) else external.cast(pl.String).rename("external")
+        series = (
+            pl.Series("external", external, dtype=pl.String)
+            if not isinstance(external, pl.Series)
+            else external.cast(pl.String).rename("external")
+        )
         if series.n_unique() != len(series):
             raise ValueError("IdMap external ids must be unique")
         self.external: pl.Series = series
@@ -196,9 +198,7 @@ class Interactions:
         c = Columns
         if raw.height == 0:
             raise ValueError("no interactions")
-        df = raw.with_columns(
-            pl.col(c.USER).cast(pl.String), pl.col(c.ITEM).cast(pl.String)
-        )
+        df = raw.with_columns(pl.col(c.USER).cast(pl.String), pl.col(c.ITEM).cast(pl.String))
         if c.POSITION not in df.columns:
             df = df.with_row_index(c.POSITION).with_columns(pl.col(c.POSITION).cast(pl.Int64))
         for col, dtype, default in (
@@ -224,17 +224,14 @@ class Interactions:
         missing = df.filter(pl.col("_i").is_null())
         if missing.height:
             raise UnknownIdError("item", missing.get_column(c.ITEM).unique().to_list())
-        frame = (
-            df.select(
-                pl.col("_u").cast(pl.Int32).alias(c.USER),
-                pl.col("_i").cast(pl.Int32).alias(c.ITEM),
-                c.TIMESTAMP,
-                c.POSITION,
-                c.WEIGHT,
-                c.EVENT,
-            )
-            .sort([c.USER, c.TIMESTAMP, c.POSITION], nulls_last=True)
-        )
+        frame = df.select(
+            pl.col("_u").cast(pl.Int32).alias(c.USER),
+            pl.col("_i").cast(pl.Int32).alias(c.ITEM),
+            c.TIMESTAMP,
+            c.POSITION,
+            c.WEIGHT,
+            c.EVENT,
+        ).sort([c.USER, c.TIMESTAMP, c.POSITION], nulls_last=True)
         return cls(frame, users, items, align_meta(items, meta, kind), name)
 
     # ---- basic facts ------------------------------------------------------------------------
@@ -275,7 +272,7 @@ class Interactions:
         lengths = np.bincount(self.user_idx, minlength=self.n_users)
         active_users = int((lengths > 0).sum())
         active_items = int((self.item_counts() > 0).sum())
-        q = np.quantile(lengths[lengths > 0], [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]) if len(self) else []
+        q: Any = np.quantile(lengths[lengths > 0], [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]) if len(self) else []
         pairs = self.frame.select(Columns.USER, Columns.ITEM).n_unique()
         return {
             "dataset": self.name,
@@ -297,7 +294,9 @@ class Interactions:
 
     def titles(self, idx: Sequence[int] | np.ndarray) -> list[str]:
         titles = self.meta.get_column(Columns.TITLE)
-        return [str(titles[int(i)]) if titles[int(i)] is not None else self.items.external[int(i)] for i in idx]
+        return [
+            str(titles[int(i)]) if titles[int(i)] is not None else self.items.external[int(i)] for i in idx
+        ]
 
 
 def align_meta(items: IdMap, meta: pl.DataFrame | None, kind: str | None) -> pl.DataFrame:
@@ -314,5 +313,6 @@ def align_meta(items: IdMap, meta: pl.DataFrame | None, kind: str | None) -> pl.
     if kind is not None:
         out = out.with_columns(pl.col(c.KIND).fill_null(kind))
     return out.with_columns(
-        pl.col(c.TITLE).fill_null(pl.col(c.ITEM_ID)), pl.col(c.GENRES).fill_null(pl.lit([], dtype=pl.List(pl.String)))
+        pl.col(c.TITLE).fill_null(pl.col(c.ITEM_ID)),
+        pl.col(c.GENRES).fill_null(pl.lit([], dtype=pl.List(pl.String))),
     ).select(list(META_SCHEMA))

@@ -31,7 +31,9 @@ class EvalSet:
         return len(self.users)
 
     def take(self, rows: np.ndarray) -> EvalSet:
-        return EvalSet(self.users[rows], self.history.take(rows), self.targets.take(rows), self.exclude.take(rows))
+        return EvalSet(
+            self.users[rows], self.history.take(rows), self.targets.take(rows), self.exclude.take(rows)
+        )
 
     def without_exclusion(self) -> EvalSet:
         empty = Histories(np.zeros(len(self) + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))

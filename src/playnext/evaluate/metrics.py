@@ -91,9 +91,7 @@ def _tables(n: int) -> _Tables:
     return _TABLES[n]
 
 
-def target_metrics(
-    ranks: TargetRanks, ks: Sequence[int], ties: Ties, n_items: int
-) -> dict[str, np.ndarray]:
+def target_metrics(ranks: TargetRanks, ks: Sequence[int], ties: Ties, n_items: int) -> dict[str, np.ndarray]:
     """Per-target hit, DCG and reciprocal rank (expectations under the ties policy)."""
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
@@ -138,16 +136,51 @@ def user_metrics(
         out[f"HR@{k}"] = best
         out[f"NDCG@{k}"] = np.divide(dcg, idcg, out=np.zeros(n_rows), where=idcg > 0)
         out[f"Recall@{k}"] = hits / denom
+    if ties == "expected":
+        _expected_best_target(ranks, n_rows, ks, out)
     return out
+
+
+def _expected_best_target(
+    ranks: TargetRanks, n_rows: int, ks: Sequence[int], out: dict[str, np.ndarray]
+) -> None:
+    """Exact expected HR@K and MRR when several targets share the best tie group.
+
+    HR and MRR depend on the best-ranked target, and the expectation of a maximum is not the
+    maximum of expectations: with m targets among w tied candidates (g candidates above), the
+    best rank is g + J with J the smallest of m uniform distinct positions in 1..w, so
+    P(J = j) = C(w-j, m-1) / C(w, m). Only the highest-scoring group holding a (non-missed)
+    target matters; every other target ranks below it. Targets within a row are distinct.
+    """
+    ok = ~ranks.miss
+    rows = ranks.row[ok]
+    g = ranks.greater[ok].astype(np.int64)
+    w = ranks.ties[ok].astype(np.int64) + 1
+    best_g = np.full(n_rows, np.iinfo(np.int64).max)
+    np.minimum.at(best_g, rows, g)
+    in_best = g == best_g[rows]
+    m = np.bincount(rows[in_best], minlength=n_rows)
+    width = np.zeros(n_rows, dtype=np.int64)
+    width[rows[in_best]] = w[in_best]
+    for r in np.flatnonzero(m >= 2):  # m == 1 is already exact
+        mr, wr, gr = int(m[r]), int(width[r]), int(best_g[r])
+        j = np.arange(1, wr - mr + 2, dtype=np.float64)
+        # P(J=1) = m/w, P(J=j+1)/P(J=j) = (w-j-m+1)/(w-j)
+        p = np.concatenate([[mr / wr], (wr - j[:-1] - mr + 1) / (wr - j[:-1])]).cumprod()
+        out["MRR"][r] = float((p / (gr + j)).sum())
+        for k in ks:
+            out[f"HR@{k}"][r] = float(p[: max(0, k - gr)].sum())
 
 
 def topk_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Top-k item ids per row; ties broken by lower item id (deterministic)."""
     k = min(k, scores.shape[1])
     # stable descending sort keeps lower ids first among equal scores
-    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k] if k * 8 > scores.shape[
-        1
-    ] else _topk_stable(scores, k)
+    return (
+        torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        if k * 8 > scores.shape[1]
+        else _topk_stable(scores, k)
+    )
 
 
 def _topk_stable(scores: torch.Tensor, k: int) -> torch.Tensor:

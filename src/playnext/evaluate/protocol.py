@@ -94,7 +94,10 @@ def evaluate(
             for k in ks:
                 recommended_k = top[:, :k]
                 if k == min(ks):
-                    recommended[recommended_k.reshape(-1).numpy()] = True
+                    # excluded (-inf) items fill the list only when a user has < k candidates;
+                    # they are not recommendations and must not count towards coverage
+                    shown = torch.gather(scores, 1, recommended_k) > float("-inf")
+                    recommended[recommended_k[shown].numpy()] = True
             if item_counts is not None:
                 tk = top[:, : min(ks)]
                 nov_sum += float(self_info[tk].mean(1).sum())
@@ -174,8 +177,14 @@ def select_and_test(
         t0 = time.perf_counter()
         model.fit(split.train, split.valid)
         train_seconds += time.perf_counter() - t0
-        v = evaluate(model_scorer(model), split.valid, split.train.n_items, ties=ties, exclude_seen=exclude_seen,
-                     item_counts=counts).metrics
+        v = evaluate(
+            model_scorer(model),
+            split.valid,
+            split.train.n_items,
+            ties=ties,
+            exclude_seen=exclude_seen,
+            item_counts=counts,
+        ).metrics
         tried.append({"params": params, "valid": v})
         if on_candidate is not None:
             on_candidate(params, v)
@@ -185,8 +194,14 @@ def select_and_test(
             break
     assert best is not None
     _, model, params, vmetrics = best
-    test = evaluate(model_scorer(model), split.test, split.train.n_items, ties=ties, exclude_seen=exclude_seen,
-                    item_counts=counts)
+    test = evaluate(
+        model_scorer(model),
+        split.test,
+        split.train.n_items,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        item_counts=counts,
+    )
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds)
 
 

@@ -40,12 +40,15 @@ class ModelConfig:
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ConfigError(
-                f"{cls.__name__}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"{cls.__name__}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
             )
         coerced = {}
         for k, v in params.items():
             ftype = known[k].type
-            coerced[k] = _coerce(v, ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""), k, cls)
+            coerced[k] = _coerce(
+                v, ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""), k, cls
+            )
         cfg = cls(**coerced)
         cfg.validate()
         return cfg

@@ -1,0 +1,76 @@
+"""Shared plumbing for benchmark scripts: run records, atomic result files, environment facts."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import resource
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=RESULTS.parent,
+                check=False,
+            ).stdout.strip()
+            or None
+        )
+    except OSError:
+        commit = None
+    return {
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def append_record(
+    name: str, record: dict[str, Any], key: tuple[str, ...] = ("model", "dataset", "seed", "tag")
+) -> Path:
+    """Add one run to results/<name>.json (a JSON list), replacing a previous run with the same key.
+
+    A lock file serialises concurrent benchmark processes; the write is temp-file + rename.
+    """
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    with open(RESULTS / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+        ident = tuple(record.get(k) for k in key)
+        records = [r for r in records if tuple(r.get(k) for k in key) != ident]
+        records.append(record)
+        fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(records, f, indent=1, default=float)
+        os.replace(tmp, path)
+    return path
+
+
+def load_records() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in sorted(RESULTS.glob("*.json")):
+        data = json.loads(p.read_text())
+        out.extend(data if isinstance(data, list) else [data])
+    return out

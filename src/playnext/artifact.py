@@ -1,0 +1,140 @@
+"""A trained model as a folder anyone can load: no pickle, diffable, self-describing.
+
+    DIR/model.json, weights.safetensors   the model (config + tensors)
+    DIR/artifact.json                     dataset, protocol, metrics, chosen params
+    DIR/users.parquet, items.parquet      external ids and item metadata (internal order)
+    DIR/histories.safetensors             every user's full history (CSR), for `--user`
+
+The folder is written beside the target and renamed into place, so an interrupted save never
+leaves a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors.numpy import load_file, save_file
+
+from playnext.data.interactions import Columns, Histories, IdMap, Interactions
+from playnext.errors import ConfigError, UnknownIdError
+from playnext.models.base import Recommender
+
+
+@dataclass
+class Artifact:
+    model: Recommender
+    users: IdMap
+    items: IdMap
+    meta: pl.DataFrame
+    histories: Histories
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, model: Recommender, data: Interactions, info: dict[str, Any]) -> Artifact:
+        return cls(model, data.users, data.items, data.meta, data.sequences(), info)
+
+    # ---- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory).resolve()
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            self.model.save(tmp)
+            (tmp / "artifact.json").write_text(json.dumps(self.info, indent=2, default=_json_default))
+            pl.DataFrame({"user_id": self.users.external}).write_parquet(tmp / "users.parquet")
+            self.meta.write_parquet(tmp / "items.parquet")
+            save_file(
+                {
+                    "indptr": self.histories.indptr.astype(np.int64),
+                    "items": self.histories.items.astype(np.int64),
+                },
+                str(tmp / "histories.safetensors"),
+            )
+            if directory.exists():
+                old = directory.parent / f".{directory.name}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Artifact:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ConfigError(f"{directory}: model directory not found")
+        model = Recommender.load(directory)
+        try:
+            info = json.loads((directory / "artifact.json").read_text())
+            users = IdMap(pl.read_parquet(directory / "users.parquet").get_column("user_id"))
+            meta = pl.read_parquet(directory / "items.parquet")
+            h = load_file(str(directory / "histories.safetensors"))
+        except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as e:
+            raise ConfigError(f"{directory}: incomplete or corrupt model directory ({e})") from None
+        items = IdMap(meta.get_column(Columns.ITEM_ID))
+        if len(items) != model.n_items_:
+            raise ConfigError(
+                f"{directory}: items.parquet has {len(items)} items, model expects {model.n_items_}"
+            )
+        return cls(model, users, items, meta, Histories(h["indptr"], h["items"]), info)
+
+    # ---- recommending -------------------------------------------------------------------------
+    def recommend(
+        self,
+        *,
+        user: str | None = None,
+        history: list[str] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Top-k items with titles for a known user or an anonymous history of external item ids."""
+        if (user is None) == (history is None):
+            raise ConfigError("give exactly one of a user id or a history")
+        if user is not None:
+            uidx = self.users.to_internal([user], kind="user")
+            hist = self.histories.take(uidx)
+        else:
+            uidx = np.array([-1])
+            hist = Histories.from_lists([self.items.to_internal(history or [], kind="item")])
+        scores = self.model.score(uidx, hist)[0].clone()  # (I,)
+        if exclude_seen and len(hist.items):
+            scores[torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")
+        k = max(1, min(k, int(torch.isfinite(scores).sum())))
+        top = torch.topk(scores, k)
+        rows = self.meta[top.indices.numpy()]
+        out = []
+        for rank, (row, s) in enumerate(zip(rows.iter_rows(named=True), top.values.tolist(), strict=True), 1):
+            out.append({"rank": rank, **row, "score": float(s)})
+        return out
+
+    def history_titles(self, user: str) -> list[str]:
+        uidx = self.users.to_internal([user], kind="user")
+        titles = self.meta.get_column(Columns.TITLE)
+        return [str(titles[int(i)]) for i in self.histories.take(uidx).items]
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+__all__ = ["Artifact", "UnknownIdError"]

@@ -1,0 +1,1 @@
+"""Training for every neural model: losses, sequence batches and the one training loop."""
