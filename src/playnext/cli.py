@@ -98,6 +98,8 @@ def _run(fn: Callable[[], T]) -> T:
 def _load(dataset: str, path: Path | None, options: dict[str, Any], quiet: bool = False) -> Any:
     from playnext.data.datasets import load_dataset
 
+    # no --path: fetch from the official URL into the cache (sha256-checked), once
+    options.setdefault("download", path is None and dataset not in ("synthetic",))
     with _step(f"loading {dataset}", quiet):
         return load_dataset(dataset, path, **options)
 
@@ -165,7 +167,8 @@ def train(
         cls.config_class.from_dict(fixed)  # fail on bad parameters before loading anything
         data = _load(dataset, path, _kv(option, "option"), quiet=as_json)
         split = leave_one_out(data)
-        grid: list[dict[str, Any]] | None = [{}] if fixed and all(k in fixed for c in cls.search_space() for k in c) else None
+        covers = bool(fixed) and all(k in fixed for c in cls.search_space() for k in c)
+        grid: list[dict[str, Any]] | None = [{}] if covers else None
 
         def report(params: dict[str, Any], v: dict[str, float]) -> None:
             if not as_json:

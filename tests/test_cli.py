@@ -1,0 +1,134 @@
+"""End-to-end CLI behaviour on tiny files the tests write: JSON contract, artifacts, clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from playnext.artifact import Artifact
+from playnext.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def seq_file(tmp_path: Path) -> Path:
+    """A `user item` file where every user walks items in order: i → i+1 → …"""
+    lines = []
+    for u in range(60):
+        start = u % 20
+        lines += [f"u{u} m{(start + j) % 25}" for j in range(8)]
+    path = tmp_path / "log.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _json(result_stdout: str) -> dict:
+    lines = [ln for ln in result_stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"stdout must be exactly one JSON object, got: {result_stdout!r}"
+    return json.loads(lines[0])
+
+
+def test_stats_json(seq_file: Path) -> None:
+    r = runner.invoke(app, ["data", "stats", "--dataset", "seq", "--path", str(seq_file), "--json"])
+    assert r.exit_code == 0, r.output
+    stats = _json(r.stdout)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (60, 25, 480)
+    assert stats["sequence_length"]["p50"] == 8
+
+
+def test_train_json_save_and_recommend(seq_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "ease",
+            "--dataset",
+            "seq",
+            "--path",
+            str(seq_file),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    for key in ("dataset", "model", "protocol", "metrics", "n_users_evaluated", "train_seconds"):
+        assert key in rec
+    for key in ("HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Recall@10", "Coverage@10"):
+        assert 0.0 <= rec["metrics"][key] <= 1.0
+    assert rec["n_users_evaluated"] == 60
+    assert rec["protocol"]["ranking"].startswith("full")
+    assert (out / "model.json").exists() and (out / "weights.safetensors").exists()
+    assert not list(out.glob("*.pkl"))
+
+    r = runner.invoke(app, ["recommend", "--model-dir", str(out), "--user", "u3", "--k", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    items = _json(r.stdout)["items"]
+    assert len(items) == 5 and all("title" in it for it in items)
+    seen = {f"m{(3 + j) % 25}" for j in range(8)}
+    assert not seen & {it["item_id"] for it in items}
+
+    r = runner.invoke(app, ["recommend", "--model-dir", str(out), "--history", "m1,m2,m3"])
+    assert r.exit_code == 0, r.output
+    assert "m4" in r.stdout  # the planted next item
+
+
+def test_unknown_ids_and_bad_params_exit_2(seq_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    runner.invoke(
+        app, ["train", "--model", "popular", "--dataset", "seq", "--path", str(seq_file), "--out", str(out)]
+    )
+    r = runner.invoke(app, ["recommend", "--model-dir", str(out), "--user", "nobody"])
+    assert r.exit_code == 2 and "nobody" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["recommend", "--model-dir", str(out), "--history", "m1,zzz"])
+    assert r.exit_code == 2 and "zzz" in r.output
+    r = runner.invoke(
+        app, ["train", "--model", "ease", "--dataset", "seq", "--path", str(seq_file), "--param", "l2=-1"]
+    )
+    assert r.exit_code == 2 and "l2" in r.output
+    r = runner.invoke(app, ["train", "--model", "nope", "--dataset", "seq", "--path", str(seq_file)])
+    assert r.exit_code == 2 and "unknown model" in r.output
+
+
+def test_bad_input_names_file_line_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("u1 m1\nu1 m2\nu2\nu2 m3\n")
+    r = runner.invoke(app, ["data", "stats", "--dataset", "seq", "--path", str(bad)])
+    assert r.exit_code == 2, r.output
+    assert "bad.txt" in r.output and "line 3" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["data", "stats", "--dataset", "seq", "--path", str(tmp_path / "missing.txt")])
+    assert r.exit_code == 2 and "missing.txt" in r.output
+
+
+def test_failed_save_keeps_previous_artifact(
+    seq_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "model"
+    r = runner.invoke(
+        app, ["train", "--model", "popular", "--dataset", "seq", "--path", str(seq_file), "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    art = Artifact.load(out)
+
+    def boom(self: object, directory: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(art.model), "save", boom)
+    with pytest.raises(OSError):
+        art.save(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-users", "400"])
+    assert r.exit_code == 0, r.output
+    assert "NDCG@10" in r.stdout and "recommends" in r.stdout
