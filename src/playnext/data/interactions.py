@@ -272,7 +272,8 @@ class Interactions:
         lengths = np.bincount(self.user_idx, minlength=self.n_users)
         active_users = int((lengths > 0).sum())
         active_items = int((self.item_counts() > 0).sum())
-        q: Any = np.quantile(lengths[lengths > 0], [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]) if len(self) else []
+        probs = [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]
+        q: Any = np.quantile(lengths[lengths > 0], probs) if len(self) else [0.0] * len(probs)
         pairs = self.frame.select(Columns.USER, Columns.ITEM).n_unique()
         return {
             "dataset": self.name,

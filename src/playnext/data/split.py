@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from playnext.data.interactions import Columns, Histories, Interactions
+from playnext.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
     evaluated (the SASRec/BERT4Rec convention). The test question's history includes the
     validation item; the model is *not* refit on it.
     """
+    if min_length < 2:  # a 1-event user would get a test item but no validation item
+        raise ValueError(f"min_length must be at least 2 (a validation and a test item), got {min_length}")
     seqs = data.sequences()
     lengths = seqs.lengths
     n = len(data)
@@ -93,8 +96,16 @@ def temporal_split(data: Interactions, test_fraction: float = 0.1, valid_fractio
         raise ValueError("fractions must be in (0, 1) and sum to less than 1")
     c = Columns
     frame = data.frame
-    if frame.get_column(c.TIMESTAMP).null_count() == len(frame):
+    missing = frame.get_column(c.TIMESTAMP).null_count()
+    if missing == len(frame):
         order_key = pl.col(c.POSITION)
+    elif missing:
+        # NaN keys would make every cut NaN: all events silently land in train, nobody is evaluated
+        raise DataError(
+            f"a global temporal split needs a timestamp on every interaction or on none; "
+            f"{missing} of {len(frame)} have none",
+            field=c.TIMESTAMP,
+        )
     else:
         order_key = pl.col(c.TIMESTAMP)
     keys = frame.select(order_key).to_series().to_numpy()

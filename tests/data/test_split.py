@@ -1,0 +1,349 @@
+"""Splits checked against list-based reference implementations over the raw event log."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playnext.data.interactions import Interactions
+from playnext.data.split import EvalSet, k_core, leave_one_out, temporal_split
+from playnext.errors import DataError
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+Event = tuple[str, str, int | None]  # (user, item, timestamp), in file order
+
+
+def frame(events: list[Event], positions: list[int] | None = None) -> pl.DataFrame:
+    data = {
+        "user": [e[0] for e in events],
+        "item": [e[1] for e in events],
+        "timestamp": pl.Series([e[2] for e in events], dtype=pl.Int64),
+    }
+    if positions is not None:
+        data["position"] = positions
+    return pl.DataFrame(data)
+
+
+@st.composite
+def logs(draw, max_events: int = 40, timestamps: str = "any") -> list[Event]:
+    n = draw(st.integers(1, max_events))
+    users = st.sampled_from([f"u{i}" for i in range(6)])
+    items = st.sampled_from([f"i{i}" for i in range(8)])
+    mode = draw(st.sampled_from(["ties", "wide", "none"])) if timestamps == "any" else timestamps
+    if mode == "none":
+        ts = st.none()
+    elif mode == "ties":
+        ts = st.integers(0, 3)
+    else:
+        ts = st.integers(0, 10_000)
+    return [(draw(users), draw(items), draw(ts)) for _ in range(n)]
+
+
+def user_sequences(events: list[Event], positions: list[int] | None = None) -> dict[str, list[tuple]]:
+    """Each user's events in stable time order: timestamp (missing last), then file position."""
+    pos = positions if positions is not None else list(range(len(events)))
+    by_user: dict[str, list[tuple]] = {}
+    for p, (u, i, t) in zip(pos, events, strict=True):
+        by_user.setdefault(u, []).append((t, p, i))
+    return {u: sorted(evs, key=lambda e: (e[0] is None, e[0] or 0, e[1])) for u, evs in by_user.items()}
+
+
+def ext_rows(data: Interactions, ev: EvalSet, which: str) -> dict[str, list[str]]:
+    hist = getattr(ev, which)
+    users = data.users.to_external(ev.users)
+    return {u: data.items.to_external(hist[r]) for r, u in enumerate(users)}
+
+
+def loo_external(data: Interactions, min_length: int = 3) -> dict[str, object]:
+    split = leave_one_out(data, min_length)
+    train = split.train.sequences()
+    return {
+        "users": data.users.to_external(split.test.users),
+        "valid_users": data.users.to_external(split.valid.users),
+        "train": {
+            u: data.items.to_external(train[r])
+            for r, u in enumerate(data.users.external.to_list())
+            if len(train[r])
+        },
+        **{
+            f"{name}.{w}": ext_rows(data, getattr(split, name), w)
+            for name in ("valid", "test")
+            for w in ("history", "targets", "exclude")
+        },
+    }
+
+
+# ---- leave-one-out --------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(logs(), st.integers(2, 5))
+def test_leave_one_out_equals_reference(events, min_length):
+    data = Interactions.from_frame(frame(events))
+    got = loo_external(data, min_length)
+    seqs = {u: [e[2] for e in evs] for u, evs in user_sequences(events).items()}
+    first_seen = list(dict.fromkeys(e[0] for e in events))  # internal user ids follow the file
+    evaluated = [u for u in first_seen if len(seqs[u]) >= min_length]
+    assert got["users"] == got["valid_users"] == evaluated
+    for u in first_seen:
+        s = seqs[u]
+        if u in evaluated:
+            assert got["test.targets"][u] == [s[-1]]
+            assert got["valid.targets"][u] == [s[-2]]
+            assert got["valid.history"][u] == got["valid.exclude"][u] == s[:-2]
+            assert got["test.history"][u] == got["test.exclude"][u] == s[:-1]  # train + valid item
+            assert got["train"].get(u, []) == s[:-2]
+        else:
+            assert got["train"][u] == s  # all-train, not evaluated
+
+
+@SETTINGS
+@given(logs(timestamps="ties"))
+def test_leave_one_out_default_threshold(events):
+    data = Interactions.from_frame(frame(events))
+    split = leave_one_out(data)
+    counts = Counter(e[0] for e in events)
+    assert sorted(data.users.to_external(split.test.users)) == sorted(u for u, c in counts.items() if c >= 3)
+    assert len(split.train) == len(events) - 2 * len(split.test)
+    assert split.train.n_items == data.n_items and split.train.n_users == data.n_users
+    assert np.all(split.test.targets.lengths == 1) and np.all(split.valid.targets.lengths == 1)
+    # train rows keep every column of the original events, in canonical order
+    cols = ["user", "item", "timestamp", "position", "weight", "event"]
+    train_rows = list(split.train.frame.select(cols).iter_rows())
+    assert set(train_rows) <= set(data.frame.select(cols).iter_rows())
+    assert split.train.frame.equals(
+        split.train.frame.sort(["user", "timestamp", "position"], nulls_last=True)
+    )
+    # the held-out rows are exactly each evaluated user's two latest events
+    dropped = data.frame.join(split.train.frame, on="position", how="anti")
+    last_two = (
+        data.frame.group_by("user", maintain_order=True)
+        .tail(2)
+        .filter(pl.col("user").is_in(split.test.users.tolist()))
+    )
+    assert sorted(dropped.get_column("position").to_list()) == sorted(
+        last_two.get_column("position").to_list()
+    )
+
+
+@pytest.mark.parametrize("min_length", [1, 0, -3])
+def test_leave_one_out_rejects_min_length_below_two(min_length):
+    data = Interactions.from_frame(frame([("a", "x", 1), ("b", "x", 1), ("b", "y", 2)]))
+    with pytest.raises(ValueError, match="min_length"):
+        leave_one_out(data, min_length)
+
+
+def test_same_timestamp_keeps_file_order():
+    events = [
+        ("a", "x", 5),
+        ("a", "early", 1),
+        ("b", "p", 7),
+        ("a", "y", 5),  # same time as x, later in the file
+        ("b", "q", 7),
+        ("b", "r", 7),
+        ("a", "z", 5),  # last line with ts 5 → test target
+    ]
+    data = Interactions.from_frame(frame(events))
+    got = loo_external(data)
+    assert got["users"] == ["a", "b"]
+    assert got["test.targets"] == {"a": ["z"], "b": ["r"]}
+    assert got["valid.targets"] == {"a": ["y"], "b": ["q"]}
+    assert got["valid.history"] == {"a": ["early", "x"], "b": ["p"]}
+    assert got["test.history"] == {"a": ["early", "x", "y"], "b": ["p", "q"]}
+
+
+def test_missing_timestamps_sort_after_known_and_by_file_order():
+    events = [("a", "n1", None), ("a", "t2", 2), ("a", "n2", None), ("a", "t1", 1)]
+    got = loo_external(Interactions.from_frame(frame(events)))
+    assert got["test.history"]["a"] == ["t1", "t2", "n1"]
+    assert got["test.targets"]["a"] == ["n2"]
+
+
+def test_short_users_are_not_evaluated():
+    events = [("a", "x", 1), ("a", "y", 2), ("b", "x", 1), ("b", "y", 2), ("b", "z", 3), ("c", "z", 1)]
+    data = Interactions.from_frame(frame(events))
+    split = leave_one_out(data)
+    assert data.users.to_external(split.test.users) == ["b"]
+    train = split.train.sequences()
+    assert [data.items.to_external(train[r]) for r in range(data.n_users)] == [["x", "y"], ["x"], ["z"]]
+
+
+@SETTINGS
+@given(logs(), st.randoms(use_true_random=False))
+def test_leave_one_out_depends_on_row_order_only_via_position(events, rnd):
+    base = loo_external(Interactions.from_frame(frame(events)))
+    order = list(range(len(events)))
+    rnd.shuffle(order)
+    shuffled = frame([events[j] for j in order], positions=order)
+    got = loo_external(Interactions.from_frame(shuffled))
+    # internal ids follow the rows as read, so users come back in another order; all else is equal
+    assert sorted(got.pop("users")) == sorted(base.pop("users"))
+    assert sorted(got.pop("valid_users")) == sorted(base.pop("valid_users"))
+    assert got == base
+
+
+@SETTINGS
+@given(logs(timestamps="wide"), st.randoms(use_true_random=False))
+def test_distinct_timestamps_make_file_order_irrelevant(events, rnd):
+    unique_times: dict[tuple[str, int | None], Event] = {}
+    for e in events:  # one event per (user, timestamp): no ties left for file order to break
+        unique_times.setdefault((e[0], e[2]), e)
+    events = list(unique_times.values())
+    base = loo_external(Interactions.from_frame(frame(events)))
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    got = loo_external(Interactions.from_frame(frame(shuffled)))
+    # user/item numbering follows the file, so compare per user
+    for key in ("valid.targets", "test.targets", "valid.history", "test.history", "train"):
+        assert got[key] == base[key], key
+    assert sorted(got["users"]) == sorted(base["users"])
+
+
+# ---- temporal split -------------------------------------------------------------------------
+
+
+FRACTIONS = st.sampled_from([(0.25, 0.25), (0.125, 0.25), (0.375, 0.125), (0.5, 0.25), (0.125, 0.125)])
+
+
+def reference_temporal(events: list[Event], tf: float, vf: float) -> tuple[int, dict[str, dict]]:
+    """Global cut by the 'lower' quantile of event times (file position when there are none)."""
+    keys = [e[2] for e in events] if events[0][2] is not None else list(range(len(events)))
+    srt = sorted(keys)
+    n = len(keys)
+    t_test = srt[math.floor((1 - tf) * (n - 1))]  # dyadic fractions: exact in binary
+    t_valid = srt[math.floor((1 - tf - vf) * (n - 1))]
+    out = {}
+    for name, past_max, lo, hi in (("valid", t_valid, t_valid, t_test), ("test", t_test, t_test, math.inf)):
+        past = [(e, p) for p, (e, k) in enumerate(zip(events, keys, strict=True)) if k <= past_max]
+        seen = {(e[0], e[1]) for e, _ in past}
+        has_past = {e[0] for e, _ in past}
+        targets: dict[str, set[str]] = {}
+        for e, k in zip(events, keys, strict=True):
+            if lo < k <= hi and e[0] in has_past and (e[0], e[1]) not in seen:
+                targets.setdefault(e[0], set()).add(e[1])
+        hist = user_sequences([e for e, _ in past], [p for _, p in past])
+        out[name] = {"targets": targets, "history": {u: [x[2] for x in hist[u]] for u in targets}}
+    n_train = sum(1 for k in keys if k <= t_valid)
+    return n_train, out
+
+
+@SETTINGS
+@given(logs(max_events=50), FRACTIONS)
+def test_temporal_split_equals_reference(events, fractions):
+    tf, vf = fractions
+    data = Interactions.from_frame(frame(events))
+    split = temporal_split(data, tf, vf)
+    n_train, ref = reference_temporal(events, tf, vf)
+    assert len(split.train) == n_train
+    for name in ("valid", "test"):
+        ev = getattr(split, name)
+        targets = {u: set(v) for u, v in ext_rows(data, ev, "targets").items()}
+        assert targets == ref[name]["targets"], name
+        assert ext_rows(data, ev, "history") == ref[name]["history"], name
+        assert ext_rows(data, ev, "exclude") == ref[name]["history"], name
+        assert np.all(np.diff(ev.users) > 0)
+        assert np.all(ev.targets.lengths > 0)
+
+
+@SETTINGS
+@given(logs(max_events=50, timestamps="wide"), FRACTIONS)
+def test_temporal_targets_are_new_and_after_the_cut(events, fractions):
+    data = Interactions.from_frame(frame(events))
+    split = temporal_split(data, *fractions)
+    train_max = split.train.frame.get_column("timestamp").max()
+    first = {  # (user, item) -> time of the first such event
+        (u, i): t
+        for u, i, t in data.frame.group_by("user", "item").agg(pl.col("timestamp").min()).iter_rows()
+    }
+    for ev in (split.valid, split.test):
+        for r, u in enumerate(ev.users.tolist()):
+            hist = ev.history[r].tolist()
+            assert hist, "only users with a past are evaluated"
+            cut = max(first[(u, h)] for h in hist)  # the user's past reaches at least this far
+            for item in ev.targets[r].tolist():
+                assert item not in hist  # never previously seen by this user
+                assert first[(u, item)] > train_max  # never in train
+                assert first[(u, item)] > cut  # after the cut: the first sighting is in the future
+
+
+def test_temporal_split_small_example():
+    events = [
+        ("a", "x", 1),
+        ("a", "y", 2),
+        ("b", "x", 3),
+        ("b", "y", 4),
+        ("c", "q", 5),  # train: t <= 5
+        ("a", "z", 6),
+        ("d", "x", 7),  # valid: a's z is new; d has no past yet
+        ("b", "z", 8),
+        ("a", "z", 9),  # test: b's z is new; a saw z in the validation period
+    ]
+    data = Interactions.from_frame(frame(events))
+    split = temporal_split(data, test_fraction=0.25, valid_fraction=0.25)
+    assert len(split.train) == 5
+    assert ext_rows(data, split.valid, "targets") == {"a": ["z"]}
+    assert ext_rows(data, split.valid, "history") == {"a": ["x", "y"]}
+    assert ext_rows(data, split.test, "targets") == {"b": ["z"]}
+    assert ext_rows(data, split.test, "history") == {"b": ["x", "y"]}
+
+
+def test_temporal_split_rejects_bad_fractions_and_partial_timestamps():
+    data = Interactions.from_frame(frame([("a", "x", 1), ("a", "y", None), ("b", "x", 3)]))
+    for tf, vf in ((0.0, 0.1), (0.1, 1.0), (0.6, 0.4)):
+        with pytest.raises(ValueError, match="fractions"):
+            temporal_split(data, tf, vf)
+    with pytest.raises(DataError, match="timestamp"):
+        temporal_split(data, 0.25, 0.25)
+
+
+# ---- k-core ---------------------------------------------------------------------------------
+
+
+def row_key(r: tuple) -> tuple:
+    return (r[0], r[1], r[2] is None, r[2] or 0, r[3])
+
+
+def reference_k_core(events: list[Event], ku: int, ki: int) -> list[tuple[str, str, int | None, int]]:
+    rows = [(u, i, t, p) for p, (u, i, t) in enumerate(events)]
+    while True:
+        ic = Counter(r[1] for r in rows)
+        kept = [r for r in rows if ic[r[1]] >= ki]
+        uc = Counter(r[0] for r in kept)
+        kept = [r for r in kept if uc[r[0]] >= ku]
+        if len(kept) == len(rows):
+            return rows
+        rows = kept
+
+
+@SETTINGS
+@given(logs(max_events=60), st.integers(1, 4), st.integers(1, 4))
+def test_k_core_equals_reference(events, ku, ki):
+    data = Interactions.from_frame(frame(events))
+    ref = reference_k_core(events, ku, ki)
+    if not ref:
+        with pytest.raises(ValueError, match="core"):
+            k_core(data, ku, ki)
+        return
+    core = k_core(data, ku, ki)
+    f = core.frame
+    got = [
+        (core.users.external[u], core.items.external[i], t, p)
+        for u, i, t, p in f.select("user", "item", "timestamp", "position").iter_rows()
+    ]
+    assert sorted(got, key=row_key) == sorted(ref, key=row_key)
+    assert np.all(np.bincount(core.user_idx) >= ku) and np.all(np.bincount(core.item_idx) >= ki)
+    assert core.n_users == len({r[0] for r in ref}) and core.n_items == len({r[1] for r in ref})
+    assert len(core.meta) == core.n_items
+    # the canonical (user, time, file position) order survives re-indexing
+    assert f.equals(f.sort(["user", "timestamp", "position"], nulls_last=True))
+    seqs = core.sequences()
+    ref_seqs = user_sequences([(u, i, t) for u, i, t, _ in ref], [p for *_, p in ref])
+    for r, u in enumerate(core.users.external.to_list()):
+        assert core.items.to_external(seqs[r]) == [e[2] for e in ref_seqs[u]]
