@@ -60,6 +60,8 @@ def evaluate(
     keep = np.flatnonzero(data.targets.lengths > 0)
     data = data.take(keep)
     n = len(data)
+    if n == 0:
+        raise ValueError("nothing to evaluate: no user has a held-out target")
     if batch_size is None:
         batch_size = max(16, min(4096, (1 << 26) // max(1, n_items)))  # ~256 MB of float32 scores
     sums: dict[str, float] = {}
@@ -70,11 +72,9 @@ def evaluate(
     pop_sum = 0.0
     rng = np.random.default_rng(seed)
     if item_counts is not None:
-        n_train_users = max(1.0, float(item_counts.max(initial=1)))
         p = np.maximum(item_counts, 1) / max(float(item_counts.sum()), 1.0)
         self_info = torch.from_numpy(-np.log2(p))
         pop = torch.from_numpy(item_counts.astype(np.float64))
-        del n_train_users
     for s in range(0, n, batch_size):
         batch = data.take(np.arange(s, min(n, s + batch_size)))
         scores = scorer(batch.users, batch.history).float().clone()
@@ -91,17 +91,15 @@ def evaluate(
                 per_user.setdefault(key, []).append(vals)
         if not sampled_negatives:
             top = topk_items(scores, kmax)  # (B, K)
-            for k in ks:
-                recommended_k = top[:, :k]
-                if k == min(ks):
-                    # excluded (-inf) items fill the list only when a user has < k candidates;
-                    # they are not recommendations and must not count towards coverage
-                    shown = torch.gather(scores, 1, recommended_k) > float("-inf")
-                    recommended[recommended_k[shown].numpy()] = True
+            tk = top[:, : min(ks)]
+            # excluded (-inf) items fill the list only when a user has < k candidates;
+            # they are not recommendations and must not count towards coverage or novelty
+            shown = torch.gather(scores, 1, tk) > float("-inf")
+            recommended[tk[shown].numpy()] = True
             if item_counts is not None:
-                tk = top[:, : min(ks)]
-                nov_sum += float(self_info[tk].mean(1).sum())
-                pop_sum += float(pop[tk].mean(1).sum())
+                w = shown.double() / shown.sum(1, keepdim=True).clamp(min=1)
+                nov_sum += float((self_info[tk] * w).sum())
+                pop_sum += float((pop[tk] * w).sum())
         if progress is not None:
             progress(len(batch))
     prefix = f"sampled{sampled_negatives}/" if sampled_negatives else ""
