@@ -287,7 +287,10 @@ class Interactions:
                 zip(["min", "p25", "p50", "p75", "p90", "p99", "max"], [float(x) for x in q], strict=True)
             ),
             "events": (
-                {str(k): int(v) for k, v in self.frame.get_column(Columns.EVENT).drop_nulls().value_counts().iter_rows()}
+                {
+                    str(k): int(v)
+                    for k, v in self.frame.get_column(Columns.EVENT).drop_nulls().value_counts().iter_rows()
+                }
                 if self.frame.get_column(Columns.EVENT).null_count() < len(self)
                 else {}
             ),
