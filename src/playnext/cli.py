@@ -268,6 +268,25 @@ def _recs_table(recs: list[dict[str, Any]], title: str) -> None:
 
 
 @app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")],
+    host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    token: Annotated[
+        str | None, typer.Option(envvar="PLAYNEXT_TOKEN", help="Bearer token for POST /items.")
+    ] = None,
+) -> None:
+    """Serve a saved model over HTTP: API (docs at /docs) and a web page at /."""
+
+    def go() -> None:
+        from playnext.serve.cli import serve as run_server
+
+        run_server(model_dir, host, port, token)
+
+    _run(go)
+
+
+@app.command()
 def models() -> None:
     """List registered models."""
     from playnext.models.registry import names

@@ -1,0 +1,3 @@
+from playnext.serve.cli import main
+
+main()

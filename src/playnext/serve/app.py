@@ -1,0 +1,172 @@
+"""`create_app`: the FastAPI application around one saved model, and `run` to serve it with uvicorn.
+
+    app = create_app("artifacts/demo", Settings(token="s3cret"))
+    run(app)                                    # http://127.0.0.1:8000, docs at /docs
+
+The artifact (and the text index) is loaded in the lifespan, once, and injected with `Depends`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from playnext.artifact import Artifact
+from playnext.errors import PlaynextError
+from playnext.serve.catalog import ServeError
+from playnext.serve.engine import Engine
+from playnext.serve.metrics import Metrics
+from playnext.serve.routes.items import router as items_router
+from playnext.serve.routes.recommend import router as recommend_router
+from playnext.serve.routes.search import router as search_router
+from playnext.serve.routes.sessions import router as sessions_router
+from playnext.serve.routes.system import router as system_router
+from playnext.serve.settings import Settings
+from playnext.serve.text import TextEncoder
+
+log = logging.getLogger("playnext.serve")
+WEB = Path(__file__).resolve().parent / "web"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DESCRIPTION = """
+Recommendations from a saved playnext model: for a known user, an anonymous history or a live
+session; similar items; title and natural-language search; items added at run time.
+
+Ids are the dataset's own (strings or numbers). Unknown ids in the URL path are a 404, unknown ids
+in a request body a 422; both name the ids. `k` and history length are bounded (see /health).
+"""
+
+
+def create_app(
+    source: str | Path | Artifact,
+    settings: Settings | None = None,
+    *,
+    encoder: TextEncoder | None = None,
+) -> FastAPI:
+    """The app for a model folder (loaded at startup) or an already loaded `Artifact`.
+
+    `encoder` overrides `settings.text_encoder` (tests share one encoder across apps).
+    """
+    settings = settings if settings is not None else Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        t0 = time.perf_counter()
+        artifact = source if isinstance(source, Artifact) else Artifact.load(source)
+        app.state.engine = Engine(artifact, settings, encoder)
+        app.state.started = time.time()
+        log.info("model %s with %d items ready in %.1fs", artifact.model.name,
+                 len(artifact.items), time.perf_counter() - t0)
+        yield
+        app.state.engine = None
+
+    app = FastAPI(title="playnext", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.engine = None
+    app.state.started = time.time()
+    for router in (recommend_router, sessions_router, items_router, search_router, system_router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(PlaynextError)
+    async def playnext_error(request: Request, exc: PlaynextError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=app.state.metrics)
+    return app
+
+
+class GuardMiddleware:
+    """Rejects oversized bodies with 413 (by Content-Length, or while streaming) and records
+    per-route counts and latency for /metrics."""
+
+    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        seen = 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise HTTPException(413, f"request body over {self.max_body} bytes")
+            return message
+
+        try:
+            length = _content_length(scope)
+            if length is not None and length > self.max_body:
+                await _reply(send_wrapped, 413, f"request body over {self.max_body} bytes")
+            elif length == -1:
+                await _reply(send_wrapped, 400, "invalid Content-Length header")
+            else:
+                await self.app(scope, receive_limited, send_wrapped)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or ("/static" if scope["path"].startswith(
+                "/static/") else "<unmatched>")
+            self.metrics.observe(scope["method"], str(template), status, time.perf_counter() - t0)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", []):
+        if k == b"content-length":
+            try:
+                n = int(v)
+            except ValueError:
+                return -1
+            return n if n >= 0 else -1
+    return None
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def run(app: FastAPI, host: str | None = None, port: int | None = None) -> None:
+    """Serve with uvicorn (loopback by default: set host to 0.0.0.0 deliberately)."""
+    import uvicorn
+
+    settings: Settings = app.state.settings
+    uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
+                log_level="info")

@@ -1,0 +1,51 @@
+"""FastAPI dependencies: the engine and settings live on app.state (set in the lifespan), so tests
+can override them with `app.dependency_overrides`."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from playnext.serve.engine import Engine
+from playnext.serve.metrics import Metrics
+from playnext.serve.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="The server's token (settings.token / PLAYNEXT_TOKEN).")
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:  # only when the app is used without its lifespan
+        raise HTTPException(503, "model not loaded yet")
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def require_token(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> None:
+    """`Authorization: Bearer <token>`: 401 when missing, 403 when wrong or when no token is configured."""
+    if creds is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if settings.token is None:
+        raise HTTPException(403, "writes are disabled: start the server with a token (PLAYNEXT_TOKEN)")
+    if not hmac.compare_digest(creds.credentials.encode(), settings.token.encode()):
+        raise HTTPException(403, "invalid token")
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

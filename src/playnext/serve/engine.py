@@ -1,0 +1,433 @@
+"""What the API does, without HTTP: recommend, explain, search, similar items, cold-start items.
+
+One `Engine` wraps a loaded `Artifact`. Histories are catalog indices (see catalog.py); the model
+only ever sees its own items, so cold-start items in a history are replaced by their nearest
+known item (by text) before scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from playnext.artifact import Artifact
+from playnext.data.interactions import Histories
+from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
+from playnext.serve.index import VectorIndex
+from playnext.serve.sessions import SessionStore
+from playnext.serve.settings import Settings
+from playnext.serve.text import TextEncoder, encode_cached, item_text, make_encoder
+
+log = logging.getLogger("playnext.serve")
+
+
+@dataclass
+class Query:
+    """Who to recommend for, and what may be recommended."""
+
+    user_id: str | None = None
+    history: list[str] | None = None
+    session_id: str | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    kinds: list[str] | None = None
+    genres: list[str] | None = None
+    year_min: int | None = None
+    year_max: int | None = None
+    exclude_items: list[str] | None = None
+    only_items: list[str] | None = None
+
+
+@dataclass
+class _Context:
+    """A resolved query: model user index, catalog history, model history, allowed mask."""
+
+    user: int
+    history: np.ndarray  # catalog indices, in time order
+    model_history: np.ndarray  # internal model item ids (cold items mapped to known neighbours)
+    allowed: np.ndarray  # (n,) bool
+    n: int
+
+
+@dataclass(frozen=True)
+class _Cold:
+    """Nearest known items (by text) of every cold-start item, with similarity weights."""
+
+    nn: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.int64))  # (C, kn)
+    w: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))  # (C, kn), rows sum 1
+
+
+class Engine:
+    """Serves one artifact; thread-safe (reads are lock-free, catalog growth takes a lock)."""
+
+    def __init__(self, artifact: Artifact, settings: Settings, encoder: TextEncoder | None = None) -> None:
+        self.artifact = artifact
+        self.settings = settings
+        self.model = artifact.model
+        self.n_known = len(artifact.items)
+        self.catalog = Catalog(artifact.meta)
+        self.popularity = np.bincount(artifact.histories.items.astype(np.int64), minlength=self.n_known)
+        self.sessions = SessionStore(settings.max_sessions, settings.max_session_events)
+        self._cold = _Cold()
+        self._lock = threading.Lock()
+        b = getattr(self.model, "b_", None)  # an item-item weight matrix (EASE): exact contributions
+        shape_ok = isinstance(b, torch.Tensor) and tuple(b.shape) == (self.n_known, self.n_known)
+        self._item_item: torch.Tensor | None = b if shape_ok else None
+        t0 = time.perf_counter()
+        self.encoder = encoder if encoder is not None else make_encoder(settings.text_encoder)
+        self.text_index: VectorIndex | None = None
+        if self.encoder is not None:
+            texts = [self._text(i) for i in range(self.n_known)]
+            vecs = encode_cached(self.encoder, texts, settings.cache_dir)
+            self.text_index = VectorIndex(self.encoder.dim, ann_threshold=settings.ann_threshold)
+            self.text_index.add(vecs)
+        self.text_seconds = time.perf_counter() - t0
+
+    # ---- facts ----------------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        """Servable items: known ones plus fully added cold-start ones (an add in flight is not yet)."""
+        return self.n_known + len(self._cold.nn)
+
+    @property
+    def n_cold(self) -> int:
+        return len(self._cold.nn)
+
+    def _text(self, i: int) -> str:
+        c = self.catalog
+        return item_text(c.titles[i], c.kinds[i], c.genres[i], c.years[i])
+
+    def item(self, i: int, **extra: Any) -> dict[str, Any]:
+        r = self.catalog.record(i)
+        return {
+            "item_id": r.item_id,
+            "title": r.title,
+            "kind": r.kind,
+            "genres": r.genres,
+            "year": r.year,
+            "cold_start": i >= self.n_known,
+            **extra,
+        }
+
+    def item_index(self, item_id: object, status: int = 404) -> int:
+        return int(self.catalog.indices([item_id], "item id", status)[0])
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def _resolve(self, q: Query, *, check_k: bool = True) -> _Context:
+        s = self.settings
+        if check_k and q.k > s.max_k:
+            raise ServeError(f"k={q.k} is above the limit of {s.max_k}")
+        if q.history is not None and len(q.history) > s.max_history:
+            raise ServeError(f"history has {len(q.history)} items; the limit is {s.max_history}")
+        if q.user_id is None and q.history is None and q.session_id is None:
+            raise ServeError("give a user_id, a history or a session_id")
+        c = self.catalog
+        n = self.n_items
+        parts: list[np.ndarray] = []
+        user = -1
+        if q.user_id is not None:
+            if str(q.user_id) not in self.artifact.users:
+                raise UnknownIds("user id", [str(q.user_id)])
+            user = int(self.artifact.users.to_internal([q.user_id], kind="user")[0])
+            parts.append(self.artifact.histories[user].astype(np.int64))
+        if q.history is not None:
+            parts.append(c.indices(q.history, "item id(s) in history"))
+        if q.session_id is not None:
+            sess = self.sessions.get(q.session_id)
+            if sess is None:
+                raise UnknownIds("session id", [q.session_id])
+            parts.append(np.asarray(sess.items(), dtype=np.int64))
+        history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        exclude = c.indices(q.exclude_items, "item id(s) in exclude_items") if q.exclude_items else None
+        only = c.indices(q.only_items, "item id(s) in only_items") if q.only_items is not None else None
+        allowed = c.mask(
+            n, kinds=q.kinds, genres=q.genres, year_min=q.year_min, year_max=q.year_max,
+            exclude=exclude, only=only,
+        )
+        if q.exclude_seen and len(history):
+            allowed[history[history < n]] = False
+        return _Context(user, history, self._to_model(history), allowed, n)
+
+    def _to_model(self, history: np.ndarray) -> np.ndarray:
+        """Model item ids: cold items become their nearest known item, or are dropped."""
+        cold = self._cold
+        out = history.copy()
+        is_cold = out >= self.n_known
+        if is_cold.any():
+            ci = out[is_cold] - self.n_known
+            ok = ci < len(cold.nn)
+            mapped = np.full(len(ci), -1, dtype=np.int64)
+            mapped[ok] = cold.nn[ci[ok], 0]
+            out[is_cold] = mapped
+        return out[out >= 0]
+
+    def _model_scores(self, user: int, model_history: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(n_known,) model scores, and whether they are personal (else popularity)."""
+        if user < 0 and len(model_history) == 0:
+            return self.popularity.astype(np.float32), False
+        hist = Histories.from_lists([model_history])
+        s = self.model.score(np.array([user], dtype=np.int64), hist)[0]  # (I,)
+        return np.nan_to_num(s.numpy().astype(np.float32), nan=-np.inf), True
+
+    def _full_scores(self, known: np.ndarray, n: int) -> np.ndarray:
+        """(n,) scores over the catalog: cold items borrow their text neighbours' model scores."""
+        cold = self._cold
+        n_cold = n - self.n_known
+        if n_cold <= 0:
+            return known
+        nb = known[cold.nn[:n_cold]]  # (C, kn)
+        finite = np.isfinite(nb)
+        w = np.where(finite, cold.w[:n_cold], 0.0)
+        borrowed = (np.where(finite, nb, 0.0) * w).sum(1) / np.maximum(w.sum(1), 1e-12)
+        borrowed[~finite.any(1)] = -np.inf
+        return np.concatenate([known, borrowed.astype(np.float32)])
+
+    def recommend(self, q: Query) -> list[dict[str, Any]]:
+        ctx = self._resolve(q)
+        known, personal = self._model_scores(ctx.user, ctx.model_history)
+        scores = self._full_scores(known, ctx.n)
+        top = _topk(scores, q.k, ctx.allowed)
+        expl = self.explain(ctx, top, personal)
+        return [
+            self.item(int(i), rank=r, score=float(scores[i]), explanation=e)
+            for r, (i, e) in enumerate(zip(top, expl, strict=True), 1)
+        ]
+
+    # ---- explanations -----------------------------------------------------------------------
+    def explain(self, ctx: _Context, top: np.ndarray, personal: bool) -> list[dict[str, Any]]:
+        """For each recommended item, the history items that drove it (see docs/serving.md)."""
+        out: list[dict[str, Any] | None] = [None] * len(top)
+        known_pos = [p for p, i in enumerate(top) if i < self.n_known]
+        for p, i in enumerate(top):
+            if i >= self.n_known:
+                out[p] = self._explain_cold(int(i))
+        hist = ctx.model_history
+        if known_pos and personal and len(hist):
+            targets = top[known_pos]
+            method, cand, contrib = self._contributions(ctx, targets)  # (H,), (H, T)
+            for t, p in enumerate(known_pos):
+                col = contrib[:, t]
+                order = [h for h in np.argsort(-col, kind="stable")[:2] if col[h] > 1e-6]
+                if order:
+                    out[p] = _because(method, [(int(cand[h]), float(col[h])) for h in order], self)
+        # no positive model contribution: the most text-similar history item, if text is on
+        for p in known_pos:
+            if out[p] is None:
+                out[p] = self._explain_text(ctx, int(top[p])) if len(hist) else None
+            if out[p] is None:
+                msg = "Popular overall" if not personal else "Scored highly for this history by the model"
+                out[p] = {"method": "popularity" if not personal else "model", "text": msg, "because": []}
+        return [e for e in out if e is not None]
+
+    def _contributions(self, ctx: _Context, targets: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+        """Each history item's contribution to each target's score: exact for item-item models,
+        else the score drop when it is left out (over the last `explain_last` distinct items)."""
+        hist = ctx.model_history
+        if self._item_item is not None:
+            cand = np.unique(hist)
+            b = self._item_item[torch.from_numpy(cand)][:, torch.from_numpy(targets)]  # (H, T)
+            return "item-item", cand, b.numpy()
+        cand = np.array(list(dict.fromkeys(hist[::-1].tolist()))[: self.settings.explain_last])
+        rows = [hist] + [hist[hist != h] for h in cand]
+        users = np.full(len(rows), ctx.user, dtype=np.int64)
+        raw = self.model.score(users, Histories.from_lists(rows))[:, torch.from_numpy(targets)]  # (1+H, T)
+        s = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).numpy()
+        return "leave-one-out", cand, s[0][None, :] - s[1:]
+
+    def _explain_text(self, ctx: _Context, target: int) -> dict[str, Any] | None:
+        if self.text_index is None or not len(ctx.history):
+            return None
+        last = np.array(list(dict.fromkeys(ctx.history[::-1].tolist()))[: self.settings.explain_last])
+        vecs = self.text_index.vectors
+        sims = vecs[last] @ vecs[target]  # (H,)
+        h = int(np.argmax(sims))
+        if sims[h] <= 0:
+            return None
+        return _because("text-similarity", [(int(last[h]), float(sims[h]))], self)
+
+    def _explain_cold(self, i: int) -> dict[str, Any]:
+        c = self._cold
+        row = i - self.n_known
+        pairs = [(int(j), float(w)) for j, w in zip(c.nn[row, :2], c.w[row, :2], strict=True)]
+        e = _because("cold-start", pairs, self)
+        e["text"] = f"New item; reads like “{self.catalog.titles[pairs[0][0]]}”"
+        return e
+
+    # ---- similar items and search --------------------------------------------------------------
+    def similar(self, item_id: str, k: int, by: str) -> list[dict[str, Any]]:
+        if k > self.settings.max_k:
+            raise ServeError(f"k={k} is above the limit of {self.settings.max_k}")
+        i = self.item_index(item_id, status=404)
+        n = self.n_items
+        if i >= n:
+            raise UnknownIds("item id", [str(item_id)], 404)
+        allowed = np.ones(n, dtype=bool)
+        allowed[i] = False
+        if by == "model" and i < self.n_known:
+            known, _ = self._model_scores(-1, np.array([i]))
+            scores = self._full_scores(known, n)
+            top = _topk(scores, k, allowed)
+            method = "co-occurrence"
+        else:
+            index = self._require_text()
+            vec = index.vectors[i][None, :]
+            s, top = index.search(vec, k, allowed=allowed)
+            top, scores = top[0][top[0] >= 0], np.zeros(n, dtype=np.float32)
+            scores[top] = s[0][: len(top)]
+            method = "text-similarity"
+        title = self.catalog.titles[i]
+        return [
+            self.item(
+                int(j), rank=r, score=float(scores[j]),
+                explanation={"method": method, "text": f"Similar to “{title}”",
+                             "because": [{"item_id": self.catalog.ids[i], "title": title,
+                                          "weight": float(scores[j])}]},
+            )
+            for r, j in enumerate(top, 1)
+        ]
+
+    def _require_text(self) -> VectorIndex:
+        if self.text_index is None or self.encoder is None:
+            raise ServeError("text features are off on this server (text_encoder=none)")
+        return self.text_index
+
+    def search(self, text: str, q: Query, blend: float | None) -> list[dict[str, Any]]:
+        """Items matching a natural-language query, blended with taste when a history is given:
+        score = (1 − α)·cos(query, item text) + α·taste percentile, α = `search_blend`."""
+        index = self._require_text()
+        assert self.encoder is not None
+        alpha = self.settings.search_blend if blend is None else blend
+        has_who = q.user_id is not None or q.history is not None or q.session_id is not None
+        if has_who:
+            ctx = self._resolve(q)
+        else:
+            if q.k > self.settings.max_k:
+                raise ServeError(f"k={q.k} is above the limit of {self.settings.max_k}")
+            n = self.n_items
+            only = self.catalog.indices(q.only_items, "item id(s) in only_items") if q.only_items else None
+            exclude = self.catalog.indices(q.exclude_items, "item id(s) in exclude_items") if (
+                q.exclude_items) else None
+            allowed = self.catalog.mask(n, kinds=q.kinds, genres=q.genres, year_min=q.year_min,
+                                        year_max=q.year_max, exclude=exclude, only=only)
+            ctx = _Context(-1, np.zeros(0, np.int64), np.zeros(0, np.int64), allowed, n)
+        qv = self.encoder.encode([text])  # (1, D)
+        n_cand = max(200, 10 * q.k)
+        sims, cand = index.search(qv, n_cand, allowed=ctx.allowed[: len(index)])
+        keep = cand[0] >= 0
+        cand, sims_c = cand[0][keep], sims[0][keep]
+        taste = np.zeros(len(cand), dtype=np.float32)
+        personal = False
+        if has_who and (ctx.user >= 0 or len(ctx.model_history)):
+            known, personal = self._model_scores(ctx.user, ctx.model_history)
+            taste = _percentile(self._full_scores(known, ctx.n))[cand]
+        a = alpha if personal else 0.0
+        final = (1 - a) * sims_c + a * taste
+        order = np.argsort(-final, kind="stable")[: q.k]
+        top = cand[order]
+        expl = self.explain(ctx, top, personal) if personal else [None] * len(top)
+        out = []
+        for r, (o, e) in enumerate(zip(order, expl, strict=True), 1):
+            why = f"Matches “{text}” ({sims_c[o]:.2f})"
+            if personal:
+                why += f"; fits your taste (top {max(1, round(100 * (1 - float(taste[o]))))}%)"
+            because = e["because"] if e else []
+            out.append(self.item(
+                int(cand[o]), rank=r, score=float(final[o]), text_score=float(sims_c[o]),
+                taste_score=float(taste[o]) if personal else None,
+                explanation={"method": "text+taste" if personal else "text", "text": why, "because": because},
+            ))
+        return out
+
+    def find_titles(self, query: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        n = self.n_items
+        rows, rank = self.catalog.search_titles(query, n)
+        pop = np.concatenate([self.popularity, np.zeros(max(0, n - self.n_known), dtype=np.int64)])[rows]
+        order = np.lexsort((rows, -pop, rank))
+        page = rows[order][offset : offset + limit]
+        return len(rows), [self.item(int(i), popularity=int(self._pop(int(i)))) for i in page]
+
+    def _pop(self, i: int) -> int:
+        return int(self.popularity[i]) if i < self.n_known else 0
+
+    # ---- sessions -----------------------------------------------------------------------------
+    def add_events(self, session_id: str, item_ids: Sequence[object], events: list[str | None]) -> Any:
+        idx = self.catalog.indices(item_ids, "item id(s) in events")
+        return self.sessions.append(session_id, idx.tolist(), events)
+
+    # ---- cold-start items -------------------------------------------------------------------
+    def add_item(self, rec: ItemRecord) -> dict[str, Any]:
+        """Add an item known only by its text; it is scored through its nearest known items."""
+        index = self._require_text()
+        assert self.encoder is not None
+        with self._lock:
+            if self.n_cold >= self.settings.max_cold_items:
+                raise ServeError(f"the server already holds {self.n_cold} added items (max_cold_items)",
+                                 status=409)
+            if rec.item_id in self.catalog.lookup:
+                raise ServeError(f"item id {rec.item_id} already exists", status=409)
+            vec = self.encoder.encode([item_text(rec.title, rec.kind, rec.genres, rec.year)])  # (1, D)
+            known = np.zeros(len(index), dtype=bool)
+            known[: self.n_known] = True
+            sims, nn = index.search(vec, self.settings.cold_neighbors, allowed=known)
+            ok = nn[0] >= 0
+            nn_row, sim_row = nn[0][ok], sims[0][ok]
+            # softmax over similarities: the closest texts dominate, near-ties share
+            w = np.exp((sim_row - sim_row.max()) / self.settings.cold_temperature)
+            w = (w / w.sum()).astype(np.float32)
+            kn = self.settings.cold_neighbors
+            nn_pad = np.full(kn, nn_row[0], dtype=np.int64)
+            w_pad = np.zeros(kn, dtype=np.float32)
+            nn_pad[: len(nn_row)], w_pad[: len(nn_row)] = nn_row, w
+            i = self.catalog.append(rec)
+            index.add(vec)
+            old = self._cold
+            self._cold = _Cold(
+                np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),
+                np.concatenate([old.w.reshape(-1, kn), w_pad[None]]),
+            )
+        return self.item(i, neighbors=[
+            {"item_id": self.catalog.ids[int(j)], "title": self.catalog.titles[int(j)], "weight": float(x)}
+            for j, x in zip(nn_row[:5], w[:5], strict=True)
+        ])
+
+
+def _topk(scores: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:
+    """Indices of the k best finite allowed scores, best first (ties: lower index first)."""
+    ok = np.flatnonzero(allowed[: len(scores)] & np.isfinite(scores))
+    if len(ok) == 0:
+        return ok
+    s = scores[ok]
+    if len(ok) > k:
+        part = np.argpartition(-s, k - 1)[:k]
+        ok, s = ok[part], s[part]
+    order = np.lexsort((ok, -s))
+    return ok[order]
+
+
+def _percentile(scores: np.ndarray) -> np.ndarray:
+    """Each score's rank among the finite scores, in [0, 1] (1 = the best)."""
+    finite = np.isfinite(scores)
+    out = np.zeros(len(scores), dtype=np.float32)
+    m = int(finite.sum())
+    if m > 1:
+        ranks = np.empty(m, dtype=np.float64)
+        ranks[np.argsort(scores[finite], kind="stable")] = np.arange(m)
+        out[finite] = ranks / (m - 1)
+    return out
+
+
+def _because(method: str, pairs: list[tuple[int, float]], engine: Engine) -> dict[str, Any]:
+    c = engine.catalog
+    first = c.titles[pairs[0][0]]
+    return {
+        "method": method,
+        "text": f"Because you liked “{first}”",
+        "because": [{"item_id": c.ids[j], "title": c.titles[j], "weight": w} for j, w in pairs],
+    }

@@ -1,0 +1,30 @@
+"""Shared route helpers: request bodies → engine queries, error responses for the OpenAPI docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playnext.serve.engine import Query
+from playnext.serve.schemas import ErrorBody, Who
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "An id in the URL path does not exist."},
+    422: {"description": "Invalid input, or unknown ids in the body (named in `detail`)."},
+}
+
+
+def to_query(body: Who) -> Query:
+    kinds = [body.kind] if isinstance(body.kind, str) else body.kind
+    return Query(
+        user_id=str(body.user_id) if body.user_id is not None else None,
+        history=[str(h) for h in body.history] if body.history is not None else None,
+        session_id=body.session_id,
+        k=body.k,
+        exclude_seen=body.exclude_seen,
+        kinds=kinds,
+        genres=body.genres,
+        year_min=body.year_min,
+        year_max=body.year_max,
+        exclude_items=[str(i) for i in body.exclude_items] if body.exclude_items is not None else None,
+        only_items=[str(i) for i in body.only_items] if body.only_items is not None else None,
+    )

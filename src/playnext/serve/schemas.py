@@ -1,0 +1,147 @@
+"""Request and response bodies. Ids are the dataset's own, as strings or numbers; answers carry strings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str | int, Field(description="An id as in the dataset (string or number).")]
+SESSION_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
+
+
+class Filters(_Strict):
+    """What may be recommended. Unknown kinds, genres or item ids are a 422 naming them."""
+
+    kind: str | list[str] | None = Field(None, description="Only these kinds (movie, music, game, …).")
+    genres: list[str] | None = Field(None, description="Only items with at least one of these genres.")
+    year_min: int | None = Field(None, ge=-10_000, le=10_000)
+    year_max: int | None = Field(None, ge=-10_000, le=10_000)
+    exclude_items: list[Id] | None = Field(None, description="Never recommend these.")
+    only_items: list[Id] | None = Field(None, description="Recommend only among these.")
+
+
+class Who(Filters):
+    user_id: Id | None = Field(None, description="A user of the training data: their stored history.")
+    history: list[Id] | None = Field(None, description="Item ids, oldest first (anonymous visitor).")
+    session_id: str | None = Field(None, pattern=SESSION_ID, description="A live session's events.")
+    k: int = Field(10, ge=1, le=1_000_000, description="How many items; at most the server's max_k.")
+    exclude_seen: bool = Field(True, description="Leave out items already in the history.")
+
+
+class RecommendRequest(Who):
+    """Give at least one of user_id, history, session_id; their items are combined in that order."""
+
+
+class SearchRequest(Who):
+    """A natural-language query, optionally personalised by user_id / history / session_id."""
+
+    query: str = Field(min_length=1, max_length=500, examples=["a funny space adventure"])
+    exclude_seen: bool = True
+    blend: float | None = Field(
+        None, ge=0.0, le=1.0, description="Weight of taste vs text (default: the server's search_blend)."
+    )
+
+
+class Because(BaseModel):
+    item_id: str
+    title: str
+    weight: float = Field(description="Contribution, similarity or neighbour weight (see method).")
+
+
+class Explanation(BaseModel):
+    method: str = Field(
+        description="item-item | leave-one-out | text-similarity | cold-start | text | text+taste | "
+        "co-occurrence | model | popularity"
+    )
+    text: str
+    because: list[Because]
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    kind: str | None = None
+    genres: list[str] = []
+    year: int | None = None
+    cold_start: bool = Field(False, description="Added at run time; scored through its text.")
+
+
+class ScoredItem(Item):
+    rank: int
+    score: float
+    explanation: Explanation
+    text_score: float | None = None
+    taste_score: float | None = None
+
+
+class RecommendResponse(BaseModel):
+    items: list[ScoredItem]
+    model: str
+
+
+class ItemOut(Item):
+    popularity: int = 0
+
+
+class ItemPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[ItemOut]
+
+
+class NewItem(_Strict):
+    """A cold-start item: text metadata only."""
+
+    item_id: Id
+    title: str = Field(min_length=1, max_length=300)
+    kind: str | None = Field(None, max_length=40)
+    genres: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field([], max_length=20)
+    year: int | None = Field(None, ge=0, le=3000)
+
+
+class AddedItem(Item):
+    neighbors: list[Because] = Field(description="Known items it borrows its scores from.")
+
+
+class EventIn(_Strict):
+    item_id: Id
+    event: str | None = Field(None, max_length=32, description="play, like, click, … (kept, not weighed).")
+
+
+class EventsRequest(_Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class SessionEvent(BaseModel):
+    item_id: str
+    title: str
+    event: str | None
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    length: int
+    events: list[SessionEvent]
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    n_users: int
+    n_items: int
+    n_cold_items: int
+    sessions: int
+    text_encoder: str | None
+    text_index: str | None
+    uptime_seconds: float
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    unknown: list[str] | None = None

@@ -1,0 +1,137 @@
+// playnext web page: search titles, like some (a live session), see recommendations with reasons.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const sessionId = sessionStorage.getItem("playnext-session") ||
+  "web-" + Math.random().toString(36).slice(2, 12);
+sessionStorage.setItem("playnext-session", sessionId);
+let picks = [];
+
+async function api(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = res.status === 204 ? null : await res.json();
+  if (!res.ok) throw new Error((data && (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail))) || res.statusText);
+  return data;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function metaLine(it) {
+  return [it.kind, it.year, (it.genres || []).join(", ")].filter((x) => x !== null && x !== undefined && x !== "").join(" · ");
+}
+
+function itemRow(it) {
+  const li = el("li");
+  li.dataset.itemId = it.item_id;
+  const left = el("div");
+  left.append(el("div", "title", it.title), el("div", "meta", metaLine(it)));
+  const btn = el("button", "like", picks.some((p) => p.item_id === it.item_id) ? "Liked" : "Like");
+  btn.disabled = btn.textContent === "Liked";
+  btn.setAttribute("aria-label", "Like " + it.title);
+  btn.addEventListener("click", () => like(it, btn));
+  li.append(left, btn);
+  return li;
+}
+
+function status(text) { $("status").textContent = text; }
+
+async function searchTitles() {
+  const q = $("title-search").value.trim();
+  const list = $("search-results");
+  if (!q) { list.replaceChildren(); return; }
+  try {
+    const page = await api("GET", "/items?limit=8&query=" + encodeURIComponent(q));
+    list.replaceChildren(...page.items.map(itemRow));
+    if (!page.items.length) list.append(el("li", "hint", "No title matches “" + q + "”."));
+  } catch (e) { status("search failed: " + e.message); }
+}
+
+async function describe(ev) {
+  ev.preventDefault();
+  const q = $("describe").value.trim();
+  if (!q) return;
+  const body = { query: q, k: 8 };
+  if (picks.length) body.session_id = sessionId;
+  try {
+    const res = await api("POST", "/search", body);
+    $("describe-results").replaceChildren(...res.items.map(itemRow));
+  } catch (e) { status("search failed: " + e.message); }
+}
+
+async function like(it, btn) {
+  if (btn) { btn.disabled = true; btn.textContent = "Liked"; }
+  try {
+    const s = await api("POST", "/sessions/" + sessionId + "/events", { events: [{ item_id: it.item_id, event: "like" }] });
+    picks = s.events;
+    renderPicks();
+    await recommend();
+  } catch (e) { status("could not save: " + e.message); if (btn) { btn.disabled = false; btn.textContent = "Like"; } }
+}
+
+function renderPicks() {
+  $("picks").replaceChildren(...picks.map((p) => el("li", "", p.title)));
+  $("picks-empty").hidden = picks.length > 0;
+}
+
+async function recommend() {
+  if (!picks.length) { $("recs").replaceChildren(); $("recs-empty").hidden = false; return; }
+  const body = { session_id: sessionId, k: 10 };
+  if ($("kind").value) body.kind = $("kind").value;
+  try {
+    const res = await api("POST", "/recommend", body);
+    $("recs").replaceChildren(...res.items.map((it) => {
+      const li = el("li");
+      li.dataset.itemId = it.item_id;
+      const title = el("div", "title", it.title);
+      if (it.cold_start) title.append(el("span", "badge", "new"));
+      const likeBtn = el("button", "like", "Like");
+      likeBtn.setAttribute("aria-label", "Like " + it.title);
+      likeBtn.addEventListener("click", () => like(it, likeBtn));
+      const row = el("div");
+      row.style.display = "flex"; row.style.justifyContent = "space-between"; row.style.gap = "8px";
+      const text = el("div");
+      text.append(title, el("div", "meta", metaLine(it)), el("div", "why", it.explanation.text));
+      row.append(text, likeBtn);
+      li.append(row);
+      return li;
+    }));
+    $("recs-empty").hidden = res.items.length > 0;
+    if (!res.items.length) $("recs-empty").textContent = "Nothing matches this filter.";
+    status("model " + res.model + " · session " + sessionId + " · " + picks.length + " pick(s)");
+  } catch (e) { status("recommend failed: " + e.message); }
+}
+
+async function reset() {
+  try { await api("DELETE", "/sessions/" + sessionId); } catch (e) { /* already gone */ }
+  picks = [];
+  renderPicks();
+  await recommend();
+  searchTitles();
+}
+
+let timer = null;
+$("title-search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(searchTitles, 200); });
+$("describe-form").addEventListener("submit", describe);
+$("kind").addEventListener("change", recommend);
+$("reset").addEventListener("click", reset);
+
+(async function init() {
+  try {
+    const h = await api("GET", "/health");
+    status("model " + h.model + " · " + h.n_items + " items");
+    const kinds = await api("GET", "/items?limit=100");
+    const seen = new Set(kinds.items.map((i) => i.kind).filter(Boolean));
+    for (const k of [...seen].sort()) { const o = el("option", "", k); o.value = k; $("kind").append(o); }
+    const s = await api("GET", "/sessions/" + sessionId).catch(() => null);
+    if (s) { picks = s.events; renderPicks(); await recommend(); }
+  } catch (e) { status("server unreachable: " + e.message); }
+})();

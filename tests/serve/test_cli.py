@@ -1,0 +1,36 @@
+"""`serve()` — what `playnext serve` calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from playnext.artifact import Artifact
+from playnext.errors import ConfigError
+from playnext.serve import cli
+
+
+def test_serve_builds_the_app_and_binds_loopback(
+    artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = artifact.save(tmp_path / "model")
+    calls: dict[str, Any] = {}
+
+    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
+        calls.update(app=app, host=host, port=port)
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setenv("PLAYNEXT_TEXT_ENCODER", "hashing")
+    cli.serve(saved, "127.0.0.1", 8123, "tok")
+    assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
+    assert calls["app"].state.settings.token == "tok"
+    assert calls["app"].state.settings.text_encoder == "hashing"
+
+
+def test_serve_rejects_a_non_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.json"):
+        cli.serve(tmp_path, "127.0.0.1", 8000, None)
