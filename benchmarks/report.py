@@ -26,7 +26,8 @@ def _fmt(values: list[float], digits: int = 4) -> str:
 def table(records: list[dict[str, Any]]) -> str:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        if "metrics" in r and "NDCG@10" in r.get("metrics", {}):
+        # only runs under the evaluation protocol (not speed/ingest/ANN records)
+        if "protocol" in r and "NDCG@10" in r.get("metrics", {}):
             groups[(r["dataset"], r["model"], str(r.get("tag", "")))].append(r)
     lines = [
         "| dataset | model | " + " | ".join(KEYS) + " | params | train s | seeds |",

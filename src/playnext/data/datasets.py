@@ -214,7 +214,10 @@ def _split_record(line: str, sep: str | None) -> list[str]:
     if sep is None:
         return line.split()
     if len(sep) == 1:
-        return next(csv.reader([line], delimiter=sep), [])
+        try:
+            return next(csv.reader([line], delimiter=sep), [])
+        except csv.Error:  # a field over csv's size limit, a stray carriage return: split without quotes
+            return line.split(sep)
     return line.split(sep)
 
 

@@ -49,28 +49,36 @@ def mask_excluded(scores: torch.Tensor, exclude: Histories) -> torch.Tensor:
     return scores
 
 
-def rank_targets(scores: torch.Tensor, targets: Histories, chunk: int = 1 << 24) -> TargetRanks:
-    """Count, for every target, candidates with higher and with equal score (already masked)."""
-    if torch.isnan(scores).any():
-        raise ValueError("model produced NaN scores")
+def rank_targets(scores: torch.Tensor, targets: Histories, chunk: int = 1 << 18) -> TargetRanks:
+    """Count, for every target, candidates with higher and with equal score (already masked).
+
+    Rows are compared in blocks of about `chunk` scores (1 MiB of float32), small enough to stay
+    in cache while they are checked for NaN and compared twice, with numpy's `count_nonzero`
+    (torch sums booleans through int64, several times slower on CPU).
+    """
+    t = scores.detach().cpu()
+    s = (t if t.dtype in (torch.float32, torch.float64) else t.float()).numpy()  # (B, N), no copy
     row = targets.row_ids()
-    cols = torch.from_numpy(targets.items.astype(np.int64))
-    rows_t = torch.from_numpy(row)
-    target_scores = scores[rows_t, cols]  # (M,)
-    n_items = scores.shape[1]
-    greater = torch.empty(len(row), dtype=torch.int64)
-    equal = torch.empty(len(row), dtype=torch.int64)
+    cols = targets.items.astype(np.int64)
+    target_scores = s[row, cols]  # (M,)
+    n_items = s.shape[1]
+    greater = np.empty(len(row), dtype=np.int64)
+    equal = np.empty(len(row), dtype=np.int64)
     step = max(1, chunk // max(1, n_items))
-    single = len(row) == scores.shape[0] and bool((row == np.arange(len(row))).all())
-    for s in range(0, len(row), step):
-        sl = slice(s, s + step)
+    single = len(row) == s.shape[0] and bool((row == np.arange(len(row))).all())
+    if not single and np.isnan(s).any():  # rows without a target are not visited below
+        raise ValueError("model produced NaN scores")
+    for start in range(0, len(row), step):
+        sl = slice(start, start + step)
         # one target per row (leave-one-out): compare the rows in place, no gather copy
-        block = scores[sl] if single else scores[rows_t[sl]]  # (m, N)
+        block = s[sl] if single else s[row[sl]]  # (m, N)
+        if single and np.isnan(block).any():
+            raise ValueError("model produced NaN scores")
         ts = target_scores[sl, None]
-        greater[sl] = (block > ts).sum(1)
-        equal[sl] = (block == ts).sum(1) - 1  # the target itself is not a tie
-    miss = torch.isinf(target_scores) & (target_scores < 0)
-    return TargetRanks(row, greater.numpy(), equal.numpy(), miss.numpy())
+        greater[sl] = np.count_nonzero(block > ts, axis=1)
+        equal[sl] = np.count_nonzero(block == ts, axis=1) - 1  # the target itself is not a tie
+    miss = np.isneginf(target_scores)
+    return TargetRanks(row, greater, equal, miss)
 
 
 class _Tables:

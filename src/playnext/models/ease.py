@@ -35,7 +35,7 @@ class EASE(Recommender):
 
     @classmethod
     def search_space(cls) -> list[dict[str, Any]]:
-        return [{"l2": v} for v in (500.0, 100.0, 250.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)]
+        return [{"l2": v} for v in (500.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 2000.0, 4000.0, 8000.0)]
 
     def _fit(self, train: Interactions, valid: EvalSet | None) -> None:
         n = train.n_items
