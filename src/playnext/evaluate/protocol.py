@@ -67,7 +67,7 @@ def evaluate(
     sums: dict[str, float] = {}
     per_user: dict[str, list[np.ndarray]] = {}
     recommended = np.zeros(n_items, dtype=bool)
-    kmax = max(ks)
+    k_cov = min(ks)  # coverage/novelty are reported at the smallest K
     nov_sum = 0.0
     pop_sum = 0.0
     rng = np.random.default_rng(seed)
@@ -90,7 +90,7 @@ def evaluate(
             if keep_per_user:
                 per_user.setdefault(key, []).append(vals)
         if not sampled_negatives:
-            top = topk_items(scores, kmax)  # (B, K)
+            top = topk_items(scores, k_cov)  # (B, K)
             tk = top[:, : min(ks)]
             # excluded (-inf) items fill the list only when a user has < k candidates;
             # they are not recommendations and must not count towards coverage or novelty
