@@ -64,9 +64,14 @@ def next_item_arrays(seqs: Histories, max_len: int) -> tuple[np.ndarray, Histori
 
 
 def split_next(cropped: Histories) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets), both (B, T) left-padded: inputs = row[:-1] + 1, targets = row[1:] + 1."""
+    """(inputs, targets), both (B, T) left-padded: inputs = row[:-1] + 1, targets = row[1:] + 1.
+
+    A target is 0 (no loss) wherever the input is padding: nothing predicts a first item.
+    """
     padded = left_pad(cropped, int(cropped.lengths.max(initial=2)), min_width=2)  # (B, T+1)
-    return padded[:, :-1], padded[:, 1:]
+    inputs, targets = padded[:, :-1], padded[:, 1:].copy()
+    targets[inputs == PAD] = PAD
+    return inputs, targets
 
 
 def windows(seqs: Histories, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

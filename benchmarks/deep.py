@@ -1,0 +1,171 @@
+"""Deep models on one dataset under the standard protocol, one JSON record per run.
+
+    python -m benchmarks.deep --dataset ml-1m --path /work/shared/datasets/ml-1m \\
+        --models sasrec,gru4rec,caser,mlp [--seeds 1] [--set sasrec.epochs=50 --set max_minutes=10]
+
+Leave-one-out, full ranking, seen items excluded, histories cropped to max_len 200. Each model
+trains through the one loop with early stopping on *validation* NDCG@10; test is evaluated once.
+Records go to benchmarks/results/<dataset>.json (tag "deep"), the table to results/<dataset>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from benchmarks.common import RESULTS, append_record, environment, load_records, peak_rss_bytes
+from benchmarks.report import table
+from playnext.data.interactions import Interactions
+from playnext.data.split import leave_one_out
+from playnext.evaluate.protocol import protocol_description, select_and_test
+from playnext.models.registry import get
+
+TAG = "deep"
+# Recipes sized for a 2-core CPU; the time budgets end each model's cosine schedule on time.
+BENCH: dict[str, dict[str, Any]] = {
+    "sasrec": {
+        "max_len": 200,
+        "dim": 64,
+        "n_blocks": 2,
+        "n_heads": 1,
+        "dropout": 0.2,
+        "lr": 2e-3,
+        "batch_size": 128,
+        "loss": "ce",
+        "epochs": 200,
+        "warmup_epochs": 1.0,
+        "eval_every": 2,
+        "patience": 10,
+        "max_minutes": 45.0,
+    },
+    "gru4rec": {
+        "max_len": 200,
+        "dim": 64,
+        "hidden": 128,
+        "dropout": 0.2,
+        "lr": 2e-3,
+        "batch_size": 128,
+        "loss": "ce",
+        "epochs": 100,
+        "warmup_epochs": 1.0,
+        "eval_every": 2,
+        "patience": 8,
+        "max_minutes": 30.0,
+    },
+    "caser": {
+        "max_len": 5,
+        "dim": 50,
+        "dropout": 0.5,
+        "lr": 2e-3,
+        "batch_size": 2048,
+        "loss": "ce",
+        "epochs": 30,
+        "warmup_epochs": 0.5,
+        "patience": 5,
+        "max_minutes": 25.0,
+    },
+    "mlp": {
+        "variant": "neumf",
+        "dim": 32,
+        "epochs": 20,
+        "batch_size": 1024,
+        "lr": 2e-3,
+        "patience": 4,
+        "max_minutes": 20.0,
+    },
+}
+
+
+def load(dataset: str, path: str) -> Interactions:
+    try:
+        from playnext.data.datasets import load_dataset
+    except ImportError:  # the dataset readers are not there yet: ML-1M's plain `user item` file
+        file = Path(path) / "interactions_all_users.txt"
+        frame = pl.read_csv(file, separator=" ", has_header=False, new_columns=["user", "item"])
+        return Interactions.from_frame(frame, name=dataset)  # file order = time order
+    return load_dataset(dataset, path)
+
+
+def parse_overrides(items: list[str], model: str) -> dict[str, str]:
+    """`key=value` applies to every model, `model.key=value` to one."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        scope, _, field = key.rpartition(".")
+        if not scope or scope == model:
+            out[field] = value
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="ml-1m")
+    ap.add_argument("--path", default="/work/shared/datasets/ml-1m")
+    ap.add_argument("--models", default="sasrec,gru4rec,caser,mlp")
+    ap.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
+    ap.add_argument("--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE")
+    ap.add_argument("--checkpoints", default="", help="folder for per-epoch checkpoints (enables --resume)")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    data = load(args.dataset, args.path)
+    split = leave_one_out(data)
+    print(f"{args.dataset}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
+    for name in args.models.split(","):
+        for seed in range(args.seeds):
+            params: dict[str, Any] = {**BENCH.get(name, {}), **parse_overrides(args.set, name), "seed": seed}
+            if args.checkpoints:
+                params["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
+                params["resume"] = args.resume
+            get(name).config_class.from_dict(params)  # fail fast on a typo, before loading anything big
+            t0 = time.perf_counter()
+            res = select_and_test(name, split, grid=[params])
+            model = res.model
+            report = getattr(model, "report_", None)
+            record = {
+                "model": name,
+                "dataset": args.dataset,
+                "seed": seed,
+                "tag": TAG,
+                "metrics": res.test.metrics,
+                "valid_metrics": res.valid_metrics,
+                "params": model.config.to_dict(),
+                "n_params": int(model.n_params()) if hasattr(model, "n_params") else None,
+                "train_seconds": res.train_seconds,
+                "seconds_per_epoch": report.seconds_per_epoch if report else None,
+                "epochs": report.epochs if report else None,
+                "best_epoch": report.best_epoch if report else None,
+                "history": report.history if report else None,
+                "eval_seconds": res.test.seconds,
+                "wall_seconds": time.perf_counter() - t0,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "protocol": protocol_description(split, "expected", True),
+                "git_commit": environment()["git_commit"],
+                "environment": environment(),
+            }
+            append_record(args.dataset, record)
+            m = res.test.metrics
+            print(
+                f"{name} seed {seed}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f} "
+                f"(valid NDCG@10 {res.valid_metrics['NDCG@10']:.4f}), train {res.train_seconds / 60:.1f} min",
+                flush=True,
+            )
+            write_table(args.dataset)
+
+
+def write_table(dataset: str) -> None:
+    records = [r for r in load_records() if r.get("dataset") == dataset]
+    text = (
+        f"# {dataset}\n\nTest split, leave-one-out, full ranking, seen items excluded, expected ties; "
+        f"written by `benchmarks/deep.py` from `results/{dataset}.json`.\n\n{table(records)}\n"
+    )
+    (RESULTS / f"{dataset}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

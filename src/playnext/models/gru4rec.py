@@ -1,0 +1,83 @@
+"""GRU4Rec (Hidasi et al., ICLR 2016), trained like SASRec: every position predicts its next item.
+
+`cell="gru"` (default) or `cell="rnn"`, the plain Elman recurrence h_t = tanh(W·x_t + U·h_{t−1} + b).
+Histories are left-padded for batching but packed before the recurrence, so padding never
+feeds the hidden state: a user's state depends only on their own items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from playnext.models.base import require
+from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
+from playnext.models.registry import register
+
+CELLS = ("gru", "rnn")
+
+
+@dataclasses.dataclass
+class GRU4RecConfig(SequenceConfig):
+    cell: str = "gru"
+    hidden: int = 128  # recurrent state size; projected back to `dim` to score against item embeddings
+    n_layers: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.cell in CELLS, f"cell must be one of {CELLS}, got {self.cell!r}")
+        require(self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}")
+        require(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+
+
+class GRU4RecNet(SequenceNet):
+    def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.drop = nn.Dropout(cfg.dropout)
+        rnn_cls = nn.GRU if cfg.cell == "gru" else nn.RNN
+        self.rnn = rnn_cls(
+            cfg.dim,
+            cfg.hidden,
+            cfg.n_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.n_layers > 1 else 0.0,
+        )
+        self.out = nn.Linear(cfg.hidden, cfg.dim)
+        nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        t = seq.shape[1]
+        lengths = (seq > 0).sum(1)  # (B,)
+        cols = torch.arange(t, device=seq.device)[None, :]  # (1, T)
+        shift = (t - lengths)[:, None]  # (B, 1) leading pads
+        right = seq.gather(1, (cols + shift) % t)  # (B, T) right-padded: items first
+        x = self.drop(self.item_emb(right))  # (B, T, D)
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = pad_packed_sequence(y, batch_first=True, total_length=t)  # (B, T, H)
+        y = y.gather(
+            1, ((cols - shift) % t)[:, :, None].expand(-1, -1, y.shape[2])
+        )  # (B, T, H) left-aligned again
+        return self.out(self.drop(y))  # (B, T, D)
+
+
+@register("gru4rec")
+class GRU4Rec(SequenceRecommender):
+    """Recurrent next-item model; scores = last hidden state (projected) · all item embeddings."""
+
+    config_class = GRU4RecConfig
+    config: GRU4RecConfig
+
+    @classmethod
+    def search_space(cls) -> list[dict[str, Any]]:
+        return search_space_from({"dropout": [0.2, 0.1, 0.3], "hidden": [128, 256]})
+
+    def _build(self) -> GRU4RecNet:
+        return GRU4RecNet(int(self.n_items_ or 0), self.config)

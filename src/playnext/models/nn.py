@@ -1,0 +1,224 @@
+"""Shared pieces of the neural models: the config mix-in, the fit/score/save plumbing that
+hands work to the one training loop, and the next-item recipe that SASRec and GRU4Rec share.
+
+Items are embedded with id + 1 (0 = padding); logits are always over the real items 0..I-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from playnext.data.interactions import Histories, Interactions
+from playnext.data.split import EvalSet
+from playnext.models.base import ModelConfig, Recommender, require
+from playnext.train import batches as B
+from playnext.train.loop import RUN_ONLY_FIELDS, Batch, TrainConfig, TrainReport, train
+from playnext.train.losses import LOSSES, dot_product_loss
+
+SCORE_CHUNK = 512  # rows per forward pass when scoring: bounds attention memory
+
+
+@dataclasses.dataclass
+class NeuralConfig(TrainConfig, ModelConfig):
+    """Training settings (TrainConfig) plus what every neural model has: size, dropout, loss."""
+
+    dim: int = 64
+    dropout: float = 0.2
+    loss: str = "ce"
+    n_negatives: int = 128  # uniform negatives for sampled_softmax (shared per batch) / bce (per target)
+    in_batch_negatives: bool = False  # sampled_softmax: also use the batch's other targets (logQ-corrected)
+
+    def validate(self) -> None:
+        self.validate_training()
+        require(self.dim >= 1, f"dim must be >= 1, got {self.dim}")
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        require(self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}")
+        require(self.n_negatives >= 0, f"n_negatives must be >= 0, got {self.n_negatives}")
+        require(self.loss != "bce" or self.n_negatives >= 1, "loss='bce' needs n_negatives >= 1")
+        require(
+            self.loss != "sampled_softmax" or self.n_negatives >= 1 or self.in_batch_negatives,
+            "loss='sampled_softmax' needs n_negatives >= 1 or in_batch_negatives=True",
+        )
+
+
+@dataclasses.dataclass
+class SequenceConfig(NeuralConfig):
+    """A neural config for models that read the most recent `max_len` items of a history."""
+
+    max_len: int = 200
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
+
+
+class NeuralRecommender(Recommender):
+    """Fits through `playnext.train.loop.train`; saves the network's state dict.
+
+    Subclasses build the network from the config and `n_items_` / `n_users_`, and provide
+    training batches, the loss of one batch and `_score`.
+    """
+
+    config: NeuralConfig
+    net_: nn.Module
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        # test / tooling hook called after each epoch's checkpoint, e.g. to simulate a crash
+        self.on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+        self.report_: TrainReport | None = None
+
+    @abstractmethod
+    def _build(self) -> nn.Module: ...
+
+    @abstractmethod
+    def _prepare(self, train: Interactions) -> None:
+        """Precompute the training arrays that `train_batches` slices."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Drop the training arrays once fitted."""
+
+    @abstractmethod
+    def train_batches(
+        self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
+    ) -> Iterator[Batch]: ...
+
+    @abstractmethod
+    def steps_per_epoch(self, batch_size: int, world_size: int) -> int: ...
+
+    @abstractmethod
+    def train_loss(self, batch: Batch) -> torch.Tensor: ...
+
+    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.net_ = self._build()
+        counts = train_data.item_counts()
+        self.item_log_freq_ = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
+        self._prepare(train_data)
+        fingerprint = {
+            "model": self.name,
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_FIELDS},
+            "data": [train_data.n_users, train_data.n_items, len(train_data)],
+        }
+        try:
+            self.report_ = train(
+                self.net_,
+                self,
+                cfg,
+                seed=cfg.seed,
+                valid=valid,
+                n_items=train_data.n_items,
+                fingerprint=fingerprint,
+                on_epoch_end=self.on_epoch_end,
+            )
+        finally:
+            self._release()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net_.parameters()).device
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.net_.parameters())
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return dict(self.net_.state_dict())
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.net_ = self._build()
+        self.net_.load_state_dict(state)
+        self.net_.eval()
+
+
+def known_items(seq: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Padded +1 ids with anything outside the catalog turned into padding."""
+    return seq.masked_fill(seq > n_items, B.PAD)
+
+
+def sample_negatives(rng: np.random.Generator, n_items: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.from_numpy(rng.integers(0, n_items, size=shape, dtype=np.int64))
+
+
+class SequenceNet(nn.Module):
+    """What SequenceRecommender needs from a network."""
+
+    item_emb: nn.Embedding
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:  # (B, T) → (B, T, D)
+        raise NotImplementedError
+
+
+class SequenceRecommender(NeuralRecommender):
+    """Next-item training at every position of the most recent `max_len` + 1 items per user;
+    logits = hidden state · item embedding (tied input/output), over all items."""
+
+    config: SequenceConfig
+    net_: SequenceNet
+
+    def _prepare(self, train: Interactions) -> None:
+        _, self._seqs = B.next_item_arrays(train.sequences(), self.config.max_len)
+
+    def _release(self) -> None:
+        self._seqs = Histories(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+    def steps_per_epoch(self, batch_size: int, world_size: int) -> int:
+        return -(-(len(self._seqs) // world_size) // batch_size)
+
+    def train_batches(
+        self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
+    ) -> Iterator[Batch]:
+        order = B.shard(rng.permutation(len(self._seqs)), rank, world_size)
+        n_items = int(self.n_items_ or 0)
+        for sl in B.batch_slices(len(order), batch_size):
+            inputs, targets = B.split_next(self._seqs.take(order[sl]))
+            batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            if self.config.loss == "sampled_softmax" and self.config.n_negatives:
+                batch["negatives"] = sample_negatives(rng, n_items, (self.config.n_negatives,))
+            elif self.config.loss == "bce":
+                batch["negatives"] = sample_negatives(rng, n_items, (*targets.shape, self.config.n_negatives))
+            yield batch
+
+    def train_loss(self, batch: Batch) -> torch.Tensor:
+        h = self.net_.encode(batch["inputs"])  # (B, T, D)
+        mask = batch["targets"] > 0  # (B, T) positions with a next item
+        neg = batch.get("negatives")
+        if neg is not None and neg.dim() == 3:
+            neg = neg[mask]  # (N, K)
+        return dot_product_loss(
+            self.config.loss,
+            h[mask],
+            batch["targets"][mask] - 1,
+            self.net_.item_emb.weight[1:],
+            negatives=neg,
+            in_batch=self.config.in_batch_negatives,
+            item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
+        )
+
+    def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
+        n_items = int(self.n_items_ or 0)
+        out = []
+        weight = self.net_.item_emb.weight[1:]  # (I, D)
+        for sl in B.batch_slices(len(history), SCORE_CHUNK):
+            rows = history.take(np.arange(sl.start, sl.stop))
+            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+            h = self.net_.encode(known_items(seq, n_items).to(self.device))[:, -1]  # (b, D) last position
+            out.append((h @ weight.T).float().cpu())  # (b, I)
+        return torch.cat(out) if out else torch.zeros(0, n_items)
+
+
+def search_space_from(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """One-at-a-time variations around the default (first value of each list is the default)."""
+    out: list[dict[str, Any]] = [{}]
+    for key, values in grid.items():
+        out.extend({key: v} for v in values[1:])
+    return out

@@ -1,0 +1,119 @@
+"""SASRec (Kang & McAuley, ICDM 2018): a causal self-attention Transformer over the history.
+
+Pre-LN blocks, learned positional embeddings aligned to the *latest* item, item embeddings
+tied with the output layer. Trained SASRec-style (every position predicts its next item) with
+full softmax cross-entropy by default — the recipe of Klenitskiy & Vasilev (RecSys 2023) that
+reaches NDCG@10 ≈ 0.18 on ML-1M, well above the original BCE loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from playnext.models.base import require
+from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
+from playnext.models.registry import register
+
+
+@dataclasses.dataclass
+class SASRecConfig(SequenceConfig):
+    n_blocks: int = 2
+    n_heads: int = 1
+    ffn_mult: int = 1  # feed-forward width = ffn_mult · dim (the paper uses 1)
+    attn_dropout: float = (
+        0.0  # on attention weights; off by default: a (B, H, T, T) mask per layer is costly on CPU
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_blocks >= 1, f"n_blocks must be >= 1, got {self.n_blocks}")
+        require(self.n_heads >= 1, f"n_heads must be >= 1, got {self.n_heads}")
+        require(
+            self.dim % self.n_heads == 0, f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})"
+        )
+        require(self.ffn_mult >= 1, f"ffn_mult must be >= 1, got {self.ffn_mult}")
+        require(0.0 <= self.attn_dropout < 1.0, f"attn_dropout must be in [0, 1), got {self.attn_dropout}")
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, dim: int, n_heads: int, ffn_mult: int, dropout: float, attn_dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_dropout = attn_dropout
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 × (B, T, D)
+        q, k, v = (
+            z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v)
+        )  # (B, H, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # (B, H, T, hs)
+        y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
+
+
+class SASRecNet(SequenceNet):
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.scale = math.sqrt(cfg.dim)
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(cfg.dim, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.attn_dropout)
+            for _ in range(cfg.n_blocks)
+        )
+        self.ln = nn.LayerNorm(cfg.dim)
+        nn.init.normal_(self.item_emb.weight, std=1.0 / self.scale)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        t = seq.shape[1]
+        pos = torch.arange(self.max_len - t, self.max_len, device=seq.device)  # last item ↔ last position
+        x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
+        keep = seq > 0  # (B, T)
+        causal = torch.ones(t, t, dtype=torch.bool, device=seq.device).tril()  # (T, T)
+        eye = torch.eye(t, dtype=torch.bool, device=seq.device)
+        # attend to earlier real items; a padding query attends to itself only (no all-masked NaN rows)
+        mask = (causal & keep[:, None, :]) | eye  # (B, T, T)
+        mask = mask[:, None]  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask)  # (B, T, D)
+        return self.ln(x)  # (B, T, D)
+
+
+@register("sasrec")
+class SASRec(SequenceRecommender):
+    """Self-attentive sequential recommendation; scores = last hidden state · all item embeddings."""
+
+    config_class = SASRecConfig
+    config: SASRecConfig
+
+    @classmethod
+    def search_space(cls) -> list[dict[str, Any]]:
+        return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
+
+    def _build(self) -> SASRecNet:
+        return SASRecNet(int(self.n_items_ or 0), self.config)

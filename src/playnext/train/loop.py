@@ -1,0 +1,416 @@
+"""The one training loop shared by every neural model.
+
+A model hands the loop its network and a `Task` (batches, loss, scorer); the loop owns
+everything else: optimizer, warm-up + decay schedule, gradient clipping, bf16 autocast,
+early stopping on validation NDCG@10 with the best weights kept, a checkpoint per epoch and
+resume. Randomness is re-seeded from (seed, epoch) at the start of every epoch, so a resumed
+run is bit-identical to an uninterrupted one on the same device, and the caller's global
+RNG state is restored afterwards (`torch.random.fork_rng`).
+
+`rank` / `world_size` are threaded through so the same loop can run under torch.distributed:
+batches are sharded per rank and only rank 0 evaluates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from playnext.data.interactions import Histories
+from playnext.data.split import EvalSet
+from playnext.errors import ConfigError
+
+log = logging.getLogger("playnext.train")
+
+Batch = dict[str, torch.Tensor]
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "linear")
+AMP = ("auto", "bf16", "off")
+SELECT_METRIC = "NDCG@10"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings shared by every neural model (mixed into each model's config)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    warmup_epochs: float = 0.0
+    schedule: str = "cosine"
+    clip_norm: float = 1.0  # 0 = no clipping
+    patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
+    eval_every: int = 1
+    max_minutes: float = 0.0  # wall-clock budget; the decay schedule ends with it (not bit-reproducible)
+    device: str = "auto"
+    amp: str = "auto"  # auto = bf16 on CUDA only; bf16 also on CPU (fast with AMX); off
+    checkpoint_dir: str = ""  # "" = no checkpoints
+    resume: bool = False
+    verbose: bool = True
+
+    def validate_training(self) -> None:
+        def require(cond: bool, message: str) -> None:
+            if not cond:
+                raise ConfigError(message)
+
+        require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(
+            self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
+        )
+        require(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        require(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        require(self.clip_norm >= 0, f"clip_norm must be >= 0, got {self.clip_norm}")
+        require(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        require(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
+        require(self.max_minutes >= 0, f"max_minutes must be >= 0, got {self.max_minutes}")
+        require(self.amp in AMP, f"amp must be one of {AMP}, got {self.amp!r}")
+        require(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            f"device must be auto, cpu, cuda[:n] or mps, got {self.device!r}",
+        )
+        require(not self.resume or bool(self.checkpoint_dir), "resume=True needs a checkpoint_dir")
+
+
+# fields that may differ between an interrupted run and its resumption
+RUN_ONLY_FIELDS = frozenset({"resume", "verbose", "checkpoint_dir", "device", "max_minutes"})
+
+
+class Task(Protocol):
+    """What a model gives the loop."""
+
+    def train_batches(
+        self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
+    ) -> Iterator[Batch]: ...
+
+    def steps_per_epoch(self, batch_size: int, world_size: int) -> int: ...
+
+    def train_loss(self, batch: Batch) -> torch.Tensor: ...
+
+    def score(self, users: np.ndarray, history: Histories) -> torch.Tensor: ...
+
+
+@dataclasses.dataclass
+class TrainReport:
+    epochs: int = 0
+    best_epoch: int = -1
+    best_score: float = float("-inf")
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.train_seconds / max(1, self.epochs)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, amp: str) -> AbstractContextManager[Any]:
+    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if use and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str, time_fraction: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then constant / cosine / linear decay to 0 at `total`.
+
+    With a time budget, decay progress is the larger of the step and the time fraction, so the
+    schedule finishes when the budget does instead of being cut off at a high learning rate.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def train(
+    net: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    valid: EvalSet | None,
+    n_items: int,
+    fingerprint: dict[str, Any],
+    rank: int = 0,
+    world_size: int = 1,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainReport:
+    """Train `net` in place; on return it holds the best-on-validation weights (or the last)."""
+    device = resolve_device(cfg.device)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        return _train(
+            net, task, cfg, seed, valid, n_items, fingerprint, rank, world_size, on_epoch_end, device
+        )
+
+
+def _train(
+    net: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    seed: int,
+    valid: EvalSet | None,
+    n_items: int,
+    fingerprint: dict[str, Any],
+    rank: int,
+    world_size: int,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+    device: torch.device,
+) -> TrainReport:
+    from playnext.evaluate.protocol import evaluate  # evaluate imports nothing from train
+
+    lead = rank == 0
+    net.to(device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = task.steps_per_epoch(cfg.batch_size, world_size)
+    total = steps * cfg.epochs
+    warmup = round(cfg.warmup_epochs * steps)
+    report = TrainReport()
+    best: dict[str, torch.Tensor] | None = None
+    bad_evals = 0
+    step = 0
+    start_epoch = 0
+    ckpt = Checkpointer(Path(cfg.checkpoint_dir), fingerprint) if cfg.checkpoint_dir else None
+    if ckpt is not None and cfg.resume:
+        loaded = ckpt.load()
+        if loaded is not None:
+            meta, tensors = loaded
+            net.load_state_dict(_strip(tensors, "model/"))
+            best_t = _strip(tensors, "best/")
+            best = best_t or None
+            _load_optimizer(opt, _strip(tensors, "optim/"))
+            step, start_epoch, bad_evals = int(meta["step"]), int(meta["epoch"]), int(meta["bad_evals"])
+            report = TrainReport(**meta["report"])
+            if lead:
+                log.info("resuming from %s at epoch %d", ckpt.directory, start_epoch + 1)
+            if meta.get("finished"):
+                start_epoch = cfg.epochs
+    elif ckpt is not None and lead:
+        ckpt.clear()
+
+    show = cfg.verbose and lead and sys.stderr.isatty()
+    progress = _progress(show)
+    t_start = time.perf_counter() - report.train_seconds
+    with progress:
+        bar = progress.add_task("train", total=steps, info="") if show else None
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(seed * 1_000_003 + epoch)  # dropout; global state restored by fork_rng
+            rng = np.random.default_rng([seed, epoch])  # same shuffle on every rank, then sharded
+            net.train()
+            loss_sum, n_batches, n_samples = 0.0, 0, 0
+            if bar is not None:
+                progress.reset(bar, total=steps, description=f"epoch {epoch + 1}/{cfg.epochs}")
+            for batch in task.train_batches(rng, cfg.batch_size, rank, world_size):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                budget = (time.perf_counter() - t_start) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * lr_factor(step, warmup, total, cfg.schedule, budget)
+                with autocast_for(device, cfg.amp):
+                    loss = task.train_loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_norm > 0:
+                    nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+                opt.step()
+                step += 1
+                n_batches += 1
+                n_samples += len(next(iter(batch.values())))
+                loss_sum += float(loss.detach())
+                if bar is not None:
+                    rate = n_samples / max(1e-9, time.perf_counter() - t0)
+                    progress.update(
+                        bar, advance=1, info=f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s"
+                    )
+            seconds = time.perf_counter() - t0
+            logs = {
+                "epoch": float(epoch + 1),
+                "loss": loss_sum / max(1, n_batches),
+                "seconds": seconds,
+                "samples_per_s": n_samples / max(1e-9, seconds),
+            }
+            last = epoch + 1 == cfg.epochs
+            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
+            if valid is not None and lead and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
+                net.eval()
+                score = evaluate(task.score, valid, n_items, ks=(10,)).metrics[SELECT_METRIC]
+                logs["valid_" + SELECT_METRIC] = score
+                if score > report.best_score:
+                    report.best_score, report.best_epoch, bad_evals = score, epoch + 1, 0
+                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad_evals += 1
+            report.epochs = epoch + 1
+            report.train_seconds = time.perf_counter() - t_start
+            report.history.append(logs)
+            stop = cfg.patience > 0 and bad_evals >= cfg.patience
+            report.stopped_early = stop
+            if lead:
+                log.info(
+                    "epoch %d/%d  %s",
+                    epoch + 1,
+                    cfg.epochs,
+                    "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "epoch"),
+                )
+            if ckpt is not None and lead:
+                ckpt.save(
+                    epoch + 1,
+                    net,
+                    best,
+                    opt,
+                    {
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "bad_evals": bad_evals,
+                        "finished": stop or last or out_of_time,
+                        "report": dataclasses.asdict(report),
+                    },
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, logs)
+            if stop or out_of_time:
+                break
+    if best is not None:
+        net.load_state_dict(best)
+    net.eval()
+    return report
+
+
+def _progress(show: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not show,
+        transient=False,
+    )
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split("/", 1)
+        state.setdefault(int(pid), {})[name] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Checkpointer:
+    """`epoch-NNNN.safetensors` (model, best and optimizer tensors) + `checkpoint.json`.
+
+    The json is written last and names the weights file with its SHA-256, so the json always
+    points at a complete checkpoint; a crash mid-write leaves the previous one usable.
+    """
+
+    def __init__(self, directory: Path, fingerprint: dict[str, Any]) -> None:
+        self.directory = directory
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # normalise tuples etc.
+
+    @property
+    def index(self) -> Path:
+        return self.directory / "checkpoint.json"
+
+    def clear(self) -> None:
+        self.index.unlink(missing_ok=True)
+        for p in self.directory.glob("epoch-*.safetensors"):
+            p.unlink()
+
+    def save(
+        self,
+        epoch: int,
+        net: nn.Module,
+        best: dict[str, torch.Tensor] | None,
+        opt: torch.optim.Optimizer,
+        meta: dict[str, Any],
+    ) -> None:
+        from playnext.models.base import atomic_write
+
+        tensors = {f"model/{k}": v for k, v in net.state_dict().items()}
+        tensors.update({f"best/{k}": v for k, v in (best or {}).items()})
+        for pid, st in opt.state_dict()["state"].items():
+            tensors.update({f"optim/{pid}/{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        name = f"epoch-{epoch:04d}.safetensors"
+        atomic_write(self.directory / name, lambda p: save_file(tensors, str(p)))
+        digest = _sha256(self.directory / name)
+        doc = {**meta, "weights": name, "sha256": digest, "fingerprint": self.fingerprint}
+        atomic_write(self.index, lambda p: p.write_text(json.dumps(doc, indent=1)))
+        for p in self.directory.glob("epoch-*.safetensors"):
+            if p.name != name:
+                p.unlink(missing_ok=True)
+
+    def load(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The last complete checkpoint, None if there is none; ConfigError if it is unusable."""
+        if not self.index.exists():
+            return None
+        hint = "delete the folder or train with resume=False"
+        try:
+            meta = json.loads(self.index.read_text())
+            weights = self.directory / str(meta["weights"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(f"{self.index}: corrupt checkpoint index ({e}); {hint}") from None
+        if meta.get("fingerprint") != self.fingerprint:
+            raise ConfigError(f"{self.index}: checkpoint is from another model, config or dataset; {hint}")
+        if not weights.exists():
+            raise ConfigError(f"{weights}: checkpoint weights missing; {hint}")
+        if _sha256(weights) != meta.get("sha256"):
+            raise ConfigError(f"{weights}: corrupt checkpoint (SHA-256 mismatch); {hint}")
+        try:
+            tensors = load_file(str(weights))
+        except Exception as e:  # safetensors raises several types for corrupt files
+            raise ConfigError(f"{weights}: corrupt checkpoint ({e}); {hint}") from None
+        return meta, tensors
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,231 @@
+"""One contract, every registered model: it learns a planted answer, saves and loads exactly,
+refits from scratch, survives odd histories, rejects bad configs and corrupt files, and the
+neural ones resume an interrupted run exactly where the last complete checkpoint left off.
+
+The data: 200 users each walk a cycle over 100 items (item k is always followed by k + 1), so
+the held-out next item is determined by the history while popularity is nearly uniform.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from playnext.data.interactions import Histories, Interactions
+from playnext.data.split import Split, leave_one_out
+from playnext.errors import ConfigError
+from playnext.evaluate.protocol import evaluate, model_scorer
+from playnext.models.base import Recommender
+from playnext.models.nn import NeuralRecommender
+from playnext.models.registry import create, get, names
+
+NAMES = names()
+N_USERS, N_ITEMS = 200, 100
+COLD = "cold"  # an item whose only interaction is a test target: never seen in training
+SOLO = "solo"
+
+# small and quick on 2 CPU cores; anything not listed runs with its defaults
+FAST: dict[str, dict[str, Any]] = {
+    "sasrec": {"dim": 32, "max_len": 16, "epochs": 4, "lr": 1e-2, "batch_size": 64, "dropout": 0.1},
+    "gru4rec": {
+        "dim": 32,
+        "hidden": 32,
+        "max_len": 16,
+        "epochs": 5,
+        "lr": 2e-2,
+        "batch_size": 64,
+        "dropout": 0.0,
+    },
+    "caser": {
+        "dim": 16,
+        "max_len": 3,
+        "n_h": 4,
+        "n_v": 2,
+        "epochs": 6,
+        "lr": 2e-2,
+        "batch_size": 256,
+        "dropout": 0.1,
+    },
+    "mlp": {"dim": 16, "layers": "32,16", "epochs": 6, "lr": 2e-2, "batch_size": 256},
+}
+QUIET = {"verbose": False, "patience": 0, "warmup_epochs": 0.0}
+
+
+def is_neural(name: str) -> bool:
+    return issubclass(get(name), NeuralRecommender)
+
+
+def params(name: str, **over: Any) -> dict[str, Any]:
+    return {**FAST.get(name, {}), **(QUIET if is_neural(name) else {}), **over}
+
+
+def cycles(n_users: int = N_USERS, n_items: int = N_ITEMS, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    users: list[str] = []
+    items: list[str] = []
+    for u in range(n_users):
+        start, length = int(rng.integers(n_items)), int(rng.integers(8, 16))
+        walk = [str((start + k) % n_items) for k in range(length)]
+        if u == 0:
+            walk[-1] = COLD
+        users += [f"u{u}"] * length
+        items += walk
+    users.append(SOLO)  # a user with a single interaction: kept in train, never evaluated
+    items.append("7")
+    return Interactions.from_frame(pl.DataFrame({"user": users, "item": items}))
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    return leave_one_out(cycles())
+
+
+@pytest.fixture(scope="module")
+def fitted(split: Split) -> dict[str, Recommender]:
+    """One fitted model per name, shared by the tests that only read it."""
+    return {}
+
+
+def fit(name: str, split: Split, cache: dict[str, Recommender]) -> Recommender:
+    if name not in cache:
+        cache[name] = create(name, **params(name)).fit(split.train, split.valid)
+    return cache[name]
+
+
+def test_models_are_registered() -> None:
+    assert {"popular", "ease", "sasrec", "gru4rec", "caser", "mlp"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learns_planted_answer(name: str, split: Split, fitted: dict[str, Recommender]) -> None:
+    if name == "popular":
+        pytest.skip("popularity is the baseline itself")
+    model = fit(name, split, fitted)
+    hr = evaluate(model_scorer(model), split.test, split.train.n_items).metrics["HR@10"]
+    pop = create("popular").fit(split.train)
+    pop_hr = evaluate(model_scorer(pop), split.test, split.train.n_items).metrics["HR@10"]
+    assert hr >= pop_hr + 0.4, f"{name}: HR@10 {hr:.3f} vs popularity {pop_hr:.3f}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_gives_identical_scores(
+    name: str, split: Split, fitted: dict[str, Recommender], tmp_path: Path
+) -> None:
+    model = fit(name, split, fitted)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    users, hist = split.test.users, split.test.history
+    assert torch.equal(model.score(users, hist), loaded.score(users, hist))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_refit_starts_fresh(name: str, split: Split) -> None:
+    cfg = params(name, epochs=2) if is_neural(name) else params(name)
+    a = create(name, **cfg).fit(split.train, split.valid)
+    first = a.score(split.test.users, split.test.history)
+    small = leave_one_out(cycles(n_users=30, n_items=40, seed=1))
+    a.fit(small.train, small.valid)
+    assert a.n_items_ == small.train.n_items != split.train.n_items
+    assert a.score(small.test.users, small.test.history).shape == (len(small.test), small.train.n_items)
+    a.fit(split.train, split.valid)  # same seed, same data: same model
+    assert torch.equal(first, a.score(split.test.users, split.test.history))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_odd_histories_score_finite(name: str, split: Split, fitted: dict[str, Recommender]) -> None:
+    model = fit(name, split, fitted)
+    data = split.train
+    cold = int(data.items.to_internal([COLD])[0])
+    assert data.item_counts()[cold] == 0  # never seen in training
+    one = int(data.users.to_internal([SOLO])[0])
+    assert data.sequences().lengths[one] == 1
+    rows = [[7], [], [cold], [5, cold], list(range(60))]
+    users = np.array([one, -1, one, -1, one], dtype=np.int64)
+    scores = model.score(users, Histories.from_lists(rows))
+    assert scores.shape == (len(rows), data.n_items)
+    assert torch.isfinite(scores).all()
+
+
+def bad_params(name: str) -> list[dict[str, Any]]:
+    fields = get(name).config_class.__dataclass_fields__
+    bad: list[dict[str, Any]] = [{"no_such_knob": 1}]
+    for key, value in (
+        ("dim", -4),
+        ("loss", "nope"),
+        ("lr", -1.0),
+        ("epochs", -1),
+        ("max_len", 0),
+        ("dropout", 1.5),
+        ("l2", -1.0),
+        ("batch_size", -1),
+    ):
+        if key in fields:
+            bad.append({key: value})
+    return bad
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_invalid_config_rejected_before_training(name: str) -> None:
+    for bad in bad_params(name):
+        with pytest.raises(ConfigError):
+            create(name, **{**params(name), **bad})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_corrupt_model_files_refused(
+    name: str, split: Split, fitted: dict[str, Recommender], tmp_path: Path
+) -> None:
+    fit(name, split, fitted).save(tmp_path / "m")
+    (tmp_path / "m" / "weights.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read weights"):
+        Recommender.load(tmp_path / "m")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def crash_after(epoch: int) -> Any:
+    def hook(done: int, logs: dict[str, float]) -> None:
+        if done == epoch:
+            raise Interrupted
+
+    return hook
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if is_neural(n)])
+def test_resume_continues_from_last_checkpoint(name: str, split: Split, tmp_path: Path) -> None:
+    users, hist = split.test.users, split.test.history
+    full = create(name, **params(name, epochs=2, checkpoint_dir=str(tmp_path / "a"))).fit(
+        split.train, split.valid
+    )
+    cfg = params(name, epochs=2, checkpoint_dir=str(tmp_path / "b"))
+    crashed = create(name, **cfg)
+    crashed.on_epoch_end = crash_after(1)
+    with pytest.raises(Interrupted):
+        crashed.fit(split.train, split.valid)
+    resumed = create(name, **{**cfg, "resume": True})
+    ran: list[int] = []
+    resumed.on_epoch_end = lambda done, logs: ran.append(done)
+    resumed.fit(split.train, split.valid)
+    assert ran == [2]  # epoch 1 came from the checkpoint
+    assert torch.equal(full.score(users, hist), resumed.score(users, hist))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if is_neural(n)])
+def test_corrupt_checkpoint_refused(name: str, split: Split, tmp_path: Path) -> None:
+    cfg = params(name, epochs=1, checkpoint_dir=str(tmp_path))
+    create(name, **cfg).fit(split.train, split.valid)
+    weights = next(tmp_path.glob("epoch-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match="corrupt checkpoint"):
+        create(name, **{**cfg, "resume": True}).fit(split.train, split.valid)
+    (tmp_path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="corrupt checkpoint"):
+        create(name, **{**cfg, "resume": True}).fit(split.train, split.valid)
