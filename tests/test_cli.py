@@ -129,6 +129,6 @@ def test_failed_save_keeps_previous_artifact(
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-users", "400"])
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-users", "400", "--minutes", "0.05"])
     assert r.exit_code == 0, r.output
     assert "NDCG@10" in r.stdout and "recommends" in r.stdout
