@@ -132,3 +132,41 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--n-users", "400", "--minutes", "0.05"])
     assert r.exit_code == 0, r.output
     assert "NDCG@10" in r.stdout and "recommends" in r.stdout
+
+
+@pytest.mark.slow
+def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
+    """`--nproc 2` relaunches under torch.distributed; rank 0 alone prints the JSON record."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "playnext.cli",
+        "train",
+        "--model",
+        "sasrec",
+        "--dataset",
+        "synthetic",
+        "--option",
+        "n_users=120",
+        "--option",
+        "n_items=80",
+        "--param",
+        "epochs=1",
+        "--param",
+        "max_len=10",
+        "--param",
+        "verbose=false",
+        "--nproc",
+        "2",
+        "--json",
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = _json(done.stdout)
+    assert record["world_size"] == 2 and record["model"] == "sasrec"
+    assert (tmp_path / "m" / "weights.safetensors").exists()

@@ -150,6 +150,10 @@ def train(
         bool, typer.Option(help="Mask already-seen items (off for re-listening).")
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Exactly one JSON object on stdout.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option("--nproc", min=1, help="Processes on this machine: data-parallel DDP (gloo/NCCL)."),
+    ] = 1,
 ) -> None:
     """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save."""
 
@@ -165,6 +169,26 @@ def train(
         fixed = _kv(param, "--param")
         cls = get(model)
         cls.config_class.from_dict(fixed)  # fail on bad parameters before loading anything
+        if nproc > 1:
+            from playnext.train.distributed import launch, train_argv
+
+            code = launch(
+                nproc,
+                train_argv(
+                    model=model,
+                    dataset=dataset,
+                    path=path,
+                    out_dir=out_dir,
+                    param=param,
+                    option=option,
+                    ties=ties,
+                    exclude_seen=exclude_seen,
+                    as_json=as_json,
+                ),
+            )
+            if code:
+                raise typer.Exit(code)
+            return
         data = _load(dataset, path, _kv(option, "option"), quiet=as_json)
         split = leave_one_out(data)
         covers = bool(fixed) and all(k in fixed for c in cls.search_space() for k in c)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from playnext.data.interactions import Interactions
 from playnext.data.split import EvalSet, Split
@@ -46,6 +47,7 @@ def evaluate(
     seed: int = 0,
     keep_per_user: bool = False,
     progress: Progress | None = None,
+    distributed: bool = False,
 ) -> EvalResult:
     """Metrics averaged over users with at least one target.
 
@@ -53,6 +55,12 @@ def evaluate(
     `sampled_negatives=N` ranks each target only against N random unseen items instead of the
     whole catalog; those metrics are prefixed ``sampled{N}/`` so they can never be mistaken for
     full-ranking numbers.
+
+    `distributed=True` (inside an initialised torch.distributed group, every rank calling with
+    the same arguments and an equal model): rank r scores users r, r + W, r + 2W, … and the
+    metric *sums*, the user count and the coverage set are all-reduced before dividing, so every
+    rank returns the single-process metrics (up to float summation order), never an average of
+    per-rank averages. `per_user` then holds this rank's users only.
     """
     start = time.perf_counter()
     if not exclude_seen:
@@ -62,6 +70,9 @@ def evaluate(
     n = len(data)
     if n == 0:
         raise ValueError("nothing to evaluate: no user has a held-out target")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if world > 1:
+        data = data.take(np.arange(rank, n, world))  # this rank's strided shard; n stays global
     if batch_size is None:
         batch_size = max(16, min(4096, (1 << 26) // max(1, n_items)))  # ~256 MB of float32 scores
     sums: dict[str, float] = {}
@@ -70,13 +81,13 @@ def evaluate(
     k_cov = min(ks)  # coverage/novelty are reported at the smallest K
     nov_sum = 0.0
     pop_sum = 0.0
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if world == 1 else [seed, rank])
     if item_counts is not None:
         p = np.maximum(item_counts, 1) / max(float(item_counts.sum()), 1.0)
         self_info = torch.from_numpy(-np.log2(p))
         pop = torch.from_numpy(item_counts.astype(np.float64))
-    for s in range(0, n, batch_size):
-        batch = data.take(np.arange(s, min(n, s + batch_size)))
+    for s in range(0, len(data), batch_size):
+        batch = data.take(np.arange(s, min(len(data), s + batch_size)))
         scores = scorer(batch.users, batch.history).float().clone()
         if scores.shape != (len(batch), n_items):
             raise ValueError(f"scorer returned shape {tuple(scores.shape)}, expected {(len(batch), n_items)}")
@@ -102,6 +113,8 @@ def evaluate(
                 pop_sum += float((pop[tk] * w).sum())
         if progress is not None:
             progress(len(batch))
+    if world > 1:
+        sums, nov_sum, pop_sum = _all_reduce_sums(sums, nov_sum, pop_sum, recommended)
     prefix = f"sampled{sampled_negatives}/" if sampled_negatives else ""
     metrics = {prefix + k: v / max(n, 1) for k, v in sums.items()}
     if not sampled_negatives:
@@ -116,6 +129,29 @@ def evaluate(
         seconds=time.perf_counter() - start,
         per_user={k: np.concatenate(v) for k, v in per_user.items()},
     )
+
+
+def _all_reduce_sums(
+    sums: dict[str, float], nov_sum: float, pop_sum: float, recommended: np.ndarray
+) -> tuple[dict[str, float], float, float]:
+    """Global metric sums (float64 SUM) and coverage set (MAX, in place) over all ranks.
+
+    A rank whose shard is empty has no metric keys yet, so the key list is taken from the
+    ranks that have one (a gather of a few strings, once per evaluation).
+    """
+    names: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(names, sorted(sums))
+    keys = max((k for k in names if k), key=len, default=[])
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    packed = torch.tensor([sums.get(k, 0.0) for k in keys] + [nov_sum, pop_sum], dtype=torch.float64)
+    packed = packed.to(device) if device is not None else packed
+    dist.all_reduce(packed)
+    seen = torch.from_numpy(recommended.astype(np.int32))
+    seen = seen.to(device) if device is not None else seen
+    dist.all_reduce(seen, op=dist.ReduceOp.MAX)
+    recommended[:] = seen.cpu().numpy() > 0
+    values = packed.cpu().tolist()
+    return dict(zip(keys, values[:-2], strict=True)), values[-2], values[-1]
 
 
 def _keep_sampled(scores: torch.Tensor, batch: EvalSet, n_neg: int, rng: np.random.Generator) -> torch.Tensor:
@@ -158,8 +194,13 @@ def select_and_test(
     ties: Ties = "expected",
     exclude_seen: bool = True,
     on_candidate: Callable[[dict[str, Any], dict[str, float]], None] | None = None,
+    distributed: bool = False,
 ) -> ExperimentResult:
-    """Fit every candidate config on train, pick the best on validation, evaluate it on test."""
+    """Fit every candidate config on train, pick the best on validation, evaluate it on test.
+
+    `distributed=True` runs inside a torch.distributed group: neural models train data-parallel
+    (they read the group themselves) and validation / test are split across ranks and reduced.
+    """
     from playnext.models.registry import get
 
     cls = get(model_name)
@@ -182,6 +223,7 @@ def select_and_test(
             ties=ties,
             exclude_seen=exclude_seen,
             item_counts=counts,
+            distributed=distributed,
         ).metrics
         tried.append({"params": params, "valid": v})
         if on_candidate is not None:
@@ -199,6 +241,7 @@ def select_and_test(
         ties=ties,
         exclude_seen=exclude_seen,
         item_counts=counts,
+        distributed=distributed,
     )
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds)
 

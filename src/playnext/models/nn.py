@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from playnext.data.interactions import Histories, Interactions
@@ -97,6 +98,10 @@ class NeuralRecommender(Recommender):
     @abstractmethod
     def train_loss(self, batch: Batch) -> torch.Tensor: ...
 
+    def loss_terms(self, batch: Batch) -> int:
+        """How many terms `train_loss(batch)` averages over (rows here); weights ranks under DDP."""
+        return len(next(iter(batch.values())))
+
     def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
@@ -110,6 +115,10 @@ class NeuralRecommender(Recommender):
             "config": {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_FIELDS},
             "data": [train_data.n_users, train_data.n_items, len(train_data)],
         }
+        # inside an initialised torch.distributed group (playnext.train.distributed) fit is
+        # data-parallel: every rank calls fit with the same data and config
+        active = dist.is_available() and dist.is_initialized()
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if active else (0, 1)
         try:
             self.report_ = train(
                 self.net_,
@@ -119,6 +128,8 @@ class NeuralRecommender(Recommender):
                 valid=valid,
                 n_items=train_data.n_items,
                 fingerprint=fingerprint,
+                rank=rank,
+                world_size=world_size,
                 on_epoch_end=self.on_epoch_end,
             )
         finally:
@@ -187,6 +198,9 @@ class SequenceRecommender(NeuralRecommender):
             elif self.config.loss == "bce":
                 batch["negatives"] = sample_negatives(rng, n_items, (*targets.shape, self.config.n_negatives))
             yield batch
+
+    def loss_terms(self, batch: Batch) -> int:
+        return int((batch["targets"] > 0).sum())  # the loss is a mean over positions with a target
 
     def train_loss(self, batch: Batch) -> torch.Tensor:
         h = self.net_.encode(batch["inputs"])  # (B, T, D)

@@ -7,8 +7,12 @@ resume. Randomness is re-seeded from (seed, epoch) at the start of every epoch, 
 run is bit-identical to an uninterrupted one on the same device, and the caller's global
 RNG state is restored afterwards (`torch.random.fork_rng`).
 
-`rank` / `world_size` are threaded through so the same loop can run under torch.distributed:
-batches are sharded per rank and only rank 0 evaluates, logs and writes checkpoints.
+`rank` / `world_size` are threaded through so the same loop can run under torch.distributed
+(`playnext.train.distributed`): the network is wrapped in DistributedDataParallel, each rank
+trains on a disjoint strided shard of every global batch (`batch_size` stays the *global*
+batch), each rank's loss is re-weighted by its share of the global batch's loss terms so the
+averaged gradient is the single-process one, validation is split across ranks and reduced
+exactly, and only rank 0 logs and writes checkpoints. With `world_size == 1` none of that runs.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from playnext.data.interactions import Histories
 from playnext.data.split import EvalSet
@@ -108,6 +114,26 @@ class Task(Protocol):
     def score(self, users: np.ndarray, history: Histories) -> torch.Tensor: ...
 
 
+def loss_terms(task: Task, batch: Batch) -> int:
+    """How many terms `task.train_loss(batch)` averages over: its optional `loss_terms(batch)`,
+    else the batch's rows. Distributed training weights each rank's mean loss by this."""
+    own = getattr(task, "loss_terms", None)
+    return int(own(batch)) if own is not None else len(next(iter(batch.values())))
+
+
+class TaskLoss(nn.Module):
+    """`task.train_loss` as a module's forward, so DistributedDataParallel sees the forward pass
+    (it only all-reduces gradients of a backward that follows a call of the wrapped module)."""
+
+    def __init__(self, net: nn.Module, task: Task) -> None:
+        super().__init__()
+        self.net = net  # registered so DDP finds (and syncs) the parameters train_loss uses
+        self.task = task
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.task.train_loss(batch)
+
+
 @dataclasses.dataclass
 class TrainReport:
     epochs: int = 0
@@ -170,6 +196,8 @@ def train(
 ) -> TrainReport:
     """Train `net` in place; on return it holds the best-on-validation weights (or the last)."""
     device = resolve_device(cfg.device)
+    if world_size > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # the launcher set one GPU per rank
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         return _train(
@@ -193,11 +221,22 @@ def _train(
     from playnext.evaluate.protocol import evaluate  # evaluate imports nothing from train
 
     lead = rank == 0
+    distributed = world_size > 1
+    if distributed and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(f"world_size={world_size} needs an initialised torch.distributed process group")
     net.to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = task.steps_per_epoch(cfg.batch_size, world_size)
+    # each rank takes a 1/world_size strided share of every global batch of cfg.batch_size rows
+    local_batch = -(-cfg.batch_size // world_size)
+    ddp: nn.Module | None = None
+    if distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        # static_graph: the set of parameters a loss uses is fixed per model, but not always all
+        # of them (HSTU leaves some unused); DDP learns the set in the first step, then no cost
+        ddp = DistributedDataParallel(TaskLoss(net, task), device_ids=ids, static_graph=True)
+    steps = task.steps_per_epoch(local_batch, world_size)
     total = steps * cfg.epochs
     warmup = round(cfg.warmup_epochs * steps)
     report = TrainReport()
@@ -230,23 +269,34 @@ def _train(
         bar = progress.add_task("train", total=steps, info="") if show else None
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            torch.manual_seed(seed * 1_000_003 + epoch)  # dropout; global state restored by fork_rng
+            torch.manual_seed(_torch_seed(seed, epoch, rank))  # dropout; global state restored by fork_rng
             rng = np.random.default_rng([seed, epoch])  # same shuffle on every rank, then sharded
             net.train()
             loss_sum, n_batches, n_samples = 0.0, 0, 0
             if bar is not None:
                 progress.reset(bar, total=steps, description=f"epoch {epoch + 1}/{cfg.epochs}")
-            for batch in task.train_batches(rng, cfg.batch_size, rank, world_size):
+            for batch in task.train_batches(rng, local_batch, rank, world_size):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                budget = (time.perf_counter() - t_start) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
-                for g in opt.param_groups:
-                    g["lr"] = cfg.lr * lr_factor(step, warmup, total, cfg.schedule, budget)
-                with autocast_for(device, cfg.amp):
-                    loss = task.train_loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if ddp is not None:
+                    loss, weighted, budget = _ddp_step(ddp, task, batch, cfg, device, t_start)
+                    if not math.isfinite(budget):
+                        raise FloatingPointError(f"loss became non-finite at epoch {epoch + 1}, step {step}")
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * lr_factor(step, warmup, total, cfg.schedule, budget)
+                    opt.zero_grad(set_to_none=True)
+                    weighted.backward()  # DDP averages the re-weighted gradients: the global-batch mean
+                else:
+                    elapsed = time.perf_counter() - t_start
+                    budget = elapsed / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * lr_factor(step, warmup, total, cfg.schedule, budget)
+                    with autocast_for(device, cfg.amp):
+                        loss = task.train_loss(batch)
+                    if not torch.isfinite(loss):
+                        where = f"epoch {epoch + 1}, step {step}"
+                        raise FloatingPointError(f"loss became {loss.item()} at {where}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 if cfg.clip_norm > 0:
                     nn.utils.clip_grad_norm_(params, cfg.clip_norm)
                 opt.step()
@@ -260,6 +310,16 @@ def _train(
                         bar, advance=1, info=f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s"
                     )
             seconds = time.perf_counter() - t0
+            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
+            if distributed:  # global loss / throughput, and one stop decision for every rank
+                totals = torch.tensor(
+                    [loss_sum, n_batches, n_samples, seconds, float(out_of_time)],
+                    dtype=torch.float64,
+                    device=device,
+                )
+                dist.all_reduce(totals)
+                loss_sum, n_batches, n_samples = float(totals[0]), int(totals[1]), int(totals[2])
+                seconds, out_of_time = float(totals[3]) / world_size, bool(totals[4] > 0)
             logs = {
                 "epoch": float(epoch + 1),
                 "loss": loss_sum / max(1, n_batches),
@@ -267,10 +327,14 @@ def _train(
                 "samples_per_s": n_samples / max(1e-9, seconds),
             }
             last = epoch + 1 == cfg.epochs
-            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
-            if valid is not None and lead and ((epoch + 1) % cfg.eval_every == 0 or last or out_of_time):
+            evaluate_now = (epoch + 1) % cfg.eval_every == 0 or last or out_of_time
+            if valid is not None and (lead or distributed) and evaluate_now:
                 net.eval()
-                score = evaluate(task.score, valid, n_items, ks=(10,)).metrics[SELECT_METRIC]
+                # distributed: every rank scores a shard; the sums are all-reduced, so every rank
+                # gets the same score and takes the same early-stopping / best-weights decision
+                score = evaluate(task.score, valid, n_items, ks=(10,), distributed=distributed).metrics[
+                    SELECT_METRIC
+                ]
                 logs["valid_" + SELECT_METRIC] = score
                 if score > report.best_score:
                     report.best_score, report.best_epoch, bad_evals = score, epoch + 1, 0
@@ -311,6 +375,38 @@ def _train(
         net.load_state_dict(best)
     net.eval()
     return report
+
+
+def _torch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Dropout seed of one epoch: (seed, epoch) on rank 0, a distinct stream on other ranks."""
+    if rank == 0:
+        return seed * 1_000_003 + epoch
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _ddp_step(
+    ddp: nn.Module, task: Task, batch: Batch, cfg: TrainConfig, device: torch.device, t_start: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Forward one local batch under DDP; returns (local mean loss, the loss to back-propagate,
+    the time-budget fraction every rank agrees on — NaN if any rank's loss is not finite).
+
+    One all-reduce carries the global batch's loss-term count, a non-finite flag and the elapsed
+    time, so every rank raises together and sets the same learning rate (a per-rank clock would
+    let the replicas drift apart, DDP syncs gradients, not parameters).
+    """
+    with autocast_for(device, cfg.amp):
+        loss = ddp(batch)
+    terms = loss_terms(task, batch)
+    bad = 0.0 if bool(torch.isfinite(loss)) else 1.0
+    stats = torch.tensor([terms, bad, time.perf_counter() - t_start], dtype=torch.float64, device=device)
+    dist.all_reduce(stats)
+    world_size = dist.get_world_size()
+    if float(stats[1]) > 0:
+        return loss, loss, float("nan")
+    # DDP divides the summed gradients by world_size: weight = this rank's share of the terms
+    weighted = loss * (terms * world_size / max(1.0, float(stats[0])))
+    budget = float(stats[2]) / world_size / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+    return loss, weighted, budget
 
 
 def _progress(show: bool) -> Any:

@@ -183,7 +183,8 @@ def chunked_softmax_ce(
     `dtype` of the matmuls defaults to bf16 inside a bf16 autocast region, else fp32.
     """
     if dtype is None:
-        bf16 = torch.is_autocast_enabled(h.device.type) and torch.get_autocast_dtype(h.device.type) == torch.bfloat16
+        kind = h.device.type
+        bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
         dtype = torch.bfloat16 if bf16 else torch.float32
     h, weight = h.float(), weight.float()
     b = bias.float() if bias is not None else torch.zeros(weight.shape[0], device=h.device)
