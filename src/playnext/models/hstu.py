@@ -1,0 +1,375 @@
+"""HSTU (Zhai et al., ICML 2024): the Hierarchical Sequential Transduction Unit of
+"Actions Speak Louder than Words: Trillion-Parameter Sequential Transducers for Generative
+Recommendations".
+
+Each block is one fused projection and a pointwise attention, no feed-forward layer:
+
+    U, V, Q, K = SiLU(LN(x) · W_uvqk)
+    A(i, j)    = SiLU(Q_i · K_j + rab_p(i - j) + rab_t(bucket(t_i - t_j))) / max_len   (causal)
+    x         ← x + W_o · Dropout(LN(A · V) ⊙ U)
+
+SiLU replaces softmax, so weights do not compete and the sum is normalised by the constant
+`max_len` (as in the reference code), which keeps an output independent of later items and of
+padding — what makes the KV cache in `playnext.serve.incremental` exact. Positions enter only
+through the relative bias, so a cached key never has to be recomputed when an event is appended.
+The time bias buckets log |Δt| (base 2, as in the paper's code) when every training event has a
+timestamp; otherwise only the positional bias is learned. Δt is measured from the query item's
+own time (the reference code uses the next item's), which is known when a request arrives and
+keeps past keys valid when an event is appended. Outputs and item embeddings are
+L2-normalised and trained with sampled softmax over many negatives at a temperature.
+
+Histories passed to `score` carry item ids only; for users seen in training whose history starts
+with their training sequence the stored training timestamps are used (later items get the last
+known time), any other row gets Δt = 0 everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any, cast
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from playnext.data.interactions import Columns, Histories, Interactions
+from playnext.data.split import EvalSet
+from playnext.models.base import ModelConfig, require
+from playnext.models.nn import (
+    SCORE_CHUNK,
+    SequenceConfig,
+    SequenceNet,
+    SequenceRecommender,
+    known_items,
+    sample_negatives,
+    search_space_from,
+)
+from playnext.models.registry import register
+from playnext.train import batches as B
+from playnext.train.loop import Batch, resolve_device
+from playnext.train.losses import dot_product_loss
+
+LOG2 = math.log(2.0)
+
+
+@dataclasses.dataclass
+class HSTUConfig(SequenceConfig):
+    dim: int = 64
+    epochs: int = 20  # small defaults that learn tiny data in seconds; benchmark recipes set their own
+    lr: float = 2e-3
+    n_blocks: int = 2
+    n_heads: int = 1
+    qk_dim: int = 0  # per-head width of Q and K; 0 = dim // n_heads
+    v_dim: int = 0  # per-head width of U and V; 0 = dim // n_heads
+    loss: str = "sampled_softmax"
+    n_negatives: int = 256
+    temperature: float = 0.05  # logits = cos(h, item) / temperature
+    time_bias: bool = True  # learn a log-bucketed Δt bias when every training event has a timestamp
+    n_time_buckets: int = 64
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.n_blocks >= 1, f"n_blocks must be >= 1, got {self.n_blocks}")
+        require(self.n_heads >= 1, f"n_heads must be >= 1, got {self.n_heads}")
+        require(self.qk_dim >= 0, f"qk_dim must be >= 0, got {self.qk_dim}")
+        require(self.v_dim >= 0, f"v_dim must be >= 0, got {self.v_dim}")
+        require(
+            bool(self.qk_dim and self.v_dim) or self.dim % self.n_heads == 0,
+            f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads}) unless qk_dim and v_dim are set",
+        )
+        require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        require(self.n_time_buckets >= 1, f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
+
+    @property
+    def head_dims(self) -> tuple[int, int]:
+        return self.qk_dim or self.dim // self.n_heads, self.v_dim or self.dim // self.n_heads
+
+
+def time_buckets(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Bucket of a time gap in seconds: floor(log2 |Δt|), 0 for gaps under 2 s, capped."""
+    return (torch.log(dt.abs().clamp(min=1).double()) / LOG2).long().clamp(0, n_buckets)
+
+
+class _Lookup(torch.autograd.Function):
+    """table[idx] whose backward is a weighted bincount: deterministic and fast on CPU, unlike
+    the sorted index_put that deterministic mode would use for (B, T, T) indices."""
+
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.n, ctx.dtype = table.shape[0], table.dtype
+        return table[idx]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        (idx,) = ctx.saved_tensors
+        flat = torch.bincount(idx.reshape(-1), weights=grad.reshape(-1).float(), minlength=ctx.n)
+        return flat.to(ctx.dtype), None
+
+
+def lookup(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = _Lookup.apply(table, idx)
+    return out
+
+
+class RelativeBias(nn.Module):
+    """rab(i, j) = w_pos[min(i - j, L - 1)] + w_time[bucket(t_i - t_j)] for causal pairs (i ≥ j)."""
+
+    def __init__(self, max_len: int, n_buckets: int) -> None:
+        super().__init__()
+        self.max_len, self.n_buckets = max_len, n_buckets
+        self.pos_w = nn.Parameter(torch.randn(max_len) * 0.02)
+        self.time_w = nn.Parameter(torch.randn(n_buckets + 1) * 0.02)
+
+    def forward(self, q_idx: torch.Tensor, k_idx: torch.Tensor, buckets: torch.Tensor | None) -> torch.Tensor:
+        """q_idx (Tq,), k_idx (Tk,) positions; buckets (B, Tq, Tk) from `time_buckets` or None
+        → (B|1, Tq, Tk)."""
+        rel = (q_idx[:, None] - k_idx[None, :]).clamp(0, self.max_len - 1)  # (Tq, Tk)
+        bias = lookup(self.pos_w, rel)[None]  # (1, Tq, Tk)
+        if buckets is not None:
+            bias = bias + lookup(self.time_w, buckets)  # (B, Tq, Tk)
+        return bias
+
+
+def pair_buckets(q_t: torch.Tensor | None, k_t: torch.Tensor | None, n_buckets: int) -> torch.Tensor | None:
+    """(B, Tq, Tk) time buckets of q_t (B, Tq) against k_t (B, Tk); computed once, shared by blocks."""
+    if q_t is None or k_t is None:
+        return None
+    return time_buckets(q_t[:, :, None] - k_t[:, None, :], n_buckets)
+
+
+class HSTUBlock(nn.Module):
+    def __init__(self, cfg: HSTUConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qk_dim, self.v_dim = cfg.head_dims
+        self.norm = float(cfg.max_len)
+        self.uvqk = nn.Linear(cfg.dim, cfg.n_heads * 2 * (self.qk_dim + self.v_dim), bias=False)
+        self.out = nn.Linear(cfg.n_heads * self.v_dim, cfg.dim)
+        self.rab = RelativeBias(cfg.max_len, cfg.n_time_buckets)
+        self.drop = nn.Dropout(cfg.dropout)
+        nn.init.normal_(self.uvqk.weight, std=0.02)
+        nn.init.xavier_uniform_(self.out.weight)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """U, V (B, H, T, dv) and Q, K (B, H, T, dqk) of x (B, T, D)."""
+        b, t, _ = x.shape
+        h, dv, dqk = self.n_heads, self.v_dim, self.qk_dim
+        z = F.silu(self.uvqk(F.layer_norm(x, x.shape[-1:], eps=1e-6)))  # (B, T, H·(2dv + 2dqk))
+        u, v, q, k = z.split([h * dv, h * dv, h * dqk, h * dqk], dim=2)
+        u, v = (y.view(b, t, h, dv).transpose(1, 2) for y in (u, v))  # (B, H, T, dv)
+        q, k = (y.view(b, t, h, dqk).transpose(1, 2) for y in (q, k))  # (B, H, T, dqk)
+        return u, v, q, k
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Pointwise SiLU attention: q (B, H, Tq, dqk), k/v (B, H, Tk, ·), bias/mask (B|1, Tq, Tk)."""
+        scores = (q @ k.transpose(-1, -2)).add_(bias[:, None])  # (B, H, Tq, Tk)
+        weights = F.silu(scores).mul_((mask / self.norm)[:, None])  # (B, H, Tq, Tk); silu saves its input
+        return weights @ v  # (B, H, Tq, dv)
+
+    def mix(self, x: torch.Tensor, u: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """x + W_o(LN(A·V) ⊙ U); u, a (B, H, T, dv) → (B, T, D)."""
+        b, h, t, dv = a.shape
+        a = F.layer_norm(a.transpose(1, 2).reshape(b, t, h * dv), (h * dv,), eps=1e-6)  # (B, T, H·dv)
+        u = u.transpose(1, 2).reshape(b, t, h * dv)  # (B, T, H·dv)
+        return x + self.out(self.drop(a * u))  # (B, T, D)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        u, v, q, k = self.project(x)
+        return self.mix(x, u, self.attend(q, k, v, bias, mask))  # (B, T, D)
+
+
+class HSTUNet(SequenceNet):
+    def __init__(self, n_items: int, cfg: HSTUConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.n_time_buckets = cfg.n_time_buckets
+        self.scale = math.sqrt(cfg.dim)
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(HSTUBlock(cfg) for _ in range(cfg.n_blocks))
+        nn.init.normal_(self.item_emb.weight, std=1.0 / self.scale)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+
+    def embed(self, seq: torch.Tensor) -> torch.Tensor:
+        """Block input of (B, T) padded +1 ids: scaled item embeddings, zero on padding."""
+        return self.drop(self.item_emb(seq) * self.scale) * (seq > 0)[..., None]  # (B, T, D)
+
+    def encode(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """(B, T) left-padded ids (+ optional (B, T) seconds) → (B, T, D) L2-normalised states;
+        (B, 1, D) with `last_only`, which skips the last block's other queries (for scoring)."""
+        t = seq.shape[1]
+        idx = torch.arange(t, device=seq.device)
+        keep = seq > 0  # (B, T)
+        causal = torch.ones(t, t, dtype=torch.bool, device=seq.device).tril()  # (T, T)
+        mask = (causal & keep[:, None, :]).to(self.item_emb.weight.dtype)  # (B, T, T)
+        x = self.embed(seq)  # (B, T, D)
+        layers = self.layers
+        buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, T, T) or None
+        for block in layers[:-1] if last_only else layers:
+            x = block(x, block.rab(idx, idx, buckets), mask)  # (B, T, D)
+        if last_only:
+            last = layers[-1]
+            u, v, q, k = last.project(x)
+            bias = last.rab(idx[-1:], idx, buckets[:, -1:] if buckets is not None else None)  # (B|1, 1, T)
+            x = last.mix(
+                x[:, -1:], u[:, :, -1:], last.attend(q[:, :, -1:], k, v, bias, mask[:, -1:])
+            )  # (B, 1, D)
+        return F.normalize(x, dim=-1)  # (B, T|1, D)
+
+    @property
+    def layers(self) -> list[HSTUBlock]:
+        return [cast(HSTUBlock, b) for b in self.blocks]
+
+    def item_vectors(self) -> torch.Tensor:
+        """(I, D) L2-normalised output embeddings of the real items."""
+        return F.normalize(self.item_emb.weight[1:], dim=-1)
+
+
+@register("hstu")
+class HSTU(SequenceRecommender):
+    """Generative recommender with HSTU blocks; scores = cos(last state, item embedding)."""
+
+    config_class = HSTUConfig
+    config: HSTUConfig
+    net_: HSTUNet
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        # every user's training sequence (items and seconds), to look up times when scoring
+        self.user_items_: Histories | None = None
+        self.user_times_: np.ndarray | None = None
+        self._times: Histories | None = None
+
+    @classmethod
+    def search_space(cls) -> list[dict[str, Any]]:
+        return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
+
+    def _build(self) -> HSTUNet:
+        return HSTUNet(int(self.n_items_ or 0), self.config)
+
+    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+        # the sampled-softmax gathers back-propagate through index_put(accumulate=True), whose
+        # default CPU kernel adds duplicates in a thread-dependent order; the sorted one keeps a
+        # refit bit-identical (the contract) at no measurable cost here
+        cpu = resolve_device(self.config.device).type == "cpu"
+        before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(before or cpu)
+        try:
+            super()._fit(train_data, valid)
+        finally:
+            torch.use_deterministic_algorithms(before)
+
+    # ---- training -----------------------------------------------------------------------------
+    def _prepare(self, train: Interactions) -> None:
+        seqs = train.sequences()
+        ts = train.frame.get_column(Columns.TIMESTAMP)
+        self.user_items_, self.user_times_ = None, None
+        if self.config.time_bias and len(ts) and ts.null_count() == 0:
+            self.user_items_ = seqs
+            self.user_times_ = ts.cast(pl.Int64).to_numpy().astype(np.int64)
+        _, self._seqs = B.next_item_arrays(seqs, self.config.max_len)
+        self._times = None
+        if self.user_times_ is not None:
+            _, self._times = B.next_item_arrays(Histories(seqs.indptr, self.user_times_), self.config.max_len)
+
+    def _release(self) -> None:
+        super()._release()
+        self._times = None
+
+    def train_batches(
+        self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
+    ) -> Iterator[Batch]:
+        order = B.shard(rng.permutation(len(self._seqs)), rank, world_size)
+        n_items = int(self.n_items_ or 0)
+        for sl in B.batch_slices(len(order), batch_size):
+            inputs, targets = B.split_next(self._seqs.take(order[sl]))
+            batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            if self._times is not None:
+                # left_pad adds 1 to every value: harmless, only differences of times are used
+                times, _ = B.split_next(self._times.take(order[sl]))
+                batch["times"] = torch.from_numpy(times)
+            if self.config.loss == "sampled_softmax" and self.config.n_negatives:
+                batch["negatives"] = sample_negatives(rng, n_items, (self.config.n_negatives,))
+            elif self.config.loss == "bce":
+                batch["negatives"] = sample_negatives(rng, n_items, (*targets.shape, self.config.n_negatives))
+            yield batch
+
+    def train_loss(self, batch: Batch) -> torch.Tensor:
+        h = self.net_.encode(batch["inputs"], batch.get("times"))  # (B, T, D), unit norm
+        mask = batch["targets"] > 0  # (B, T) positions with a next item
+        neg = batch.get("negatives")
+        if neg is not None and neg.dim() == 3:
+            neg = neg[mask]  # (N, K)
+        return dot_product_loss(
+            self.config.loss,
+            h[mask].float() / self.config.temperature,  # (N, D)
+            batch["targets"][mask] - 1,
+            self.net_.item_vectors().float(),  # (I, D)
+            negatives=neg,
+            in_batch=self.config.in_batch_negatives,
+            item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
+        )
+
+    # ---- scoring ------------------------------------------------------------------------------
+    def times_for(self, users: np.ndarray, history: Histories, width: int) -> np.ndarray | None:
+        """(B, width) left-padded seconds for each row, from the stored training times; None if
+        the model was trained without times. Rows that do not extend their user's training
+        sequence get zeros (Δt = 0)."""
+        if self.user_items_ is None or self.user_times_ is None:
+            return None
+        out = np.zeros((len(history), width), dtype=np.int64)
+        for r, u in enumerate(users):
+            if not 0 <= u < len(self.user_items_):
+                continue
+            row, known = history[r], self.user_items_[int(u)]
+            if len(known) == 0 or len(row) < len(known) or not np.array_equal(row[: len(known)], known):
+                continue
+            lo, hi = self.user_items_.indptr[int(u)], self.user_items_.indptr[int(u) + 1]
+            times = self.user_times_[lo:hi]
+            full = np.concatenate([times, np.full(len(row) - len(known), times[-1], dtype=np.int64)])
+            kept = full[-min(len(full), width, self.config.max_len) :]
+            out[r, width - len(kept) :] = kept
+        return out
+
+    def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
+        n_items = int(self.n_items_ or 0)
+        out = []
+        items = self.net_.item_vectors()  # (I, D)
+        for sl in B.batch_slices(len(history), SCORE_CHUNK):
+            rows = history.take(np.arange(sl.start, sl.stop))
+            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+            times = self.times_for(users[sl], rows, seq.shape[1])
+            t = torch.from_numpy(times).to(self.device) if times is not None else None
+            h = self.net_.encode(known_items(seq, n_items).to(self.device), t, last_only=True)[
+                :, -1
+            ]  # (b, D)
+            out.append((h @ items.T).float().cpu())  # (b, I)
+        return torch.cat(out) if out else torch.zeros(0, n_items)
+
+    # ---- persistence: the timestamp lookup travels with the weights ---------------------------
+    def _state(self) -> dict[str, torch.Tensor]:
+        state = super()._state()
+        if self.user_items_ is not None and self.user_times_ is not None:
+            state["aux.user_indptr"] = torch.from_numpy(self.user_items_.indptr)
+            state["aux.user_items"] = torch.from_numpy(self.user_items_.items.astype(np.int64))
+            state["aux.user_times"] = torch.from_numpy(self.user_times_)
+        return state
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        aux = {k: state.pop(k).numpy() for k in list(state) if k.startswith("aux.")}
+        super()._load_state(state)
+        if aux:
+            self.user_items_ = Histories(aux["aux.user_indptr"], aux["aux.user_items"])
+            self.user_times_ = aux["aux.user_times"]
+        else:
+            self.user_items_, self.user_times_ = None, None
