@@ -32,7 +32,15 @@ SOLO = "solo"
 # small and quick on 2 CPU cores; anything not listed runs with its defaults
 FAST: dict[str, dict[str, Any]] = {
     "sasrec": {"dim": 32, "max_len": 16, "epochs": 4, "lr": 1e-2, "batch_size": 64, "dropout": 0.1},
-    "hstu": {"dim": 32, "max_len": 16, "epochs": 6, "lr": 1e-2, "batch_size": 64, "dropout": 0.1, "n_negatives": 64},
+    "hstu": {
+        "dim": 32,
+        "max_len": 16,
+        "epochs": 6,
+        "lr": 1e-2,
+        "batch_size": 64,
+        "dropout": 0.1,
+        "n_negatives": 64,
+    },
     "gru4rec": {
         "dim": 32,
         "hidden": 32,
