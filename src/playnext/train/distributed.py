@@ -213,37 +213,19 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _kv(pairs: Sequence[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise PlaynextError(f"{what} {pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        out[key.strip().replace("-", "_")] = _auto(value.strip())
-    return out
-
-
-def _auto(v: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v.lower() == "true" if v.lower() in ("true", "false") else v
-
-
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from playnext.artifact import Artifact
+    from playnext.cli import _kv  # one parser of key=value options for both entry points
     from playnext.data.datasets import load_dataset
     from playnext.data.split import leave_one_out
     from playnext.evaluate.protocol import protocol_description, select_and_test
     from playnext.models.registry import get
 
     rank, world = group()
-    fixed = _kv(args.param, "--param")
+    fixed = _kv(args.param or [], "--param")
     cls = get(args.model)
     cls.config_class.from_dict(fixed)  # fail on bad parameters before loading anything
-    options = _kv(args.option, "--option")
+    options = _kv(args.option or [], "--option")
     if rank == 0:  # one rank downloads into the cache; the others read it afterwards
         options.setdefault("download", args.path is None and args.dataset != "synthetic")
         data = load_dataset(args.dataset, args.path, **options)
