@@ -321,7 +321,7 @@ def models() -> None:
 
 # ---- demo --------------------------------------------------------------------------------------------
 # The best deep model that trains in <= 3 minutes on 2 CPU cores (see README, "make demo"):
-# SASRec with a short-history, small-batch recipe and a 2-minute wall-clock budget.
+# SASRec with a short-history, small-batch recipe and a 90-second wall-clock budget.
 DEMO_MODEL = "sasrec"
 DEMO_PARAMS: dict[str, Any] = {
     "max_len": 50,
@@ -340,7 +340,7 @@ DEMO_PARAMS: dict[str, Any] = {
 def demo(
     out_dir: Annotated[Path, typer.Option("--out")] = Path("artifacts/demo"),
     n_users: Annotated[int, typer.Option(help="Synthetic world size.")] = 3000,
-    minutes: Annotated[float, typer.Option(help="Training budget of the deep model.")] = 2.0,
+    minutes: Annotated[float, typer.Option(help="Training budget of the deep model.")] = 1.5,
 ) -> None:
     """Build the synthetic world, train the best available model, show metrics and recommendations."""
 
