@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", default="ml-100k,ml-1m,steam-200k,lastfm-2k")
     ap.add_argument("--models", default="popular,ease")
+    ap.add_argument("--l2", default="", help="EASE λ grid, comma-separated (default: EASE.search_space)")
     ap.add_argument("--data-dir", default=os.environ.get("PLAYNEXT_DATA_DIR", "../shared/datasets"))
     args = ap.parse_args()
     for ds in args.datasets.split(","):
@@ -41,9 +42,11 @@ def main() -> None:
         split = leave_one_out(data)
         load_s = time.perf_counter() - t0
         for model in args.models.split(","):
+            grid = [{"l2": float(v)} for v in args.l2.split(",")] if args.l2 and model == "ease" else None
             res = select_and_test(
                 model,
                 split,
+                grid=grid,
                 on_candidate=lambda p, v, ds=ds, model=model: print(
                     f"  {ds} {model} {p} valid NDCG@10={v['NDCG@10']:.4f}", flush=True
                 ),
