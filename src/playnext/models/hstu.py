@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -45,7 +44,6 @@ from playnext.models.nn import (
     SequenceNet,
     SequenceRecommender,
     known_items,
-    sample_negatives,
     search_space_from,
 )
 from playnext.models.registry import register
@@ -286,23 +284,12 @@ class HSTU(SequenceRecommender):
         super()._release()
         self._times = None
 
-    def train_batches(
-        self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
-    ) -> Iterator[Batch]:
-        order = B.shard(rng.permutation(len(self._seqs)), rank, world_size)
-        n_items = int(self.n_items_ or 0)
-        for sl in B.batch_slices(len(order), batch_size):
-            inputs, targets = B.split_next(self._seqs.take(order[sl]))
-            batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
-            if self._times is not None:
-                # left_pad adds 1 to every value: harmless, only differences of times are used
-                times, _ = B.split_next(self._times.take(order[sl]))
-                batch["times"] = torch.from_numpy(times)
-            if self.config.loss == "sampled_softmax" and self.config.n_negatives:
-                batch["negatives"] = sample_negatives(rng, n_items, (self.config.n_negatives,))
-            elif self.config.loss == "bce":
-                batch["negatives"] = sample_negatives(rng, n_items, (*targets.shape, self.config.n_negatives))
-            yield batch
+    def _batch_extras(self, rows: np.ndarray) -> Batch:
+        if self._times is None:
+            return {}
+        # left_pad adds 1 to every value: harmless, only differences of times are used
+        times, _ = B.split_next(self._times.take(rows))
+        return {"times": torch.from_numpy(times)}
 
     def train_loss(self, batch: Batch) -> torch.Tensor:
         h = self.net_.encode(batch["inputs"], batch.get("times"))  # (B, T, D), unit norm

@@ -185,6 +185,10 @@ class SequenceRecommender(NeuralRecommender):
     def steps_per_epoch(self, batch_size: int, world_size: int) -> int:
         return -(-(len(self._seqs) // world_size) // batch_size)
 
+    def _batch_extras(self, rows: np.ndarray) -> Batch:
+        """Extra aligned inputs for the training rows `rows` (e.g. HSTU's timestamps); none here."""
+        return {}
+
     def train_batches(
         self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
     ) -> Iterator[Batch]:
@@ -193,6 +197,7 @@ class SequenceRecommender(NeuralRecommender):
         for sl in B.batch_slices(len(order), batch_size):
             inputs, targets = B.split_next(self._seqs.take(order[sl]))
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            batch.update(self._batch_extras(order[sl]))
             if self.config.loss == "sampled_softmax" and self.config.n_negatives:
                 batch["negatives"] = sample_negatives(rng, n_items, (self.config.n_negatives,))
             elif self.config.loss == "bce":
