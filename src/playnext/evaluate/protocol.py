@@ -210,21 +210,26 @@ def select_and_test(
     tried: list[dict[str, Any]] = []
     train_seconds = 0.0
     counts = split.train.item_counts()
+
+    def judge(model: Any, questions: EvalSet) -> EvalResult:
+        """Validation and test are scored by exactly the same settings."""
+        return evaluate(
+            model_scorer(model),
+            questions,
+            split.train.n_items,
+            ties=ties,
+            exclude_seen=exclude_seen,
+            item_counts=counts,
+            distributed=distributed,
+        )
+
     for cand in candidates:
         params = {**cand, **fixed}
         model = cls(cls.config_class.from_dict(params))
         t0 = time.perf_counter()
         model.fit(split.train, split.valid)
         train_seconds += time.perf_counter() - t0
-        v = evaluate(
-            model_scorer(model),
-            split.valid,
-            split.train.n_items,
-            ties=ties,
-            exclude_seen=exclude_seen,
-            item_counts=counts,
-            distributed=distributed,
-        ).metrics
+        v = judge(model, split.valid).metrics
         tried.append({"params": params, "valid": v})
         if on_candidate is not None:
             on_candidate(params, v)
@@ -234,15 +239,7 @@ def select_and_test(
             break
     assert best is not None
     _, model, params, vmetrics = best
-    test = evaluate(
-        model_scorer(model),
-        split.test,
-        split.train.n_items,
-        ties=ties,
-        exclude_seen=exclude_seen,
-        item_counts=counts,
-        distributed=distributed,
-    )
+    test = judge(model, split.test)
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds)
 
 
