@@ -37,7 +37,7 @@ class GRU4RecConfig(SequenceConfig):
 class GRU4RecNet(SequenceNet):
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
         super().__init__()
-        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0, sparse=cfg.sparse_embeddings)
         self.drop = nn.Dropout(cfg.dropout)
         rnn_cls = nn.GRU if cfg.cell == "gru" else nn.RNN
         self.rnn = rnn_cls(

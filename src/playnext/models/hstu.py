@@ -73,6 +73,7 @@ class HSTUConfig(SequenceConfig):
         super().validate()
         require(self.n_blocks >= 1, f"n_blocks must be >= 1, got {self.n_blocks}")
         require(self.n_heads >= 1, f"n_heads must be >= 1, got {self.n_heads}")
+        require(not self.sparse_embeddings, "hstu normalises the whole item table: no sparse_embeddings")
         require(self.qk_dim >= 0, f"qk_dim must be >= 0, got {self.qk_dim}")
         require(self.v_dim >= 0, f"v_dim must be >= 0, got {self.v_dim}")
         require(

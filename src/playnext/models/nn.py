@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from playnext.data.interactions import Histories, Interactions
@@ -54,10 +55,17 @@ class SequenceConfig(NeuralConfig):
     """A neural config for models that read the most recent `max_len` items of a history."""
 
     max_len: int = 200
+    # sparse item-table gradients + SparseAdam: only the rows a batch touches are read and
+    # written, which is what lets a 10M-item catalog train on one machine (sampled losses only)
+    sparse_embeddings: bool = False
 
     def validate(self) -> None:
         super().validate()
         require(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
+        require(
+            not self.sparse_embeddings or self.loss != "ce",
+            "sparse_embeddings needs loss='sampled_softmax' or 'bce' (full softmax touches every item row)",
+        )
 
 
 class NeuralRecommender(Recommender):
@@ -213,11 +221,19 @@ class SequenceRecommender(NeuralRecommender):
         neg = batch.get("negatives")
         if neg is not None and neg.dim() == 3:
             neg = neg[mask]  # (N, K)
+        rows = None
+        if self.config.sparse_embeddings:
+            table = self.net_.item_emb.weight
+
+            def rows(ids: torch.Tensor) -> torch.Tensor:
+                return F.embedding(ids + 1, table, sparse=True)  # a sparse gradient, unlike table[ids]
+
         return dot_product_loss(
             self.config.loss,
             h[mask],
             batch["targets"][mask] - 1,
             self.net_.item_emb.weight[1:],
+            rows=rows,
             negatives=neg,
             in_batch=self.config.in_batch_negatives,
             item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,

@@ -76,7 +76,7 @@ class SASRecNet(SequenceNet):
         super().__init__()
         self.max_len = cfg.max_len
         self.scale = math.sqrt(cfg.dim)
-        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0, sparse=cfg.sparse_embeddings)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(

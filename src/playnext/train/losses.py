@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -71,28 +72,33 @@ def dot_product_loss(
     negatives: torch.Tensor | None = None,
     in_batch: bool = False,
     item_log_freq: torch.Tensor | None = None,
+    rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Loss for models whose logits are `h · W[item] (+ b[item])` — every sequence model here.
 
     h: (N, D) hidden states of the positions that have a target; targets: (N,) item ids;
     weight: (I, D); negatives: (K,) shared ids for sampled_softmax, (N, K) ids for bce.
-    `item_log_freq` (I,) is log training frequency, needed only for in-batch logQ.
+    `item_log_freq` (I,) is log training frequency, needed only for in-batch logQ. `rows(ids)`
+    replaces `weight[ids]` where the table must get a sparse gradient (sampled losses only).
     """
     n_items = weight.shape[0]
+    take: Callable[[torch.Tensor], torch.Tensor] = rows if rows is not None else weight.__getitem__
 
     def logits_for(ids: torch.Tensor) -> torch.Tensor:
-        out = h @ weight[ids].T  # (N, C)
+        out = h @ take(ids).T  # (N, C)
         return out + bias[ids][None, :] if bias is not None else out
 
     if kind == "ce":
+        if rows is not None:
+            raise ValueError("full softmax uses every item row; sparse rows need a sampled loss")
         return chunked_softmax_ce(h, weight, targets, bias)
-    pos = (h * weight[targets]).sum(-1)  # (N,)
+    pos = (h * take(targets)).sum(-1)  # (N,)
     if bias is not None:
         pos = pos + bias[targets]
     if kind == "bce":
         if negatives is None or negatives.dim() != 2:
             raise ValueError("bce needs (N, K) negatives")
-        neg = torch.einsum("nd,nkd->nk", h, weight[negatives])  # (N, K)
+        neg = torch.einsum("nd,nkd->nk", h, take(negatives))  # (N, K)
         if bias is not None:
             neg = neg + bias[negatives]
         return bce(pos, neg)
