@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE")
     ap.add_argument("--checkpoints", default="", help="folder for per-epoch checkpoints (enables --resume)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--save", default="", help="folder: save each seed-0 model as a servable artifact")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     data = load(args.dataset, args.path)
@@ -149,6 +150,11 @@ def main() -> None:
                 "environment": environment(),
             }
             append_record(args.dataset, record)
+            if args.save and seed == 0:
+                from playnext.artifact import Artifact
+
+                out = Artifact.from_data(model, data, record).save(Path(args.save) / f"{args.dataset}-{name}")
+                print(f"saved {out}", flush=True)
             m = res.test.metrics
             print(
                 f"{name} seed {seed}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f} "

@@ -9,6 +9,11 @@ fixed, seeded mix of requests from `--concurrency` client threads (k=10 everywhe
     10% POST /sessions/{id}/events, then POST /recommend {session_id} (2 requests)
     10% GET /items/{id}/similar               10% GET /items?query=…       5% POST /search
 
+`--rate R` paces the run open-loop instead: groups are sent on a fixed schedule of R per second
+whatever the server's speed, and each latency is counted from its *scheduled* time, so a stalled
+server cannot hide its queueing delay (no coordinated omission). `--mix recommend` keeps only the
+three /recommend kinds (user, history, session), the route the latency target is about.
+
 The model is `--model-dir`; else EASE trained on ML-1M when `--data-dir` holds ml-1m/; else EASE
 on the synthetic world. Every request must succeed (2xx); the run fails otherwise. Writes one
 record to benchmarks/results/serve_load.json. Requests are bounded in count and the server is
@@ -88,7 +93,7 @@ Request = tuple[str, str, dict[str, Any] | None]  # (kind, path, JSON body or No
 
 
 def plan(
-    n: int, users: list[str], catalog: list[str], top: list[dict[str, Any]], seed: int
+    n: int, users: list[str], catalog: list[str], top: list[dict[str, Any]], seed: int, mix: str = "all"
 ) -> list[list[Request]]:
     """`n` requests as groups (a session event and its recommend stay in order), seeded.
 
@@ -100,6 +105,8 @@ def plan(
     count = 0
     while count < n:
         r = rng.random()
+        if mix == "recommend":
+            r = r * 0.75  # user 60%, history ~27%, session ~13% of groups
         g: list[Request]
         if r < 0.45 and users:
             g = [("recommend-user", "/recommend", {"user_id": users[rng.integers(len(users))], "k": 10})]
@@ -131,6 +138,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=0.0, help="open loop: groups per second (0: closed)")
+    ap.add_argument("--mix", default="all", choices=["all", "recommend"])
     ap.add_argument("--text-encoder", default="minilm", choices=["minilm", "hashing", "none"])
     ap.add_argument("--synthetic-users", type=int, default=3000)
     ap.add_argument("--startup-timeout", type=float, default=300.0)
@@ -184,15 +193,15 @@ def run_load(
 
     with httpx.Client(base_url=url, timeout=30) as c:
         top = c.get("/items", params={"limit": 100}).json()["items"]
-    warm = plan(args.warmup, users, items, top, seed=1)
-    groups = plan(args.requests, users, items, top, seed=0)
+    warm = plan(args.warmup, users, items, top, seed=1, mix=args.mix)
+    groups = plan(args.requests, users, items, top, seed=0, mix=args.mix)
     lat: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     lock = threading.Lock()
 
-    def send(group: list[Request], record: bool) -> None:
-        for kind, path, body in group:
-            t = time.perf_counter()
+    def send(group: list[Request], record: bool, due: float | None = None) -> None:
+        for i, (kind, path, body) in enumerate(group):
+            t = due if due is not None and i == 0 else time.perf_counter()
             try:
                 r = client().post(path, json=body) if body is not None else client().get(path)
                 ok, why = r.is_success, f"{r.status_code} {r.text[:200]}"
@@ -208,7 +217,16 @@ def run_load(
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(lambda g: send(g, False), warm))
         t0 = time.perf_counter()
-        list(pool.map(lambda g: send(g, True), groups))
+        if args.rate > 0:  # open loop: submit on schedule, never wait for answers
+            futures = []
+            for i, g in enumerate(groups):
+                due = t0 + i / args.rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+                futures.append(pool.submit(send, g, True, due))
+            for f in futures:
+                f.result()
+        else:
+            list(pool.map(lambda g: send(g, True), groups))
         wall = time.perf_counter() - t0
     every = np.concatenate([np.asarray(v) for v in lat.values()]) * 1000
     n = len(every)
@@ -227,6 +245,8 @@ def run_load(
         "errors": len(errors),
         "error_samples": errors[:5],
         "concurrency": args.concurrency,
+        "mode": f"open loop, {args.rate:g} groups/s scheduled" if args.rate > 0 else "closed loop",
+        "mix": args.mix,
         "k": 10,
         "wall_seconds": wall,
         "server_startup_seconds": startup,
