@@ -12,7 +12,8 @@ fixed, seeded mix of requests from `--concurrency` client threads (k=10 everywhe
 `--rate R` paces the run open-loop instead: groups are sent on a fixed schedule of R per second
 whatever the server's speed, and each latency is counted from its *scheduled* time, so a stalled
 server cannot hide its queueing delay (no coordinated omission). `--mix recommend` keeps only the
-three /recommend kinds (user, history, session), the route the latency target is about.
+three /recommend kinds (user, history, session), the route the latency target is about;
+`--no-explain` asks for no reasons (for sequence models each reason costs forward passes).
 
 The model is `--model-dir`; else EASE trained on ML-1M when `--data-dir` holds ml-1m/; else EASE
 on the synthetic world. Every request must succeed (2xx); the run fails otherwise. Writes one
@@ -93,7 +94,13 @@ Request = tuple[str, str, dict[str, Any] | None]  # (kind, path, JSON body or No
 
 
 def plan(
-    n: int, users: list[str], catalog: list[str], top: list[dict[str, Any]], seed: int, mix: str = "all"
+    n: int,
+    users: list[str],
+    catalog: list[str],
+    top: list[dict[str, Any]],
+    seed: int,
+    mix: str = "all",
+    explain: bool = True,
 ) -> list[list[Request]]:
     """`n` requests as groups (a session event and its recommend stay in order), seeded.
 
@@ -125,6 +132,9 @@ def plan(
             g = [("title-search", f"/items?limit=10&query={words[int(rng.integers(len(words)))]}", None)]
         else:
             g = [("search", "/search", {"query": QUERIES[int(rng.integers(len(QUERIES)))], "k": 10})]
+        if not explain:
+            g = [(kind, path, {**body, "explain": False} if path == "/recommend" and body else body)
+                 for kind, path, body in g]
         groups.append(g)
         count += len(g)
     return groups
@@ -140,6 +150,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--rate", type=float, default=0.0, help="open loop: groups per second (0: closed)")
     ap.add_argument("--mix", default="all", choices=["all", "recommend"])
+    ap.add_argument("--no-explain", action="store_true", help="send explain=false (no reasons computed)")
     ap.add_argument("--text-encoder", default="minilm", choices=["minilm", "hashing", "none"])
     ap.add_argument("--synthetic-users", type=int, default=3000)
     ap.add_argument("--startup-timeout", type=float, default=300.0)
@@ -193,8 +204,9 @@ def run_load(
 
     with httpx.Client(base_url=url, timeout=30) as c:
         top = c.get("/items", params={"limit": 100}).json()["items"]
-    warm = plan(args.warmup, users, items, top, seed=1, mix=args.mix)
-    groups = plan(args.requests, users, items, top, seed=0, mix=args.mix)
+    explain = not args.no_explain
+    warm = plan(args.warmup, users, items, top, seed=1, mix=args.mix, explain=explain)
+    groups = plan(args.requests, users, items, top, seed=0, mix=args.mix, explain=explain)
     lat: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     lock = threading.Lock()
@@ -247,6 +259,7 @@ def run_load(
         "concurrency": args.concurrency,
         "mode": f"open loop, {args.rate:g} groups/s scheduled" if args.rate > 0 else "closed loop",
         "mix": args.mix,
+        "explain": explain,
         "k": 10,
         "wall_seconds": wall,
         "server_startup_seconds": startup,

@@ -37,6 +37,15 @@ def test_user_recommendations_are_ranked_unseen_and_explained(
         assert e["because"][0]["weight"] > 0 and e["text"].startswith("Because you liked")
 
 
+def test_explain_false_skips_reasons_only(client: TestClient, world: Interactions) -> None:
+    body = {"user_id": world.users.external[3], "k": 10}
+    full = client.post("/recommend", json=body).json()["items"]
+    bare = client.post("/recommend", json={**body, "explain": False}).json()["items"]
+    assert all(it["explanation"] is None for it in bare)
+    assert all(it["explanation"] is not None for it in full)
+    assert [(it["item_id"], it["score"]) for it in bare] == [(it["item_id"], it["score"]) for it in full]
+
+
 def test_same_answer_as_artifact_recommend(
     client: TestClient, artifact: Artifact, world: Interactions
 ) -> None:

@@ -37,6 +37,7 @@ class Query:
     session_id: str | None = None
     k: int = 10
     exclude_seen: bool = True
+    explain: bool = True
     kinds: list[str] | None = None
     genres: list[str] | None = None
     year_min: int | None = None
@@ -194,7 +195,9 @@ class Engine:
         known, personal = self._model_scores(ctx.user, ctx.model_history)
         scores = self._full_scores(known, ctx.n)
         top = _topk(scores, q.k, ctx.allowed)
-        expl = self.explain(ctx, top, personal)
+        expl: list[dict[str, Any] | None] = (
+            list(self.explain(ctx, top, personal)) if q.explain else [None] * len(top)
+        )
         return [
             self.item(int(i), rank=r, score=float(scores[i]), explanation=e)
             for r, (i, e) in enumerate(zip(top, expl, strict=True), 1)
@@ -331,7 +334,7 @@ class Engine:
         final = (1 - a) * sims_c + a * taste
         order = np.argsort(-final, kind="stable")[: q.k]
         top = cand[order]
-        expl = self.explain(ctx, top, personal) if personal else [None] * len(top)
+        expl = self.explain(ctx, top, personal) if personal and q.explain else [None] * len(top)
         out = []
         for r, (o, e) in enumerate(zip(order, expl, strict=True), 1):
             why = f"Matches “{text}” ({sims_c[o]:.2f})"

@@ -31,6 +31,11 @@ class Who(Filters):
     session_id: str | None = Field(None, pattern=SESSION_ID, description="A live session's events.")
     k: int = Field(10, ge=1, le=1_000_000, description="How many items; at most the server's max_k.")
     exclude_seen: bool = Field(True, description="Leave out items already in the history.")
+    explain: bool = Field(
+        True,
+        description="Say why each item is recommended. For sequence models this costs one extra "
+        "forward pass per recent history item; clients that do not show reasons can skip it.",
+    )
 
 
 class RecommendRequest(Who):
@@ -74,7 +79,7 @@ class Item(BaseModel):
 class ScoredItem(Item):
     rank: int
     score: float
-    explanation: Explanation
+    explanation: Explanation | None = Field(description="Null when the request set explain=false.")
     text_score: float | None = None
     taste_score: float | None = None
 

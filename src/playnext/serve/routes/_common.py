@@ -21,6 +21,7 @@ def to_query(body: Who) -> Query:
         session_id=body.session_id,
         k=body.k,
         exclude_seen=body.exclude_seen,
+        explain=body.explain,
         kinds=kinds,
         genres=body.genres,
         year_min=body.year_min,

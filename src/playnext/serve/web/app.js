@@ -99,7 +99,7 @@ async function recommend() {
       const row = el("div");
       row.style.display = "flex"; row.style.justifyContent = "space-between"; row.style.gap = "8px";
       const text = el("div");
-      text.append(title, el("div", "meta", metaLine(it)), el("div", "why", it.explanation.text));
+      text.append(title, el("div", "meta", metaLine(it)), el("div", "why", it.explanation ? it.explanation.text : ""));
       row.append(text, likeBtn);
       li.append(row);
       return li;
