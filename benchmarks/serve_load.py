@@ -9,7 +9,7 @@ fixed, seeded mix of requests from `--concurrency` client threads (k=10 everywhe
     10% POST /sessions/{id}/events, then POST /recommend {session_id} (2 requests)
     10% GET /items/{id}/similar               10% GET /items?query=…       5% POST /search
 
-`--rate R` paces the run open-loop instead: groups are sent on a fixed schedule of R per second
+`--rate R` paces the run open-loop instead: requests are sent on a fixed schedule of R per second
 whatever the server's speed, and each latency is counted from its *scheduled* time, so a stalled
 server cannot hide its queueing delay (no coordinated omission). `--mix recommend` keeps only the
 three /recommend kinds (user, history, session), the route the latency target is about;
@@ -24,6 +24,7 @@ always stopped.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
 import subprocess
@@ -148,7 +149,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--rate", type=float, default=0.0, help="open loop: groups per second (0: closed)")
+    ap.add_argument("--rate", type=float, default=0.0, help="open loop: requests per second (0: closed)")
     ap.add_argument("--mix", default="all", choices=["all", "recommend"])
     ap.add_argument("--no-explain", action="store_true", help="send explain=false (no reasons computed)")
     ap.add_argument("--text-encoder", default="minilm", choices=["minilm", "hashing", "none"])
@@ -172,7 +173,11 @@ def main() -> None:
         print(f"server up at {url} in {startup:.1f}s", flush=True)
         try:
             users, items = art.users.external.to_list(), art.items.external.to_list()
-            record = run_load(url, args, dataset, art.model.name, startup, users, items)
+            model_name = art.model.name
+            del art  # the client needs only the ids; a loaded model would lengthen its GC pauses
+            gc.collect()
+            gc.freeze()
+            record = run_load(url, args, dataset, model_name, startup, users, items)
         finally:
             proc.terminate()
             try:
@@ -231,8 +236,10 @@ def run_load(
         t0 = time.perf_counter()
         if args.rate > 0:  # open loop: submit on schedule, never wait for answers
             futures = []
-            for i, g in enumerate(groups):
-                due = t0 + i / args.rate
+            sent = 0
+            for g in groups:
+                due = t0 + sent / args.rate  # --rate counts requests (a session group is two)
+                sent += len(g)
                 time.sleep(max(0.0, due - time.perf_counter()))
                 futures.append(pool.submit(send, g, True, due))
             for f in futures:
@@ -257,7 +264,7 @@ def run_load(
         "errors": len(errors),
         "error_samples": errors[:5],
         "concurrency": args.concurrency,
-        "mode": f"open loop, {args.rate:g} groups/s scheduled" if args.rate > 0 else "closed loop",
+        "mode": f"open loop, {args.rate:g} requests/s scheduled" if args.rate > 0 else "closed loop",
         "mix": args.mix,
         "explain": explain,
         "k": 10,

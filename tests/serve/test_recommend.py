@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
+import torch
 from fastapi.testclient import TestClient
 
 from playnext.artifact import Artifact
@@ -143,3 +145,23 @@ def test_numeric_ids_as_numbers_or_strings(make_client: Callable[..., TestClient
     b = c.post("/recommend", json={"history": ["10"], "k": 2}).json()
     assert a == b and a["items"][0]["item_id"] == "20"
     assert c.post("/recommend", json={"user_id": 1, "k": 1}).status_code == 200
+
+
+def test_model_runs_on_torch_threads_setting_in_the_request_thread(artifact: Artifact) -> None:
+    """The count is per thread (OpenMP): it must be set in the thread that runs the model."""
+    from playnext.serve.engine import Engine, Query
+    from playnext.serve.settings import Settings
+
+    engine = Engine(artifact, Settings(torch_threads=1, text_encoder="none"))
+    seen: list[int] = []
+
+    def request() -> None:
+        engine.recommend(Query(user_id=artifact.users.external[0]))
+        seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    worker = threading.Thread(target=request)
+    worker.start()
+    worker.join()
+    assert seen == [1]
+    assert torch.get_num_threads() == before  # this thread's setting is untouched

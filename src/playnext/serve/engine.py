@@ -169,11 +169,19 @@ class Engine:
             out[is_cold] = mapped
         return out[out >= 0]
 
+    def _pin_threads(self) -> None:
+        """torch's intra-op thread count belongs to the calling thread (OpenMP), and requests run
+        on the server's worker threads: set it where the model runs, not once at startup."""
+        n = self.settings.torch_threads
+        if n and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
     def _model_scores(self, user: int, model_history: np.ndarray) -> tuple[np.ndarray, bool]:
         """(n_known,) model scores, and whether they are personal (else popularity)."""
         if user < 0 and len(model_history) == 0:
             return self.popularity.astype(np.float32), False
         hist = Histories.from_lists([model_history])
+        self._pin_threads()
         s = self.model.score(np.array([user], dtype=np.int64), hist)[0]  # (I,)
         return np.nan_to_num(s.numpy().astype(np.float32), nan=-np.inf), True
 
@@ -240,6 +248,7 @@ class Engine:
         cand = np.array(list(dict.fromkeys(hist[::-1].tolist()))[: self.settings.explain_last])
         rows = [hist] + [hist[hist != h] for h in cand]
         users = np.full(len(rows), ctx.user, dtype=np.int64)
+        self._pin_threads()
         raw = self.model.score(users, Histories.from_lists(rows))[:, torch.from_numpy(targets)]  # (1+H, T)
         s = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).numpy()
         return "leave-one-out", cand, s[0][None, :] - s[1:]

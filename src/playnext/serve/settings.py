@@ -41,6 +41,12 @@ class Settings(BaseModel):
     ann_threshold: int = Field(
         100_000, ge=0, description="Vector indexes over more items than this use faiss ANN, else exact."
     )
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description="Intra-op threads per model call (0: torch's default). One request's forward pass "
+        "is small and runs fastest on one thread; concurrent requests share the cores via the thread pool.",
+    )
     cache_dir: Path | None = Field(None, description="Where item text embeddings are cached across restarts.")
 
     @classmethod
