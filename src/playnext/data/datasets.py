@@ -800,6 +800,10 @@ def _csv(
     return _from_mapped(_typed(t, kinds, optional=optional), cols, name, kind)
 
 
+# a corrupt file can make polars' Rust decoder panic; the panic arrives as a BaseException
+_PARQUET_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError)
+
+
 @_register("parquet")
 def _parquet(
     path: Path,
@@ -817,7 +821,7 @@ def _parquet(
     _require_file(path)
     try:
         names = list(pl.read_parquet_schema(path))
-    except (pl.exceptions.PolarsError, OSError) as e:
+    except _PARQUET_ERRORS as e:
         raise DataError(f"not a readable Parquet file: {str(e).strip().splitlines()[0]}", path=path) from None
     given = {
         C.USER: user_col, C.ITEM: item_col, C.TIMESTAMP: timestamp_col,
@@ -826,7 +830,7 @@ def _parquet(
     cols = _mapping(names, True, given, path)
     try:
         df = pl.read_parquet(path, columns=list(cols.values()))
-    except (pl.exceptions.PolarsError, OSError) as e:
+    except _PARQUET_ERRORS as e:
         raise DataError(f"not a readable Parquet file: {str(e).strip().splitlines()[0]}", path=path) from None
     # typed values go through the same string checks as text files, so errors read the same
     as_text = []
