@@ -8,6 +8,7 @@ the held-out next item is determined by the history while popularity is nearly u
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,22 @@ def test_save_load_gives_identical_scores(
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert type(loaded) is type(model) and loaded.config == model.config
+    users, hist = split.test.users, split.test.history
+    assert torch.equal(model.score(users, hist), loaded.score(users, hist))
+
+
+def test_a_model_saved_for_a_missing_device_loads_on_this_one(
+    split: Split, fitted: dict[str, Recommender], tmp_path: Path
+) -> None:
+    """A model trained on a GPU box names cuda in its config; a machine without one still serves it."""
+    model = fit("sasrec", split, fitted)
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["config"]["device"] = "cuda:0" if not torch.cuda.is_available() else "mps"
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded, NeuralRecommender) and isinstance(model, NeuralRecommender)
+    assert loaded.device.type == model.device.type
     users, hist = split.test.users, split.test.history
     assert torch.equal(model.score(users, hist), loaded.score(users, hist))
 

@@ -21,7 +21,7 @@ from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig, Recommender, require
 from playnext.train import batches as B
-from playnext.train.loop import RUN_ONLY_FIELDS, Batch, TrainConfig, TrainReport, train
+from playnext.train.loop import RUN_ONLY_FIELDS, Batch, TrainConfig, TrainReport, load_device, train
 from playnext.train.losses import LOSSES, dot_product_loss
 
 SCORE_CHUNK = 512  # rows per forward pass when scoring: bounds attention memory
@@ -156,7 +156,8 @@ class NeuralRecommender(Recommender):
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.net_ = self._build()
         self.net_.load_state_dict(state)
-        self.net_.eval()
+        # the device fit would use: a model saved after training on a GPU scores there again
+        self.net_.to(load_device(self.config.device)).eval()
 
 
 def known_items(seq: torch.Tensor, n_items: int) -> torch.Tensor:

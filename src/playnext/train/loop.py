@@ -151,6 +151,21 @@ class TrainReport:
 def resolve_device(name: str) -> torch.device:
     if name != "auto":
         return torch.device(name)
+    return _best_device()
+
+
+def load_device(name: str) -> torch.device:
+    """Where a saved model runs: its configured device when this machine has it, else the best
+    one here, so a model trained on a GPU box loads on a laptop and vice versa."""
+    device = torch.device(name) if name != "auto" else _best_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return _best_device()
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return _best_device()
+    return device
+
+
+def _best_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
