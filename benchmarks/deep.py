@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE")
     ap.add_argument("--checkpoints", default="", help="folder for per-epoch checkpoints (enables --resume)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--tag", default=TAG, help="record tag, e.g. deep-gpu to keep GPU runs apart")
     ap.add_argument("--save", default="", help="folder: save each seed-0 model as a servable artifact")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -132,7 +133,7 @@ def main() -> None:
                 "model": name,
                 "dataset": args.dataset,
                 "seed": seed,
-                "tag": TAG,
+                "tag": args.tag,
                 "metrics": res.test.metrics,
                 "valid_metrics": res.valid_metrics,
                 "params": model.config.to_dict(),

@@ -190,7 +190,7 @@ def run_one(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
         "protocol": protocol_description(split, "expected", True),
         "environment": environment(),
     }
-    append_record(f"scaling_{args.dataset}", record)
+    append_record(f"scaling_{args.label or args.dataset}", record)
     m = test.metrics
     print(
         f"{name}-{size}: {record['n_params']:,} params, "
@@ -201,8 +201,8 @@ def run_one(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     return record
 
 
-def load_scaling(dataset: str) -> list[dict[str, Any]]:
-    path = RESULTS / f"scaling_{dataset}.json"
+def load_scaling(label: str) -> list[dict[str, Any]]:
+    path = RESULTS / f"scaling_{label}.json"
     return json.loads(path.read_text()) if path.exists() else []
 
 
@@ -293,6 +293,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto = CUDA (bf16 autocast) if present, else CPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--label", default="", help="name of the results file, plots and doc section (default: the dataset)"
+    )
+    ap.add_argument(
         "--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE", help="recipe overrides"
     )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # "model:size": run one, in-process
@@ -314,9 +317,9 @@ def main() -> None:
                 if rc != 0:
                     print(f"{name}-{size} failed with exit code {rc}", flush=True)
     DOCS.mkdir(exist_ok=True)
-    for p in plot(args.dataset):
+    for p in plot(args.label or args.dataset):
         print(f"wrote {p}")
-    write_doc(args.dataset)
+    write_doc(args.label or args.dataset)
     print(f"wrote {STUDY}")
 
 
