@@ -22,8 +22,9 @@ from playnext.data.split import Split, leave_one_out
 from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.base import Recommender
-from playnext.models.nn import NeuralRecommender
+from playnext.models.nn import NeuralRecommender, SequenceRecommender
 from playnext.models.registry import create, get, names
+from playnext.train.batches import left_pad
 
 NAMES = names()
 N_USERS, N_ITEMS = 200, 100
@@ -132,6 +133,20 @@ def test_save_load_gives_identical_scores(
     assert type(loaded) is type(model) and loaded.config == model.config
     users, hist = split.test.users, split.test.history
     assert torch.equal(model.score(users, hist), loaded.score(users, hist))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if issubclass(get(n), SequenceRecommender)])
+def test_scoring_shortcut_matches_the_full_forward_pass(
+    name: str, split: Split, fitted: dict[str, Recommender]
+) -> None:
+    """encode_last (what scoring runs) skips work only: it equals the last full-pass state."""
+    model = fit(name, split, fitted)
+    assert isinstance(model, SequenceRecommender)
+    rows = split.test.history.take(np.arange(12))
+    seq = torch.from_numpy(left_pad(rows, model.config.max_len))  # (12, T), left padding included
+    with torch.no_grad():
+        full, last = model.net_.encode(seq)[:, -1], model.net_.encode_last(seq)
+    torch.testing.assert_close(last, full, atol=1e-5, rtol=1e-5)
 
 
 def test_a_model_saved_for_a_missing_device_loads_on_this_one(

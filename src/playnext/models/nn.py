@@ -177,6 +177,11 @@ class SequenceNet(nn.Module):
     def encode(self, seq: torch.Tensor) -> torch.Tensor:  # (B, T) → (B, T, D)
         raise NotImplementedError
 
+    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, T) → (B, D), the state that scores the next item; nets that can skip the other
+        positions' last-layer work override it (scoring and serving call only this)."""
+        return self.encode(seq)[:, -1]
+
 
 class SequenceRecommender(NeuralRecommender):
     """Next-item training at every position of the most recent `max_len` + 1 items per user;
@@ -247,7 +252,7 @@ class SequenceRecommender(NeuralRecommender):
         for sl in B.batch_slices(len(history), SCORE_CHUNK):
             rows = history.take(np.arange(sl.start, sl.stop))
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-            h = self.net_.encode(known_items(seq, n_items).to(self.device))[:, -1]  # (b, D) last position
+            h = self.net_.encode_last(known_items(seq, n_items).to(self.device))  # (b, D) last position
             out.append((h @ weight.T).float().cpu())  # (b, I)
         return torch.cat(out) if out else torch.zeros(0, n_items)
 

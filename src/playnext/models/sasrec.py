@@ -57,18 +57,23 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T, D) → (B, T, D); with `last_only` only the last query runs ((B, 1, D)): keys and
+        values still cover every position, which is all that scoring the next item needs."""
         b, t, d = x.shape
+        h, hs = self.n_heads, d // self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 × (B, T, D)
-        q, k, v = (
-            z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v)
-        )  # (B, H, T, hs)
+        if last_only:
+            x, q, mask = x[:, -1:], q[:, -1:], mask[..., -1:, :]  # (B, 1, D), (B, 1, D), (B, 1, 1, T)
+        tq = q.shape[1]
+        q = q.view(b, tq, h, hs).transpose(1, 2)  # (B, H, Tq, hs)
+        k, v = (z.view(b, t, h, hs).transpose(1, 2) for z in (k, v))  # (B, H, T, hs)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )  # (B, H, T, hs)
-        y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+        )  # (B, H, Tq, hs)
+        y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)
         x = x + self.drop(self.proj(y))
-        return x + self.drop(self.ffn(self.ln2(x)))  # (B, T, D)
+        return x + self.drop(self.ffn(self.ln2(x)))  # (B, Tq, D)
 
 
 class SASRecNet(SequenceNet):
@@ -89,7 +94,9 @@ class SASRecNet(SequenceNet):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T) left-padded ids → (B, T, D) states; (B, 1, D) with `last_only`, which runs the
+        last block for the last position only (scoring needs nothing else)."""
         t = seq.shape[1]
         pos = torch.arange(self.max_len - t, self.max_len, device=seq.device)  # last item ↔ last position
         x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
@@ -99,9 +106,15 @@ class SASRecNet(SequenceNet):
         # attend to earlier real items; a padding query attends to itself only (no all-masked NaN rows)
         mask = (causal & keep[:, None, :]) | eye  # (B, T, T)
         mask = mask[:, None]  # (B, 1, T, T)
-        for block in self.blocks:
+        blocks = list(self.blocks)
+        for block in blocks[:-1] if last_only else blocks:
             x = block(x, mask)  # (B, T, D)
-        return self.ln(x)  # (B, T, D)
+        if last_only:
+            x = blocks[-1](x, mask, last_only=True)  # (B, 1, D)
+        return self.ln(x)  # (B, T|1, D)
+
+    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.encode(seq, last_only=True)[:, -1]  # (B, D)
 
 
 @register("sasrec")
