@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from playnext.serve.engine import Query
 from playnext.serve.schemas import ErrorBody, Who
 
@@ -29,3 +32,9 @@ def to_query(body: Who) -> Query:
         exclude_items=[str(i) for i in body.exclude_items] if body.exclude_items is not None else None,
         only_items=[str(i) for i in body.only_items] if body.only_items is not None else None,
     )
+
+
+def json_response(body: BaseModel) -> Response:
+    """A response model validated once, serialised by pydantic-core: returning the model itself
+    would make FastAPI validate it again in a thread-pool hop (~0.1 ms of a 2 ms request)."""
+    return Response(body.model_dump_json(), media_type="application/json")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from playnext.serve.catalog import ItemRecord
 from playnext.serve.deps import EngineDep, require_token
-from playnext.serve.routes._common import ERRORS
+from playnext.serve.routes._common import ERRORS, json_response
 from playnext.serve.schemas import AddedItem, ItemOut, ItemPage, NewItem, RecommendResponse
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -39,11 +39,11 @@ def similar(
     engine: EngineDep,
     k: Annotated[int, Query(ge=1, le=1_000_000)] = 10,
     by: Annotated[Literal["model", "text"], Query(description="Model co-occurrence or text.")] = "model",
-) -> RecommendResponse:
+) -> Response:
     """Items like this one: what the model recommends after it alone (`model`; cold-start items
     always use `text`), or the nearest item texts (`text`)."""
     items = engine.similar(item_id, k, by)
-    return RecommendResponse.model_validate({"items": items, "model": engine.model.name})
+    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
 
 
 @router.post(

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from playnext.serve.deps import EngineDep
-from playnext.serve.routes._common import ERRORS, to_query
+from playnext.serve.routes._common import ERRORS, json_response, to_query
 from playnext.serve.schemas import RecommendRequest, RecommendResponse
 
 router = APIRouter(tags=["recommend"])
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-def recommend(body: RecommendRequest, engine: EngineDep) -> RecommendResponse:
+def recommend(body: RecommendRequest, engine: EngineDep) -> Response:
     """Top-k items, each with a score and the history items that drove it.
 
     Give `user_id`, `history` and/or `session_id` (their items are combined). Filters restrict
     what may come back; with `exclude_seen` the history itself never does.
     """
     items = engine.recommend(to_query(body))
-    return RecommendResponse.model_validate({"items": items, "model": engine.model.name})
+    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))

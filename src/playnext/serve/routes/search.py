@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from playnext.serve.deps import EngineDep
-from playnext.serve.routes._common import ERRORS, to_query
+from playnext.serve.routes._common import ERRORS, json_response, to_query
 from playnext.serve.schemas import RecommendResponse, SearchRequest
 
 router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=RecommendResponse, responses=ERRORS)
-def search(body: SearchRequest, engine: EngineDep) -> RecommendResponse:
+def search(body: SearchRequest, engine: EngineDep) -> Response:
     """Items whose text (title, kind, genres, year) matches `query` ("a funny space adventure").
 
     With a user_id / history / session_id the text match is blended with taste:
     `score = (1 − blend) · cosine(query, item) + blend · taste percentile` (default blend 0.3).
     """
     items = engine.search(body.query, to_query(body), body.blend)
-    return RecommendResponse.model_validate({"items": items, "model": engine.model.name})
+    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
