@@ -28,20 +28,20 @@ from playnext.models.registry import get
 TAG = "deep"
 # Recipes sized for a 2-core CPU; the time budgets end each model's cosine schedule on time.
 BENCH: dict[str, dict[str, Any]] = {
-    "sasrec": {
+    "sasrec": {  # chosen on ML-1M validation over 64 wide / 1 head (0.1897 vs 0.1831 NDCG@10)
         "max_len": 200,
-        "dim": 64,
+        "dim": 128,
         "n_blocks": 2,
-        "n_heads": 1,
+        "n_heads": 2,
         "dropout": 0.2,
         "lr": 2e-3,
-        "batch_size": 128,
+        "batch_size": 64,
         "loss": "ce",
         "epochs": 200,
         "warmup_epochs": 1.0,
         "eval_every": 2,
         "patience": 10,
-        "max_minutes": 45.0,
+        "max_minutes": 44.0,
     },
     "gru4rec": {
         "max_len": 200,
