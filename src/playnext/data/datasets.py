@@ -315,7 +315,7 @@ def _check_allowed(df: pl.DataFrame, field: str, allowed: Sequence[object], path
 def _collect(t: _Table, lf: pl.LazyFrame) -> pl.DataFrame:
     try:
         return lf.collect(engine="streaming")
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:  # a corrupt Parquet can panic
         raise _diagnose(t, e) from None
 
 

@@ -438,7 +438,7 @@ def _plan(
         ds._require_file(path)
         try:
             names = list(pl.read_parquet_schema(path))
-        except (pl.exceptions.PolarsError, OSError) as e:
+        except ds._PARQUET_ERRORS as e:
             raise DataError(f"not a readable Parquet file: {_first_line(e)}", path=path) from None
         cols = ds._mapping(names, True, given, path)
         return _Source("parquet", path, name or "parquet", cols, _kinds(cols), files=(path,))
@@ -492,7 +492,7 @@ def _table(src: _Source) -> ds._Table:
     try:
         lf = pl.scan_parquet(list(src.files), glob=False)
         schema = lf.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as e:
+    except ds._PARQUET_ERRORS as e:
         raise DataError(f"not a readable Parquet file: {_first_line(e)}", path=src.path) from None
     as_text = []
     for col in src.cols.values():
@@ -566,7 +566,7 @@ def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
 def _sink(t: ds._Table, lf: pl.LazyFrame, path: Path) -> None:
     try:
         lf.sink_parquet(path, engine="streaming", compression="lz4")
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:  # a corrupt Parquet can panic
         raise ds._diagnose(t, e) from None
 
 
