@@ -312,10 +312,14 @@ def _check_allowed(df: pl.DataFrame, field: str, allowed: Sequence[object], path
         )
 
 
+# a corrupt Parquet file can make polars' Rust decoder panic: PanicException is a BaseException
+_POLARS_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
+
+
 def _collect(t: _Table, lf: pl.LazyFrame) -> pl.DataFrame:
     try:
         return lf.collect(engine="streaming")
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:  # a corrupt Parquet can panic
+    except _POLARS_ERRORS as e:
         raise _diagnose(t, e) from None
 
 
@@ -801,7 +805,7 @@ def _csv(
 
 
 # a corrupt file can make polars' Rust decoder panic; the panic arrives as a BaseException
-_PARQUET_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError)
+_PARQUET_ERRORS = (*_POLARS_ERRORS, OSError)
 
 
 @_register("parquet")

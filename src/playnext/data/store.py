@@ -566,7 +566,7 @@ def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
 def _sink(t: ds._Table, lf: pl.LazyFrame, path: Path) -> None:
     try:
         lf.sink_parquet(path, engine="streaming", compression="lz4")
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:  # a corrupt Parquet can panic
+    except ds._POLARS_ERRORS as e:
         raise ds._diagnose(t, e) from None
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import Response
 from pydantic import BaseModel
 
-from playnext.serve.engine import Query
-from playnext.serve.schemas import ErrorBody, Who
+from playnext.serve.engine import Engine, Query
+from playnext.serve.schemas import ErrorBody, RecommendResponse, Who
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "An id in the URL path does not exist."},
@@ -38,3 +38,8 @@ def json_response(body: BaseModel) -> Response:
     """A response model validated once, serialised by pydantic-core: returning the model itself
     would make FastAPI validate it again in a thread-pool hop (~0.1 ms of a 2 ms request)."""
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+def ranked(items: list[dict[str, Any]], engine: Engine) -> Response:
+    """The shared body of /recommend, /search and /similar."""
+    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from playnext.serve.catalog import ItemRecord
 from playnext.serve.deps import EngineDep, require_token
-from playnext.serve.routes._common import ERRORS, json_response
+from playnext.serve.routes._common import ERRORS, ranked
 from playnext.serve.schemas import AddedItem, ItemOut, ItemPage, NewItem, RecommendResponse
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -43,7 +43,7 @@ def similar(
     """Items like this one: what the model recommends after it alone (`model`; cold-start items
     always use `text`), or the nearest item texts (`text`)."""
     items = engine.similar(item_id, k, by)
-    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
+    return ranked(items, engine)
 
 
 @router.post(

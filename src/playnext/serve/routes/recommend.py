@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from playnext.serve.deps import EngineDep
-from playnext.serve.routes._common import ERRORS, json_response, to_query
+from playnext.serve.routes._common import ERRORS, ranked, to_query
 from playnext.serve.schemas import RecommendRequest, RecommendResponse
 
 router = APIRouter(tags=["recommend"])
@@ -19,4 +19,4 @@ def recommend(body: RecommendRequest, engine: EngineDep) -> Response:
     what may come back; with `exclude_seen` the history itself never does.
     """
     items = engine.recommend(to_query(body))
-    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
+    return ranked(items, engine)

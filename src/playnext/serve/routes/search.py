@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from playnext.serve.deps import EngineDep
-from playnext.serve.routes._common import ERRORS, json_response, to_query
+from playnext.serve.routes._common import ERRORS, ranked, to_query
 from playnext.serve.schemas import RecommendResponse, SearchRequest
 
 router = APIRouter(tags=["search"])
@@ -19,4 +19,4 @@ def search(body: SearchRequest, engine: EngineDep) -> Response:
     `score = (1 − blend) · cosine(query, item) + blend · taste percentile` (default blend 0.3).
     """
     items = engine.search(body.query, to_query(body), body.blend)
-    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
+    return ranked(items, engine)
