@@ -28,7 +28,11 @@ def table(records: list[dict[str, Any]]) -> str:
     for r in records:
         # only runs under the evaluation protocol (not speed/ingest/ANN records)
         if "protocol" in r and "NDCG@10" in r.get("metrics", {}):
-            groups[(r["dataset"], r["model"], str(r.get("tag", "")))].append(r)
+            tag = str(r.get("tag", ""))
+            gpu = (r.get("environment") or {}).get("gpu")
+            if gpu:  # a GPU run is not another seed of the CPU run with the same tag
+                tag = f"{tag}, {gpu}" if "gpu" not in tag else tag
+            groups[(r["dataset"], r["model"], tag)].append(r)
     lines = [
         "| dataset | model | " + " | ".join(KEYS) + " | params | train s | seeds |",
         "|---|---|" + "---:|" * (len(KEYS) + 3),
