@@ -24,6 +24,7 @@ processes. See docs/distributed.md.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import socket
@@ -66,7 +67,11 @@ def init(backend_name: str | None = None) -> tuple[int, int]:
 
 
 def shutdown() -> None:
+    """Leave the group. Collect garbage first: a DistributedDataParallel reducer caught in a
+    reference cycle holds gloo work objects, and freeing those during interpreter finalisation
+    (after the group is gone) can abort the process with SIGABRT."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -260,6 +265,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     }
     if rank == 0 and args.out is not None:
         record["model_dir"] = str(Artifact.from_data(res.model, data, record).save(args.out))
+    dist.barrier()  # no rank tears the group down while rank 0 is still saving
     return record
 
 
