@@ -804,7 +804,6 @@ def _csv(
     return _from_mapped(_typed(t, kinds, optional=optional), cols, name, kind)
 
 
-# a corrupt file can make polars' Rust decoder panic; the panic arrives as a BaseException
 _PARQUET_ERRORS = (*_POLARS_ERRORS, OSError)
 
 
