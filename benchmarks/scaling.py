@@ -109,7 +109,7 @@ def budgeted(cls: type[Any]) -> type[Any]:
 def embedding_params(model: Any) -> int:
     net = model.net_
     n = net.item_emb.weight.numel()
-    if hasattr(net, "pos_emb"):
+    if getattr(net, "pos_emb", None) is not None:  # HSTU has one only with abs_pos
         n += net.pos_emb.weight.numel()
     # relative-bias tables are lookups, not multiply-adds
     n += sum(p.numel() for name, p in net.named_parameters() if ".rab." in name)

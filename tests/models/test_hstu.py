@@ -25,8 +25,9 @@ def net(**over: object) -> HSTUNet:
     return HSTUNet(30, cfg).eval()
 
 
-def test_causal_and_padding_invariant() -> None:
-    n = net()
+@pytest.mark.parametrize("abs_pos", [False, True])
+def test_causal_and_padding_invariant(abs_pos: bool) -> None:
+    n = net(abs_pos=abs_pos)  # absolute positions count from the first real item, not the pad
     seq = torch.tensor([[0, 0, 3, 4, 5, 6]])
     with torch.no_grad():
         full = n.encode(seq)  # (1, 6, D)

@@ -1,6 +1,7 @@
 """The KV cache is exact: after several appends, cached scores equal a full forward pass, for
 SASRec (absolute positions aligned to the latest item) and HSTU (relative position and time
-bias), while the history grows inside `max_len` and after it starts to slide."""
+bias, optionally positions counted from the first item), while the history grows inside
+`max_len` and after it starts to slide."""
 
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ def with_times(model: HSTU) -> HSTU:
     return model
 
 
-@pytest.mark.parametrize("case", ["sasrec", "hstu", "hstu-time"])
+@pytest.mark.parametrize("case", ["sasrec", "hstu", "hstu-time", "hstu-abs"])
 @pytest.mark.parametrize("defer", [False, True])
 def test_cached_equals_uncached_after_appends(case: str, defer: bool) -> None:
-    model = untrained(case.split("-")[0])
+    model = untrained(case.split("-")[0], **({"abs_pos": True} if case == "hstu-abs" else {}))
     if case == "hstu-time":
         model = with_times(model)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)
@@ -68,8 +69,9 @@ def test_full_scores_match_model_score() -> None:
         assert torch.allclose(full_scores(model, items), expected, atol=1e-5)
 
 
-def test_hstu_cache_grows_without_refresh_inside_max_len() -> None:
-    model = untrained("hstu")
+@pytest.mark.parametrize("abs_pos", [False, True])
+def test_hstu_cache_grows_without_refresh_inside_max_len(abs_pos: bool) -> None:
+    model = untrained("hstu", abs_pos=abs_pos)
     scorer = IncrementalScorer(model)
     state, _ = scorer.start([])
     for item in range(MAX_LEN - 1):

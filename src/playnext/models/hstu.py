@@ -10,13 +10,17 @@ Each block is one fused projection and a pointwise attention, no feed-forward la
 
 SiLU replaces softmax, so weights do not compete and the sum is normalised by the constant
 `max_len` (as in the reference code), which keeps an output independent of later items and of
-padding — what makes the KV cache in `playnext.serve.incremental` exact. Positions enter only
-through the relative bias, so a cached key never has to be recomputed when an event is appended.
+padding — what makes the KV cache in `playnext.serve.incremental` exact. Positions enter through
+the relative bias (and, with `abs_pos`, an embedding of the position counted from the first
+item, as in the reference code's input), so a cached key never has to be recomputed when an
+event is appended.
 The time bias buckets log |Δt| (base 2, as in the paper's code) when every training event has a
 timestamp; otherwise only the positional bias is learned. Δt is measured from the query item's
 own time (the reference code uses the next item's), which is known when a request arrives and
 keeps past keys valid when an event is appended. Outputs and item embeddings are
-L2-normalised and trained with sampled softmax over many negatives at a temperature.
+L2-normalised and trained with sampled softmax over many negatives at a temperature. The item
+table starts small (std 0.02, the reference code's init); at 1/sqrt(dim) training sat on a long
+plateau (`benchmarks/hstu_init.py`).
 
 Histories passed to `score` carry item ids only; for users seen in training whose history starts
 with their training sequence the stored training timestamps are used (later items get the last
@@ -68,6 +72,11 @@ class HSTUConfig(SequenceConfig):
     temperature: float = 0.05  # logits = cos(h, item) / temperature
     time_bias: bool = True  # learn a log-bucketed Δt bias when every training event has a timestamp
     n_time_buckets: int = 64
+    # std of the item table at init (the reference code's 0.02): Adam moves every entry by about
+    # lr per step, so a table initialised at 1/sqrt(dim) turns its directions several times
+    # slower, and the cosine logits need directions to move
+    item_init_std: float = 0.02
+    abs_pos: bool = False  # add a learned embedding of the position counted from the history's start
 
     def validate(self) -> None:
         super().validate()
@@ -82,6 +91,7 @@ class HSTUConfig(SequenceConfig):
         )
         require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         require(self.n_time_buckets >= 1, f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
+        require(self.item_init_std > 0, f"item_init_std must be > 0, got {self.item_init_std}")
 
     @property
     def head_dims(self) -> tuple[int, int]:
@@ -193,13 +203,24 @@ class HSTUNet(SequenceNet):
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(HSTUBlock(cfg) for _ in range(cfg.n_blocks))
-        nn.init.normal_(self.item_emb.weight, std=1.0 / self.scale)
+        # positions count from the first real item, so appending one never moves the others
+        # (the KV cache stays exact); a window sliding past max_len refreshes it anyway
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim) if cfg.abs_pos else None
+        nn.init.normal_(self.item_emb.weight, std=cfg.item_init_std)
+        if self.pos_emb is not None:
+            nn.init.normal_(self.pos_emb.weight, std=1.0 / self.scale)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def embed(self, seq: torch.Tensor) -> torch.Tensor:
-        """Block input of (B, T) padded +1 ids: scaled item embeddings, zero on padding."""
-        return self.drop(self.item_emb(seq) * self.scale) * (seq > 0)[..., None]  # (B, T, D)
+    def embed(self, seq: torch.Tensor, first_pos: int = 0) -> torch.Tensor:
+        """Block input of (B, T) left-padded +1 ids whose first real item sits at position
+        `first_pos` of the history: scaled item embeddings (+ positions), zero on padding."""
+        keep = seq > 0  # (B, T)
+        x = self.item_emb(seq) * self.scale  # (B, T, D)
+        if self.pos_emb is not None:
+            pos = (keep.cumsum(1) - 1).clamp(min=0) + first_pos  # (B, T)
+            x = x + self.pos_emb(pos.clamp(max=self.max_len - 1))
+        return self.drop(x) * keep[..., None]  # (B, T, D)
 
     def encode(
         self, seq: torch.Tensor, times: torch.Tensor | None = None, last_only: bool = False

@@ -9,10 +9,11 @@ attending to the cached keys/values, and its scores equal a full forward pass
 
 How each model keeps the cache valid:
 
-* **HSTU** — positions and times enter only through a relative bias, and the pointwise
-  attention is normalised by the constant `max_len`, so a past item's keys and values never
-  change when an item is appended: the new keys/values are appended and the cache stays fresh
-  while the history fits `max_len`. Once it is longer, the window slides: the oldest item leaves
+* **HSTU** — positions and times enter through a relative bias (and, with `abs_pos`, a
+  position counted from the window's first item), and the pointwise attention is normalised by
+  the constant `max_len`, so a past item's keys and values never change when an item is
+  appended: the new keys/values are appended and the cache stays fresh while the history fits
+  `max_len`. Once it is longer, the window slides: the oldest item leaves
   every later item's context, and the cache must be *refreshed* (recomputed for the new prefix).
 * **SASRec** — learned absolute positions aligned to the *latest* item: appending an event moves
   every earlier item one position back, which changes all keys and values. No exact cache
@@ -244,7 +245,7 @@ class IncrementalScorer:
         q_idx = torch.tensor([p], device=dev)
         k_idx = torch.arange(p + 1, device=dev)
         mask = torch.ones(1, 1, p + 1, device=dev)
-        x = net.embed(seq)  # (1, 1, D)
+        x = net.embed(seq, first_pos=p)  # (1, 1, D)
         buckets = pair_buckets(q_t, all_times, net.n_time_buckets)  # (1, 1, P + 1) or None
         ks, vs = [], []
         for block, kc, vc in zip(net.layers, state.keys, state.values, strict=True):
