@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -148,6 +149,11 @@ def run_one(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     }
     if args.epochs:
         params["epochs"] = args.epochs
+    if name == "hstu":
+        # every ladder so far started HSTU's item table at 1/sqrt(dim); keep rungs comparable
+        # (the model's own default is now 0.02: faster at 64 wide on ML-100K, slower over the
+        # first epochs at 256 wide on ML-1M — docs/scaling_study.md)
+        params["item_init_std"] = 1.0 / math.sqrt(dim)
     params.update(parse_overrides(args.set, name))
     cls = budgeted(get(name))
     model = cls(cls.config_class.from_dict(params))
