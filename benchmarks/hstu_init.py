@@ -114,6 +114,7 @@ def main() -> None:
                 "valid_metrics": res.valid_metrics,
                 "valid_curve": curve,
                 "params": res.model.config.to_dict(),
+                "n_params": int(res.model.n_params()),
                 "train_seconds": res.train_seconds,
                 "epochs": report.epochs,
                 "best_epoch": report.best_epoch,
