@@ -10,8 +10,9 @@ chosen on validation:
 
     python -m benchmarks.hstu_init --dataset ml-100k --path /work/shared/datasets/ml-100k
 
-The curves do not depend on the machine's speed (a fixed number of steps, deterministic kernels),
-so they can be rerun beside other work; `train_seconds` can not.
+The curves do not depend on the machine's speed (a fixed number of steps, deterministic kernels;
+the recorded runs used one thread, OMP_NUM_THREADS=1), so they can be rerun beside other work;
+`train_seconds` can not.
 """
 
 from __future__ import annotations
