@@ -57,6 +57,23 @@ BENCH: dict[str, dict[str, Any]] = {
         "patience": 10,
         "max_minutes": 66.0,
     },
+    "hstu": {  # proposed from the ML-100K plateau study (benchmarks/hstu_plateau.py); not yet run on ML-1M
+        "max_len": 200,
+        "dim": 128,
+        "n_blocks": 4,
+        "n_heads": 2,
+        "dropout": 0.2,
+        "lr": 1e-3,
+        "batch_size": 128,
+        "loss": "ce",  # a full softmax over the L2-normalised items at τ 0.05: every item a negative
+        "temperature": 0.05,
+        "item_init_std": 0.02,
+        "epochs": 200,
+        "warmup_epochs": 1.0,
+        "eval_every": 2,
+        "patience": 10,
+        "max_minutes": 110.0,
+    },
     "caser": {
         "max_len": 5,
         "dim": 50,

@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "init-0.02+abs_pos": {"item_init_std": 0.02, "abs_pos": True},
     "init-0.02+neg1024": {"item_init_std": 0.02, "n_negatives": 1024},
     "init-0.02+full-softmax": {"item_init_std": 0.02, "loss": "ce"},
+    "init-0.02+full-softmax+abs_pos": {"item_init_std": 0.02, "loss": "ce", "abs_pos": True},
 }
 
 
