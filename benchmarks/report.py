@@ -29,6 +29,9 @@ def table(records: list[dict[str, Any]]) -> str:
         # only runs under the evaluation protocol (not speed/ingest/ANN records)
         if "protocol" in r and "NDCG@10" in r.get("metrics", {}):
             tag = str(r.get("tag", ""))
+            budget = r.get("time_budget_minutes")
+            if budget:  # a scaling rung: the same size under another budget is not another seed
+                tag = f"{tag}, {float(budget):g} min"
             gpu = (r.get("environment") or {}).get("gpu")
             if gpu:  # a GPU run is not another seed of the CPU run with the same tag
                 tag = f"{tag}, {gpu}" if "gpu" not in tag else tag
