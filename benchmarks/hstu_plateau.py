@@ -24,11 +24,11 @@ import argparse
 import json
 import logging
 import math
-import statistics
 from typing import Any
 
 from benchmarks.common import RESULTS, append_record, environment, peak_rss_bytes
 from benchmarks.deep import load, parse_overrides
+from benchmarks.report import mean_std
 from playnext.data.split import leave_one_out
 from playnext.evaluate.protocol import protocol_description, select_and_test
 
@@ -63,11 +63,6 @@ def write_table() -> str:
     epochs = sorted({int(e) for r in records for e, _ in r["valid_curve"]})
     shown = [e for e in epochs if e in (2, 4, 10, epochs[-1])]
 
-    def cell(values: list[float]) -> str:
-        if len(values) < 2:
-            return f"{values[0]:.4f}"
-        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
     lines = [
         "| variant | seeds | " + " | ".join(f"valid NDCG@10, epoch {e}" for e in shown) + " | test NDCG@10 |",
         "|---|---:|" + "---:|" * (len(shown) + 1),
@@ -75,8 +70,8 @@ def write_table() -> str:
     for dataset, tag in dict.fromkeys((r["dataset"], r["tag"]) for r in records):
         rows = [r for r in records if r["dataset"] == dataset and r["tag"] == tag]
         curves = [dict((int(e), v) for e, v in r["valid_curve"]) for r in rows]
-        cells = [cell([c[e] for c in curves if e in c]) for e in shown]
-        test = cell([r["metrics"]["NDCG@10"] for r in rows])
+        cells = [mean_std([c[e] for c in curves if e in c]) for e in shown]
+        test = mean_std([r["metrics"]["NDCG@10"] for r in rows])
         lines.append(f"| {dataset} {tag} | {len(rows)} | " + " | ".join(cells) + f" | {test} |")
     text = (
         "# HSTU plateau: item-table init and loss\n\nWritten by `benchmarks/hstu_plateau.py` from "

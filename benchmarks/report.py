@@ -17,7 +17,7 @@ README = RESULTS.parent.parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def _fmt(values: list[float], digits: int = 4) -> str:
+def mean_std(values: list[float], digits: int = 4) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
@@ -42,11 +42,12 @@ def table(records: list[dict[str, Any]]) -> str:
     ]
     for (ds, model, tag), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -_mean(kv[1], "NDCG@10"))):
         cells = [
-            _fmt([r["metrics"][k] for r in rs]) if all(k in r["metrics"] for r in rs) else "–" for k in KEYS
+            mean_std([r["metrics"][k] for r in rs]) if all(k in r["metrics"] for r in rs) else "–"
+            for k in KEYS
         ]
         params = rs[0].get("n_params")
         pstr = _short_params(rs[0].get("params", {})) if params is None else f"{params:,}"
-        train = _fmt([float(r.get("train_seconds", 0.0)) for r in rs], 1)
+        train = mean_std([float(r.get("train_seconds", 0.0)) for r in rs], 1)
         label = model if tag in ("", "baseline", "None") else f"{model} ({tag})"
         lines.append(f"| {ds} | {label} | " + " | ".join(cells) + f" | {pstr} | {train} | {len(rs)} |")
     return "\n".join(lines)
