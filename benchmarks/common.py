@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import platform
 import resource
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+log = logging.getLogger("benchmarks")
 
 
 def environment() -> dict[str, Any]:
@@ -53,6 +55,8 @@ def append_record(
     """Add one run to results/<name>.json (a JSON list), replacing a previous run with the same key.
 
     A lock file serialises concurrent benchmark processes; the write is temp-file + rename.
+    Replacing a run made with other params is logged: a changed recipe under an old tag would
+    otherwise erase the previous recipe's result without a trace.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
@@ -60,7 +64,18 @@ def append_record(
         fcntl.flock(lock, fcntl.LOCK_EX)
         records: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
         ident = tuple(record.get(k) for k in key)
-        records = [r for r in records if tuple(r.get(k) for k in key) != ident]
+        kept = [r for r in records if tuple(r.get(k) for k in key) != ident]
+        for old in records:
+            if tuple(old.get(k) for k in key) == ident and old.get("params") != record.get("params"):
+                was, now = old.get("params") or {}, record.get("params") or {}
+                changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+                log.warning(
+                    "%s: replacing the %s run recorded with other params (%s); --tag keeps both",
+                    path,
+                    dict(zip(key, ident, strict=True)),
+                    ", ".join(changed),
+                )
+        records = kept
         records.append(record)
         fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
         with os.fdopen(fd, "w") as f:

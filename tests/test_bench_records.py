@@ -1,0 +1,31 @@
+"""Benchmark records: a rerun replaces its own record; a changed recipe under an old tag says so."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from benchmarks import common
+
+
+def _run(tag: str, dim: int, ndcg: float) -> dict[str, object]:
+    key = {"model": "hstu", "dataset": "d", "seed": 0, "tag": tag}
+    return {**key, "params": {"dim": dim}, "metrics": {"NDCG@10": ndcg}}
+
+
+def test_replacing_a_run_with_other_params_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="benchmarks"):
+        common.append_record("d", _run("deep", 64, 0.1))
+        common.append_record("d", _run("deep", 64, 0.2))  # a rerun of the same recipe: silent
+        assert not caplog.records
+        common.append_record("d", _run("other", 128, 0.3))  # another tag: kept beside it, silent
+        assert not caplog.records
+        common.append_record("d", _run("deep", 128, 0.4))
+    assert len(caplog.records) == 1 and "dim" in caplog.records[0].getMessage()
+    records = json.loads((tmp_path / "d.json").read_text())
+    assert sorted((r["tag"], r["metrics"]["NDCG@10"]) for r in records) == [("deep", 0.4), ("other", 0.3)]
