@@ -49,6 +49,14 @@ def peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def _read(path: Path) -> Any:
+    """A results file's JSON; a broken one is named with its line and column."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from e
+
+
 def append_record(
     name: str, record: dict[str, Any], key: tuple[str, ...] = ("model", "dataset", "seed", "tag")
 ) -> Path:
@@ -56,17 +64,28 @@ def append_record(
 
     A lock file serialises concurrent benchmark processes; the write is temp-file + rename.
     Replacing a run made with other params is logged: a changed recipe under an old tag would
-    otherwise erase the previous recipe's result without a trace.
+    otherwise erase the previous recipe's result without a trace. If the file cannot be read,
+    it is left as it is and the new run goes to a file beside it, so hours of training survive.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     with open(RESULTS / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        records: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+        try:
+            records = _read(path) if path.exists() else []
+            if not isinstance(records, list):
+                raise ValueError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+        except ValueError as e:
+            fd, unsaved = tempfile.mkstemp(dir=RESULTS, prefix=f"{name}.json.", suffix=".unsaved")
+            with os.fdopen(fd, "w") as f:
+                json.dump([record], f, indent=1, default=float)
+            raise ValueError(f"{e}; this run's record was written to {unsaved} instead") from e
         ident = tuple(record.get(k) for k in key)
-        kept = [r for r in records if tuple(r.get(k) for k in key) != ident]
+        kept: list[dict[str, Any]] = []
         for old in records:
-            if tuple(old.get(k) for k in key) == ident and old.get("params") != record.get("params"):
+            if tuple(old.get(k) for k in key) != ident:
+                kept.append(old)
+            elif old.get("params") != record.get("params"):
                 was, now = old.get("params") or {}, record.get("params") or {}
                 changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
                 log.warning(
@@ -75,11 +94,10 @@ def append_record(
                     dict(zip(key, ident, strict=True)),
                     ", ".join(changed),
                 )
-        records = kept
-        records.append(record)
+        kept.append(record)
         fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
-            json.dump(records, f, indent=1, default=float)
+            json.dump(kept, f, indent=1, default=float)
         os.replace(tmp, path)
     return path
 
@@ -87,6 +105,6 @@ def append_record(
 def load_records() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in sorted(RESULTS.glob("*.json")):
-        data = json.loads(p.read_text())
+        data = _read(p)
         out.extend(data if isinstance(data, list) else [data])
     return out

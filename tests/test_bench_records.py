@@ -29,3 +29,19 @@ def test_replacing_a_run_with_other_params_is_logged(
     assert len(caplog.records) == 1 and "dim" in caplog.records[0].getMessage()
     records = json.loads((tmp_path / "d.json").read_text())
     assert sorted((r["tag"], r["metrics"]["NDCG@10"]) for r in records) == [("deep", 0.4), ("other", 0.3)]
+
+
+def test_a_broken_results_file_is_named_kept_and_the_new_run_saved_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    broken = '[\n {"model": "hstu",\n  "seed": }\n]'
+    (tmp_path / "d.json").write_text(broken)
+    with pytest.raises(ValueError, match=r"d\.json:3:\d+: not valid JSON") as err:
+        common.append_record("d", _run("deep", 64, 0.1))
+    assert (tmp_path / "d.json").read_text() == broken
+    (unsaved,) = tmp_path.glob("d.json.*.unsaved")
+    assert str(unsaved) in str(err.value)
+    assert json.loads(unsaved.read_text())[0]["metrics"] == {"NDCG@10": 0.1}
+    with pytest.raises(ValueError, match=r"d\.json:3:"):
+        common.load_records()
