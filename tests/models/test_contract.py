@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import Split, leave_one_out
@@ -270,3 +271,35 @@ def test_corrupt_checkpoint_refused(name: str, split: Split, tmp_path: Path) -> 
     (tmp_path / "checkpoint.json").write_text("{not json")
     with pytest.raises(ConfigError, match="corrupt checkpoint"):
         create(name, **{**cfg, "resume": True}).fit(split.train, split.valid)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_weight_average_scores_and_resumes_without_moving_training(
+    name: str, split: Split, tmp_path: Path
+) -> None:
+    def live_weights(folder: Path) -> dict[str, torch.Tensor]:
+        tensors = load_file(str(next(folder.glob("epoch-*.safetensors"))))
+        return {k: v for k, v in tensors.items() if k.startswith("model/")}
+
+    users, hist = split.test.users, split.test.history
+    create(name, **params(name, epochs=2, checkpoint_dir=str(tmp_path / "plain"))).fit(
+        split.train, split.valid
+    )
+    cfg = params(name, epochs=2, ema_decay=0.9, checkpoint_dir=str(tmp_path / "ema"))
+    averaged = create(name, **cfg).fit(split.train, split.valid)
+    # the average is swapped in only to score: the live weights take the same path
+    plain, live = live_weights(tmp_path / "plain"), live_weights(tmp_path / "ema")
+    assert plain.keys() == live.keys() and all(torch.equal(plain[k], live[k]) for k in plain)
+    # what is kept is an average, not the live weights
+    kept = averaged.net_.state_dict()
+    assert not all(torch.equal(kept[k[len("model/") :]], v) for k, v in live.items())
+    # an interrupted averaged run resumes to the same average (no validation: the last average
+    # is what is kept, so the average carried over in the checkpoint decides the result)
+    whole = create(name, **{**cfg, "checkpoint_dir": str(tmp_path / "whole")}).fit(split.train)
+    crashed = create(name, **{**cfg, "checkpoint_dir": str(tmp_path / "crash")})
+    crashed.on_epoch_end = crash_after(1)
+    with pytest.raises(Interrupted):
+        crashed.fit(split.train)
+    resumed = create(name, **{**cfg, "checkpoint_dir": str(tmp_path / "crash"), "resume": True})
+    resumed.fit(split.train)
+    assert torch.equal(whole.score(users, hist), resumed.score(users, hist))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from playnext.errors import ConfigError
-from playnext.train.loop import Checkpointer, TrainConfig, lr_factor, resolve_device
+from playnext.train.loop import Checkpointer, TrainConfig, WeightAverage, lr_factor, resolve_device
 
 
 def test_warmup_then_cosine_and_time_budget() -> None:
@@ -53,3 +53,21 @@ def test_checkpoint_roundtrip_and_foreign_checkpoint(tmp_path: Path) -> None:
         Checkpointer(tmp_path, {"model": "b"}).load()
     assert Checkpointer(tmp_path / "empty", {}).load() is None
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_weight_average_matches_the_recursion_and_restores_live_weights() -> None:
+    net = nn.Linear(2, 1, bias=False)
+    ema = WeightAverage(net, decay=0.5)
+    expected = net.weight.detach().clone()
+    for t in range(1, 6):
+        with torch.no_grad():
+            net.weight.fill_(float(t))
+        ema.update()
+        d = min(0.5, (1 + t) / (10 + t))  # the ramp caps the decay early on
+        expected = d * expected + (1 - d) * float(t)
+    assert torch.allclose(ema.tensors()["weight"], expected)
+    with ema.applied():
+        assert torch.equal(net.weight, ema.tensors()["weight"])
+    assert torch.equal(net.weight, torch.full((1, 2), 5.0))  # the live weights are back
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0).validate_training()

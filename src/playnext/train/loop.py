@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,6 +61,9 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
     clip_norm: float = 1.0  # 0 = no clipping
+    # 0 = off; else validation, the kept weights and the saved model are an exponential moving
+    # average of the weights over the last ~1 / (1 - ema_decay) steps (WeightAverage)
+    ema_decay: float = 0.0
     patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
     eval_every: int = 1
     max_minutes: float = 0.0  # wall-clock budget; the decay schedule ends with it (not bit-reproducible)
@@ -85,6 +88,7 @@ class TrainConfig:
         require(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         require(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         require(self.clip_norm >= 0, f"clip_norm must be >= 0, got {self.clip_norm}")
+        require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         require(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         require(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
         require(self.max_minutes >= 0, f"max_minutes must be >= 0, got {self.max_minutes}")
@@ -132,6 +136,56 @@ class TaskLoss(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.task.train_loss(batch)
+
+
+class WeightAverage:
+    """An exponential moving average of the trainable weights (Polyak averaging).
+
+    Why: once validation plateaus, one step's weights sit somewhere in the optimiser's noise, and
+    which epoch scores best is partly luck; the average over the last ~1 / (1 - decay) steps is a
+    smoother point and a steadier choice. The decay ramps up as (1 + t) / (10 + t) so the average
+    is not anchored to the random initial weights. It is swapped into the live network for
+    scoring (a model's scorer reads that network), not kept as a copy of the module.
+    """
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.named = [(k, p) for k, p in net.named_parameters() if p.requires_grad and p.is_floating_point()]
+        self.shadow = [p.detach().clone() for _, p in self.named]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, (_, p) in zip(self.shadow, self.named, strict=True):
+            avg.lerp_(p.detach(), 1.0 - decay)
+
+    @contextmanager
+    @torch.no_grad()
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the network for the block, the live ones restored after."""
+        live = [p.detach().clone() for _, p in self.named]
+        self.copy_to_net()
+        try:
+            yield
+        finally:
+            for (_, p), value in zip(self.named, live, strict=True):
+                p.copy_(value)
+
+    @torch.no_grad()
+    def copy_to_net(self) -> None:
+        for avg, (_, p) in zip(self.shadow, self.named, strict=True):
+            p.copy_(avg)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: avg for avg, (k, _) in zip(self.shadow, self.named, strict=True)}
+
+    @torch.no_grad()
+    def load(self, tensors: dict[str, torch.Tensor], updates: int) -> None:
+        for avg, (k, _) in zip(self.shadow, self.named, strict=True):
+            avg.copy_(tensors[k])
+        self.updates = updates
 
 
 @dataclasses.dataclass
@@ -258,6 +312,7 @@ def _train(
     warmup = round(cfg.warmup_epochs * steps)
     report = TrainReport()
     best: dict[str, torch.Tensor] | None = None
+    ema = WeightAverage(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
     bad_evals = 0
     step = 0
     start_epoch = 0
@@ -270,6 +325,10 @@ def _train(
             best_t = _strip(tensors, "best/")
             best = best_t or None
             _load_optimizer(opt, _strip(tensors, "optim/"))
+            if ema is not None:
+                ema.load(
+                    {k: v.to(device) for k, v in _strip(tensors, "ema/").items()}, int(meta["ema_updates"])
+                )
             step, start_epoch, bad_evals = int(meta["step"]), int(meta["epoch"]), int(meta["bad_evals"])
             report = TrainReport(**meta["report"])
             if lead:
@@ -317,6 +376,8 @@ def _train(
                 if cfg.clip_norm > 0:
                     nn.utils.clip_grad_norm_(params, cfg.clip_norm)
                 opt.step()
+                if ema is not None:
+                    ema.update()
                 step += 1
                 n_batches += 1
                 n_samples += len(next(iter(batch.values())))
@@ -347,17 +408,18 @@ def _train(
             evaluate_now = (epoch + 1) % cfg.eval_every == 0 or last or out_of_time
             if valid is not None and (lead or distributed) and evaluate_now:
                 net.eval()
-                # distributed: every rank scores a shard; the sums are all-reduced, so every rank
-                # gets the same score and takes the same early-stopping / best-weights decision
-                score = evaluate(task.score, valid, n_items, ks=(10,), distributed=distributed).metrics[
-                    SELECT_METRIC
-                ]
-                logs["valid_" + SELECT_METRIC] = score
-                if score > report.best_score:
-                    report.best_score, report.best_epoch, bad_evals = score, epoch + 1, 0
-                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    bad_evals += 1
+                with ema.applied() if ema is not None else nullcontext():
+                    # distributed: every rank scores a shard; the sums are all-reduced, so every
+                    # rank gets the same score and takes the same early-stopping / best decision
+                    score = evaluate(task.score, valid, n_items, ks=(10,), distributed=distributed).metrics[
+                        SELECT_METRIC
+                    ]
+                    logs["valid_" + SELECT_METRIC] = score
+                    if score > report.best_score:
+                        report.best_score, report.best_epoch, bad_evals = score, epoch + 1, 0
+                        best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    else:
+                        bad_evals += 1
             report.epochs = epoch + 1
             report.train_seconds = time.perf_counter() - t_start
             report.history.append(logs)
@@ -380,9 +442,11 @@ def _train(
                         "step": step,
                         "epoch": epoch + 1,
                         "bad_evals": bad_evals,
+                        "ema_updates": ema.updates if ema is not None else 0,
                         "finished": stop or last or out_of_time,
                         "report": dataclasses.asdict(report),
                     },
+                    ema.tensors() if ema is not None else None,
                 )
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, logs)
@@ -390,6 +454,8 @@ def _train(
                 break
     if best is not None:
         net.load_state_dict(best)
+    elif ema is not None:
+        ema.copy_to_net()
     net.eval()
     return report
 
@@ -517,7 +583,7 @@ def _load_optimizer(opt: torch.optim.Optimizer | Optimizers, tensors: dict[str, 
 
 
 class Checkpointer:
-    """`epoch-NNNN.safetensors` (model, best and optimizer tensors) + `checkpoint.json`.
+    """`epoch-NNNN.safetensors` (model, best, averaged and optimizer tensors) + `checkpoint.json`.
 
     The json is written last and names the weights file with its SHA-256, so the json always
     points at a complete checkpoint; a crash mid-write leaves the previous one usable.
@@ -543,11 +609,13 @@ class Checkpointer:
         best: dict[str, torch.Tensor] | None,
         opt: torch.optim.Optimizer | Optimizers,
         meta: dict[str, Any],
+        ema: dict[str, torch.Tensor] | None = None,
     ) -> None:
         from playnext.models.base import atomic_write
 
         tensors = {f"model/{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"best/{k}": v for k, v in (best or {}).items()})
+        tensors.update({f"ema/{k}": v for k, v in (ema or {}).items()})
         for pid, st in opt.state_dict()["state"].items():
             tensors.update({f"optim/{pid}/{k}": v for k, v in st.items() if isinstance(v, torch.Tensor)})
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
