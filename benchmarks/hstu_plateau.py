@@ -53,6 +53,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "init-0.02+neg1024": {"item_init_std": 0.02, "n_negatives": 1024},
     "init-0.02+full-softmax": {"item_init_std": 0.02, "loss": "ce"},
     "init-0.02+full-softmax+abs_pos": {"item_init_std": 0.02, "loss": "ce", "abs_pos": True},
+    # the late plateau: three times the epochs, with and without weight averaging over the last
+    # ~50 steps (~6 epochs of ML-100K's 8 steps); validation and the kept model use the average
+    "full-softmax-60ep": {"item_init_std": 0.02, "loss": "ce", "epochs": 60},
+    "full-softmax-60ep+ema": {"item_init_std": 0.02, "loss": "ce", "epochs": 60, "ema_decay": 0.98},
 }
 
 
@@ -61,18 +65,20 @@ def write_table() -> str:
     mean ± std over the seeds that ran."""
     records = json.loads((RESULTS / "hstu_plateau.json").read_text())
     epochs = sorted({int(e) for r in records for e, _ in r["valid_curve"]})
-    shown = [e for e in epochs if e in (2, 4, 10, epochs[-1])]
+    shown = [e for e in epochs if e in (2, 4, 10, 20, epochs[-1])]
 
     lines = [
-        "| variant | seeds | " + " | ".join(f"valid NDCG@10, epoch {e}" for e in shown) + " | test NDCG@10 |",
-        "|---|---:|" + "---:|" * (len(shown) + 1),
+        "| variant | seeds | "
+        + " | ".join(f"valid NDCG@10, epoch {e}" for e in shown)
+        + " | test NDCG@10 | test HR@10 |",
+        "|---|---:|" + "---:|" * (len(shown) + 2),
     ]
     for dataset, tag in dict.fromkeys((r["dataset"], r["tag"]) for r in records):
         rows = [r for r in records if r["dataset"] == dataset and r["tag"] == tag]
         curves = [dict((int(e), v) for e, v in r["valid_curve"]) for r in rows]
-        cells = [mean_std([c[e] for c in curves if e in c]) for e in shown]
-        test = mean_std([r["metrics"]["NDCG@10"] for r in rows])
-        lines.append(f"| {dataset} {tag} | {len(rows)} | " + " | ".join(cells) + f" | {test} |")
+        cells = [mean_std(v) if (v := [c[e] for c in curves if e in c]) else "—" for e in shown]
+        test = [mean_std([r["metrics"][m] for r in rows]) for m in ("NDCG@10", "HR@10")]
+        lines.append(f"| {dataset} {tag} | {len(rows)} | " + " | ".join(cells + test) + " |")
     text = (
         "# HSTU plateau: item-table init and loss\n\nWritten by `benchmarks/hstu_plateau.py` from "
         "`results/hstu_plateau.json`; test = the weights chosen on validation.\n\n" + "\n".join(lines) + "\n"
