@@ -70,14 +70,15 @@ def write_table() -> str:
     lines = [
         "| variant | seeds | "
         + " | ".join(f"valid NDCG@10, epoch {e}" for e in shown)
-        + " | test NDCG@10 | test HR@10 |",
-        "|---|---:|" + "---:|" * (len(shown) + 2),
+        + " | best valid NDCG@10 | test NDCG@10 | test HR@10 |",
+        "|---|---:|" + "---:|" * (len(shown) + 3),
     ]
     for dataset, tag in dict.fromkeys((r["dataset"], r["tag"]) for r in records):
         rows = [r for r in records if r["dataset"] == dataset and r["tag"] == tag]
         curves = [dict((int(e), v) for e, v in r["valid_curve"]) for r in rows]
         cells = [mean_std(v) if (v := [c[e] for c in curves if e in c]) else "—" for e in shown]
-        test = [mean_std([r["metrics"][m] for r in rows]) for m in ("NDCG@10", "HR@10")]
+        best = mean_std([r["valid_metrics"]["NDCG@10"] for r in rows])
+        test = [best] + [mean_std([r["metrics"][m] for r in rows]) for m in ("NDCG@10", "HR@10")]
         lines.append(f"| {dataset} {tag} | {len(rows)} | " + " | ".join(cells + test) + " |")
     text = (
         "# HSTU plateau: item-table init and loss\n\nWritten by `benchmarks/hstu_plateau.py` from "
