@@ -130,6 +130,11 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--tag", default=TAG, help="record tag, e.g. deep-gpu to keep GPU runs apart")
     ap.add_argument("--save", default="", help="folder: save each seed-0 model as a servable artifact")
+    ap.add_argument(
+        "--refit",
+        action="store_true",
+        help="retrain the chosen config on train + validation events before test",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     data = load(args.dataset, args.path)
@@ -143,9 +148,9 @@ def main() -> None:
                 params["resume"] = args.resume
             get(name).config_class.from_dict(params)  # fail fast on a typo, before loading anything big
             t0 = time.perf_counter()
-            res = select_and_test(name, split, grid=[params])
+            res = select_and_test(name, split, grid=[params], refit=args.refit)
             model = res.model
-            report = getattr(model, "report_", None)
+            report = getattr(res.chosen, "report_", None)  # the selection run's curve and best epoch
             record = {
                 "model": name,
                 "dataset": args.dataset,
@@ -153,7 +158,8 @@ def main() -> None:
                 "tag": args.tag,
                 "metrics": res.test.metrics,
                 "valid_metrics": res.valid_metrics,
-                "params": model.config.to_dict(),
+                "params": res.chosen.config.to_dict(),
+                "refit_params": res.refit_params,
                 "n_params": int(model.n_params()) if hasattr(model, "n_params") else None,
                 "train_seconds": res.train_seconds,
                 "seconds_per_epoch": report.seconds_per_epoch if report else None,
@@ -163,7 +169,7 @@ def main() -> None:
                 "eval_seconds": res.test.seconds,
                 "wall_seconds": time.perf_counter() - t0,
                 "peak_rss_bytes": peak_rss_bytes(),
-                "protocol": protocol_description(split, "expected", True),
+                "protocol": protocol_description(split, "expected", True, args.refit),
                 "git_commit": environment()["git_commit"],
                 "environment": environment(),
             }

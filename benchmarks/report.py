@@ -35,6 +35,8 @@ def table(records: list[dict[str, Any]]) -> str:
             gpu = (r.get("environment") or {}).get("gpu")
             if gpu:  # a GPU run is not another seed of the CPU run with the same tag
                 tag = f"{tag}, {gpu}" if "gpu" not in tag else tag
+            if "refit" in r["protocol"] and "refit" not in tag:  # tested after a retrain on train + valid
+                tag = f"{tag}, refit"
             groups[(r["dataset"], r["model"], tag)].append(r)
     lines = [
         "| dataset | model | " + " | ".join(KEYS) + " | params | train s | seeds |",

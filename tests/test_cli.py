@@ -135,6 +135,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_train_refit_is_recorded_in_the_protocol(seq_file: Path) -> None:
+    base = ["train", "--model", "popular", "--dataset", "seq", "--path", str(seq_file), "--json"]
+    plain = _json(runner.invoke(app, base).stdout)
+    refit = _json(runner.invoke(app, [*base, "--refit"]).stdout)
+    assert "refit" not in plain["protocol"] and "no refit" in plain["protocol"]["test_history"]
+    assert "refit" in refit["protocol"] and "was refit" in refit["protocol"]["test_history"]
+    # popularity counted each user's validation event too, so the test ranking moved
+    assert refit["metrics"] != plain["metrics"]
+
+
 def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
     """`--nproc 2` relaunches under torch.distributed; rank 0 alone prints the JSON record."""
     import subprocess
@@ -161,6 +171,7 @@ def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
         "verbose=false",
         "--nproc",
         "2",
+        "--refit",
         "--json",
         "--out",
         str(tmp_path / "m"),
@@ -170,4 +181,5 @@ def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[:4000] + "\n…\n" + done.stderr[-1500:]
     record = _json(done.stdout)
     assert record["world_size"] == 2 and record["model"] == "sasrec"
+    assert "refit" in record["protocol"]  # the option reached every rank's select_and_test
     assert (tmp_path / "m" / "weights.safetensors").exists()

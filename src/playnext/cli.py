@@ -154,6 +154,12 @@ def train(
         int,
         typer.Option("--nproc", min=1, help="Processes on this machine: data-parallel DDP (gloo/NCCL)."),
     ] = 1,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            help="Once chosen, retrain on train + validation events (for the chosen epochs) before test."
+        ),
+    ] = False,
 ) -> None:
     """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save."""
 
@@ -184,6 +190,7 @@ def train(
                     ties=ties,
                     exclude_seen=exclude_seen,
                     as_json=as_json,
+                    refit=refit,
                 ),
             )
             if code:
@@ -207,11 +214,12 @@ def train(
                 ties=ties,  # type: ignore[arg-type]
                 exclude_seen=exclude_seen,
                 on_candidate=report,
+                refit=refit,
             )
         record = {
             "dataset": dataset,
             "model": model,
-            "protocol": protocol_description(split, ties, exclude_seen),  # type: ignore[arg-type]
+            "protocol": protocol_description(split, ties, exclude_seen, refit),  # type: ignore[arg-type]
             "metrics": res.test.metrics,
             "valid_metrics": res.valid_metrics,
             "params": {**res.model.config.to_dict()},

@@ -206,6 +206,21 @@ def test_distinct_timestamps_make_file_order_irrelevant(events, rnd):
     assert sorted(got["users"]) == sorted(base["users"])
 
 
+@SETTINGS
+@given(logs(), st.integers(2, 5))
+def test_train_and_valid_is_everything_but_the_test_event(events, min_length):
+    data = Interactions.from_frame(frame(events))
+    split = leave_one_out(data, min_length)
+    both = split.train_and_valid()
+    seqs = {u: [e[2] for e in evs] for u, evs in user_sequences(events).items()}
+    evaluated = set(data.users.to_external(split.test.users))
+    rows = both.sequences()
+    for r, u in enumerate(data.users.external.to_list()):
+        assert data.items.to_external(rows[r]) == (seqs[u][:-1] if u in evaluated else seqs[u])
+    assert both.frame.equals(both.frame.sort(["user", "timestamp", "position"], nulls_last=True))
+    assert (both.n_users, both.n_items) == (data.n_users, data.n_items)
+
+
 # ---- temporal split -------------------------------------------------------------------------
 
 
@@ -347,3 +362,23 @@ def test_k_core_equals_reference(events, ku, ki):
     ref_seqs = user_sequences([(u, i, t) for u, i, t, _ in ref], [p for *_, p in ref])
     for r, u in enumerate(core.users.external.to_list()):
         assert core.items.to_external(seqs[r]) == [e[2] for e in ref_seqs[u]]
+
+
+@SETTINGS
+@given(logs(max_events=50), FRACTIONS)
+def test_temporal_train_and_valid_is_everything_up_to_the_test_cut(events, fractions):
+    tf, vf = fractions
+    data = Interactions.from_frame(frame(events))
+    both = temporal_split(data, tf, vf).train_and_valid()
+    keys = [e[2] for e in events] if events[0][2] is not None else list(range(len(events)))
+    t_test = sorted(keys)[math.floor((1 - tf) * (len(keys) - 1))]
+    past = [(e, p) for p, (e, k) in enumerate(zip(events, keys, strict=True)) if k <= t_test]
+    ref = user_sequences([e for e, _ in past], [p for _, p in past])
+    rows = both.sequences()
+    got = {
+        u: data.items.to_external(rows[r])
+        for r, u in enumerate(data.users.external.to_list())
+        if len(rows[r])
+    }
+    assert got == {u: [x[2] for x in evs] for u, evs in ref.items()}
+    assert both.frame.equals(both.frame.sort(["user", "timestamp", "position"], nulls_last=True))

@@ -332,6 +332,32 @@ def test_select_and_test_picks_best_validation_not_best_test(pick_model, monkeyp
     assert scored[-1][0] == v_item
 
 
+def test_refit_retrains_the_chosen_config_on_train_and_valid_then_tests_once(pick_model, monkeypatch):
+    split, v_item, t_item = valid_vs_test_split()
+    calls: list[str] = []
+    real_evaluate = protocol.evaluate
+
+    def spy(scorer, data, n_items, **kw):
+        calls.append("valid" if data is split.valid else "test" if data is split.test else "other")
+        return real_evaluate(scorer, data, n_items, **kw)
+
+    monkeypatch.setattr(protocol, "evaluate", spy)
+    res = select_and_test(PickModel.name, split, grid=[{"pick": t_item}, {"pick": v_item}], refit=True)
+    monkeypatch.setattr(protocol, "evaluate", real_evaluate)
+    # validation still chooses; the refit is not judged on validation, test comes once, last
+    assert res.params == res.refit_params == {"pick": v_item}
+    assert calls == ["valid", "valid", "test"]
+    assert res.chosen is not res.model and res.model.config.pick == v_item
+    fits = [a for kind, a in PickModel.log if kind == "fit"]
+    assert [f[0] for f in fits] == [t_item, v_item, v_item]
+    _, refit_train, refit_valid = fits[-1]
+    assert refit_valid is None  # nothing left to choose on
+    assert len(refit_train) == len(split.train) + len(split.valid)  # + each user's validation event
+    assert refit_train.frame.equals(split.train_and_valid().frame)
+    without = select_and_test(PickModel.name, split, grid=[{"pick": v_item}])
+    assert without.refit_params is None and without.chosen is without.model
+
+
 def test_select_and_test_respects_select_metric_and_keeps_first_on_ties(pick_model):
     split, v_item, t_item = valid_vs_test_split()
     # two configs that are identical on validation: the first one listed wins

@@ -303,3 +303,21 @@ def test_weight_average_scores_and_resumes_without_moving_training(
     resumed = create(name, **{**cfg, "checkpoint_dir": str(tmp_path / "crash"), "resume": True})
     resumed.fit(split.train)
     assert torch.equal(whole.score(users, hist), resumed.score(users, hist))
+
+
+def test_refit_trains_the_chosen_epochs_on_train_and_valid(split: Split, tmp_path: Path) -> None:
+    from playnext.evaluate.protocol import select_and_test
+
+    cfg = params("sasrec", epochs=3, max_minutes=60.0, checkpoint_dir=str(tmp_path))
+    res = select_and_test("sasrec", split, grid=[cfg], refit=True)
+    chosen, refit = res.chosen.report_, res.model.report_
+    assert res.refit_params is not None and res.refit_params["epochs"] == chosen.best_epoch >= 1
+    assert res.refit_params["max_minutes"] == 0.0  # the schedule ends with the chosen epochs
+    assert refit.epochs == chosen.best_epoch and refit.best_epoch == -1  # no validation in the refit
+    assert res.refit_params["checkpoint_dir"] == str(tmp_path / "refit")
+    assert (tmp_path / "refit" / "checkpoint.json").exists()
+    # it trained on the validation events too: its popularity prior counts them
+    counts = split.train_and_valid().item_counts()
+    assert counts.sum() == len(split.train) + len(split.valid)
+    prior = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
+    assert torch.equal(res.model.item_log_freq_, prior)

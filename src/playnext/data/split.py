@@ -49,6 +49,21 @@ class Split:
     valid: EvalSet
     test: EvalSet
     protocol: dict[str, object]
+    # the validation window's rows (canonical order): a final refit trains on train + these
+    valid_events: pl.DataFrame | None = None
+
+    def train_and_valid(self) -> Interactions:
+        """Everything before the test targets: what a chosen model may be refit on before test.
+
+        Why: a model chosen on validation was trained without the validation events, the most
+        recent of each user's; papers that train on all but the test event (HSTU's code) see them.
+        Within each user the validation rows come after the training rows in both splits, so a
+        stable sort by user restores the canonical order.
+        """
+        if self.valid_events is None:
+            raise ValueError("this split keeps no validation events to refit on")
+        frame = pl.concat([self.train.frame, self.valid_events]).sort(Columns.USER, maintain_order=True)
+        return self.train.replace(frame)
 
 
 def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
@@ -56,7 +71,7 @@ def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
 
     Users with fewer than `min_length` interactions keep everything in train and are not
     evaluated (the SASRec/BERT4Rec convention). The test question's history includes the
-    validation item; the model is *not* refit on it.
+    validation item; the model is *not* refit on it unless asked (`Split.train_and_valid`).
     """
     if min_length < 2:  # a 1-event user would get a test item but no validation item
         raise ValueError(f"min_length must be at least 2 (a validation and a test item), got {min_length}")
@@ -85,7 +100,7 @@ def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
         "min_user_interactions": min_length,
         "test_history": "train + validation item (no refit)",
     }
-    return Split(train, valid, test, protocol)
+    return Split(train, valid, test, protocol, data.frame.filter(pl.Series(is_valid)))
 
 
 def temporal_split(data: Interactions, test_fraction: float = 0.1, valid_fraction: float = 0.1) -> Split:
@@ -122,7 +137,7 @@ def temporal_split(data: Interactions, test_fraction: float = 0.1, valid_fractio
         "valid_fraction": valid_fraction,
         "targets": "items first seen by the user after the cut",
     }
-    return Split(train, valid, test, protocol)
+    return Split(train, valid, test, protocol, frame.filter((k > t_valid) & (k <= t_test)))
 
 
 def _future_eval(past: Interactions, future: pl.DataFrame, n_users: int) -> EvalSet:

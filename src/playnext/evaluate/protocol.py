@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -182,6 +183,8 @@ class ExperimentResult:
     test: EvalResult
     candidates: list[dict[str, Any]]
     train_seconds: float
+    refit_params: dict[str, Any] | None = None  # set when the tested model was refit on train + valid
+    chosen: Any = None  # the model validation chose: `model` itself unless it was refit
 
 
 def select_and_test(
@@ -195,9 +198,13 @@ def select_and_test(
     exclude_seen: bool = True,
     on_candidate: Callable[[dict[str, Any], dict[str, float]], None] | None = None,
     distributed: bool = False,
+    refit: bool = False,
 ) -> ExperimentResult:
     """Fit every candidate config on train, pick the best on validation, evaluate it on test.
 
+    `refit=True` then trains the chosen config once more on train + the validation events
+    (`Split.train_and_valid`), a neural model for the epochs validation chose with its schedule
+    spread over them, and tests that model; validation still chooses everything.
     `distributed=True` runs inside a torch.distributed group: neural models train data-parallel
     (they read the group themselves) and validation / test are split across ranks and reduced.
     """
@@ -239,18 +246,45 @@ def select_and_test(
             break
     assert best is not None
     _, model, params, vmetrics = best
+    chosen, refit_params = model, None
+    if refit:
+        refit_params = refit_config(model, params)
+        t0 = time.perf_counter()
+        model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
+        train_seconds += time.perf_counter() - t0
     test = judge(model, split.test)
-    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds)
+    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
 
 
-def protocol_description(split: Split, ties: Ties, exclude_seen: bool) -> dict[str, Any]:
-    return {
+def refit_config(chosen: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The chosen config for a refit without validation: a neural model trains for the epochs
+    validation picked (no early stopping, no time budget, so the schedule ends with them) and
+    keeps its checkpoints apart from the selection run's."""
+    from playnext.models.nn import NeuralRecommender
+
+    if not isinstance(chosen, NeuralRecommender) or chosen.report_ is None:
+        return dict(params)
+    report = chosen.report_
+    epochs = report.best_epoch if report.best_epoch > 0 else report.epochs
+    out = {**params, "epochs": epochs, "patience": 0, "max_minutes": 0.0}
+    if chosen.config.checkpoint_dir:
+        out["checkpoint_dir"] = str(Path(chosen.config.checkpoint_dir) / "refit")
+    return out
+
+
+def protocol_description(split: Split, ties: Ties, exclude_seen: bool, refit: bool = False) -> dict[str, Any]:
+    out = {
         **split.protocol,
         "ranking": "full (all items)",
         "exclude_seen": exclude_seen,
         "ties": ties,
         "selection": "best validation NDCG@10; test evaluated once",
     }
+    if refit:
+        out["refit"] = "the chosen config retrained on train + validation events before test"
+        if "test_history" in out:
+            out["test_history"] = "train + validation item (the model was refit on it)"
+    return out
 
 
 def dataset_fingerprint(data: Interactions) -> dict[str, int]:

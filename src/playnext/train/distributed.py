@@ -186,6 +186,7 @@ def train_argv(
     ties: str = "expected",
     exclude_seen: bool = True,
     as_json: bool = False,
+    refit: bool = False,
 ) -> list[str]:
     """The worker's arguments for the options of `playnext train` (for its `--nproc`)."""
     argv = ["--model", model, "--dataset", dataset, "--ties", ties]
@@ -197,6 +198,7 @@ def train_argv(
         argv += ["--option", o]
     argv += [] if exclude_seen else ["--no-exclude-seen"]
     argv += ["--json"] if as_json else []
+    argv += ["--refit"] if refit else []
     return argv
 
 
@@ -214,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--ties", default="expected")
     ap.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--json", action="store_true", dest="as_json")
+    ap.add_argument("--refit", action="store_true", help="retrain the chosen config on train + validation")
     ap.add_argument("--backend", choices=("gloo", "nccl"), help="default: nccl with a GPU, else gloo")
     return ap
 
@@ -247,11 +250,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         ties=args.ties,
         exclude_seen=args.exclude_seen,
         distributed=True,
+        refit=args.refit,
     )
     record: dict[str, Any] = {
         "dataset": args.dataset,
         "model": args.model,
-        "protocol": protocol_description(split, args.ties, args.exclude_seen),
+        "protocol": protocol_description(split, args.ties, args.exclude_seen, args.refit),
         "metrics": res.test.metrics,
         "valid_metrics": res.valid_metrics,
         "params": res.model.config.to_dict(),
