@@ -21,8 +21,8 @@ import polars as pl
 from benchmarks.common import RESULTS, append_record, environment, load_records, peak_rss_bytes
 from benchmarks.report import table
 from playnext.data.interactions import Interactions
-from playnext.data.split import leave_one_out
-from playnext.evaluate.protocol import protocol_description, select_and_test
+from playnext.data.split import Split, leave_one_out
+from playnext.evaluate.protocol import judge_on, protocol_description, refit_config, select_and_test
 from playnext.models.registry import get
 
 TAG = "deep"
@@ -135,6 +135,13 @@ def main() -> None:
         action="store_true",
         help="retrain the chosen config on train + validation events before test",
     )
+    ap.add_argument(
+        "--refit-from",
+        default="",
+        metavar="TAG",
+        help="skip selection: refit the config and best epoch recorded under TAG (chosen on validation "
+        "by that run) on train + validation events, test once, record under --tag",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     data = load(args.dataset, args.path)
@@ -147,6 +154,9 @@ def main() -> None:
                 params["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
                 params["resume"] = args.resume
             get(name).config_class.from_dict(params)  # fail fast on a typo, before loading anything big
+            if args.refit_from:
+                refit_from_record(args, name, seed, split)
+                continue
             t0 = time.perf_counter()
             res = select_and_test(name, split, grid=[params], refit=args.refit)
             model = res.model
@@ -186,6 +196,62 @@ def main() -> None:
                 flush=True,
             )
             write_table(args.dataset)
+
+
+def refit_from_record(args: argparse.Namespace, name: str, seed: int, split: Split) -> None:
+    """The refit half of `--refit` for a selection that already ran: its recorded config and
+    best epoch, both chosen on validation, retrained on train + validation events. Why: on CPU
+    the selection run alone takes two hours; this reuses it instead of repeating it."""
+    found = [
+        r
+        for r in load_records()
+        if r.get("dataset") == args.dataset
+        and r.get("tag") == args.refit_from
+        and r.get("model") == name
+        and r.get("seed") == seed
+        and r.get("best_epoch")
+    ]
+    if len(found) != 1:
+        raise SystemExit(
+            f"--refit-from {args.refit_from}: need exactly one {args.dataset} {name} seed-{seed} record "
+            f"with a best epoch in {RESULTS}, found {len(found)}"
+        )
+    source = found[0]
+    params = {**source["params"], **parse_overrides(args.set, name), "seed": seed}
+    refit_params = refit_config(params, int(source["best_epoch"]))
+    cls = get(name)
+    t0 = time.perf_counter()
+    model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
+    seconds = time.perf_counter() - t0
+    test = judge_on(model, split, split.test, ties="expected", exclude_seen=True)
+    record = {
+        "model": name,
+        "dataset": args.dataset,
+        "seed": seed,
+        "tag": args.tag,
+        "metrics": test.metrics,
+        "valid_metrics": source["valid_metrics"],  # the choice was made there
+        "params": source["params"],
+        "refit_params": refit_params,
+        "refit_from": {k: source.get(k) for k in ("tag", "best_epoch", "train_seconds", "git_commit")},
+        "n_params": int(model.n_params()),
+        "train_seconds": seconds,  # the refit alone; the selection's is in refit_from
+        "epochs": refit_params.get("epochs"),
+        "history": model.report_.history if model.report_ else None,
+        "eval_seconds": test.seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "protocol": protocol_description(split, "expected", True, refit=True),
+        "git_commit": environment()["git_commit"],
+        "environment": environment(),
+    }
+    append_record(args.dataset, record)
+    m = test.metrics
+    print(
+        f"{name} seed {seed} refit from {args.refit_from} ({source['best_epoch']} epochs): "
+        f"test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, refit {seconds / 60:.1f} min",
+        flush=True,
+    )
+    write_table(args.dataset)
 
 
 def write_table(dataset: str) -> None:

@@ -45,3 +45,47 @@ def test_a_broken_results_file_is_named_kept_and_the_new_run_saved_beside_it(
     assert json.loads(unsaved.read_text())[0]["metrics"] == {"NDCG@10": 0.1}
     with pytest.raises(ValueError, match=r"d\.json:3:"):
         common.load_records()
+
+
+def test_refit_from_a_recorded_selection_equals_refit_in_one_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    import polars as pl
+    from benchmarks import deep
+
+    from playnext.data.interactions import Interactions
+    from playnext.data.split import leave_one_out
+    from playnext.evaluate.protocol import select_and_test
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(deep, "RESULTS", tmp_path)
+    rows = [{"user": f"u{u}", "item": f"m{(u + j) % 30}"} for u in range(60) for j in range(10)]
+    split = leave_one_out(Interactions.from_frame(pl.DataFrame(rows)))
+    cfg = {
+        "dim": 16,
+        "max_len": 8,
+        "epochs": 3,
+        "lr": 1e-2,
+        "batch_size": 32,
+        "verbose": False,
+        "patience": 0,
+    }
+    whole = select_and_test("sasrec", split, grid=[cfg], refit=True)
+    chosen = whole.chosen
+    source = {
+        **{"model": "sasrec", "dataset": "d", "seed": 0, "tag": "sel"},
+        **{"params": chosen.config.to_dict(), "best_epoch": chosen.report_.best_epoch},
+        **{"valid_metrics": whole.valid_metrics, "metrics": whole.valid_metrics},
+    }
+    common.append_record("d", source)
+    args = argparse.Namespace(dataset="d", refit_from="sel", tag="refit", set=[])
+    deep.refit_from_record(args, "sasrec", 0, split)
+    record = next(r for r in common.load_records() if r["tag"] == "refit")
+    config = type(whole.model.config).from_dict(record["refit_params"])
+    assert config.to_dict() == whole.model.config.to_dict()  # the refit config, written in full
+    assert record["metrics"] == whole.test.metrics  # the same model, so the same test answer
+    assert "refit" in record["protocol"] and record["refit_from"]["best_epoch"] == source["best_epoch"]
+    with pytest.raises(SystemExit, match="found 0"):
+        deep.refit_from_record(argparse.Namespace(**{**vars(args), "refit_from": "nope"}), "sasrec", 0, split)

@@ -216,18 +216,10 @@ def select_and_test(
     best: tuple[float, Any, dict[str, Any], dict[str, float]] | None = None
     tried: list[dict[str, Any]] = []
     train_seconds = 0.0
-    counts = split.train.item_counts()
 
     def judge(model: Any, questions: EvalSet) -> EvalResult:
-        """Validation and test are scored by exactly the same settings."""
-        return evaluate(
-            model_scorer(model),
-            questions,
-            split.train.n_items,
-            ties=ties,
-            exclude_seen=exclude_seen,
-            item_counts=counts,
-            distributed=distributed,
+        return judge_on(
+            model, split, questions, ties=ties, exclude_seen=exclude_seen, distributed=distributed
         )
 
     for cand in candidates:
@@ -248,7 +240,7 @@ def select_and_test(
     _, model, params, vmetrics = best
     chosen, refit_params = model, None
     if refit:
-        refit_params = refit_config(model, params)
+        refit_params = refit_config(params, chosen_epochs(model))
         t0 = time.perf_counter()
         model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
         train_seconds += time.perf_counter() - t0
@@ -256,19 +248,42 @@ def select_and_test(
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
 
 
-def refit_config(chosen: Any, params: dict[str, Any]) -> dict[str, Any]:
+def judge_on(
+    model: Any, split: Split, questions: EvalSet, *, ties: Ties, exclude_seen: bool, distributed: bool = False
+) -> EvalResult:
+    """Validation and test are scored by exactly the same settings (popularity-based metrics
+    count the training events, refit or not)."""
+    return evaluate(
+        model_scorer(model),
+        questions,
+        split.train.n_items,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        item_counts=split.train.item_counts(),
+        distributed=distributed,
+    )
+
+
+def chosen_epochs(model: Any) -> int | None:
+    """The epochs validation chose for a trained neural model (its best; all if it never
+    validated); None for a model without epochs."""
+    from playnext.models.nn import NeuralRecommender
+
+    if not isinstance(model, NeuralRecommender) or model.report_ is None:
+        return None
+    report = model.report_
+    return report.best_epoch if report.best_epoch > 0 else report.epochs
+
+
+def refit_config(params: dict[str, Any], epochs: int | None) -> dict[str, Any]:
     """The chosen config for a refit without validation: a neural model trains for the epochs
     validation picked (no early stopping, no time budget, so the schedule ends with them) and
     keeps its checkpoints apart from the selection run's."""
-    from playnext.models.nn import NeuralRecommender
-
-    if not isinstance(chosen, NeuralRecommender) or chosen.report_ is None:
+    if epochs is None:
         return dict(params)
-    report = chosen.report_
-    epochs = report.best_epoch if report.best_epoch > 0 else report.epochs
     out = {**params, "epochs": epochs, "patience": 0, "max_minutes": 0.0}
-    if chosen.config.checkpoint_dir:
-        out["checkpoint_dir"] = str(Path(chosen.config.checkpoint_dir) / "refit")
+    if params.get("checkpoint_dir"):
+        out["checkpoint_dir"] = str(Path(params["checkpoint_dir"]) / "refit")
     return out
 
 
