@@ -287,8 +287,8 @@ def valid_vs_test_split() -> tuple[Split, int, int]:
     return leave_one_out(data), int(v), int(t)
 
 
-def test_select_and_test_picks_best_validation_not_best_test(pick_model, monkeypatch):
-    split, v_item, t_item = valid_vs_test_split()
+def spy_on_evaluate(monkeypatch, split: Split) -> list[str]:
+    """Which question set each `evaluate` call scored, in order."""
     calls: list[str] = []
     real_evaluate = protocol.evaluate
 
@@ -296,8 +296,15 @@ def test_select_and_test_picks_best_validation_not_best_test(pick_model, monkeyp
         calls.append("valid" if data is split.valid else "test" if data is split.test else "other")
         return real_evaluate(scorer, data, n_items, **kw)
 
-    seen: list[dict] = []
     monkeypatch.setattr(protocol, "evaluate", spy)
+    return calls
+
+
+def test_select_and_test_picks_best_validation_not_best_test(pick_model, monkeypatch):
+    split, v_item, t_item = valid_vs_test_split()
+    real_evaluate = protocol.evaluate
+    seen: list[dict] = []
+    calls = spy_on_evaluate(monkeypatch, split)
     res = select_and_test(
         PickModel.name,
         split,
@@ -334,14 +341,8 @@ def test_select_and_test_picks_best_validation_not_best_test(pick_model, monkeyp
 
 def test_refit_retrains_the_chosen_config_on_train_and_valid_then_tests_once(pick_model, monkeypatch):
     split, v_item, t_item = valid_vs_test_split()
-    calls: list[str] = []
     real_evaluate = protocol.evaluate
-
-    def spy(scorer, data, n_items, **kw):
-        calls.append("valid" if data is split.valid else "test" if data is split.test else "other")
-        return real_evaluate(scorer, data, n_items, **kw)
-
-    monkeypatch.setattr(protocol, "evaluate", spy)
+    calls = spy_on_evaluate(monkeypatch, split)
     res = select_and_test(PickModel.name, split, grid=[{"pick": t_item}, {"pick": v_item}], refit=True)
     monkeypatch.setattr(protocol, "evaluate", real_evaluate)
     # validation still chooses; the refit is not judged on validation, test comes once, last
