@@ -22,7 +22,12 @@ from benchmarks.common import RESULTS, append_record, environment, load_records,
 from benchmarks.report import table
 from playnext.data.interactions import Interactions
 from playnext.data.split import Split, leave_one_out
-from playnext.evaluate.protocol import judge_on, protocol_description, refit_config, select_and_test
+from playnext.evaluate.protocol import (
+    judge_on,
+    protocol_description,
+    refit_on_train_and_valid,
+    select_and_test,
+)
 from playnext.models.registry import get
 
 TAG = "deep"
@@ -162,26 +167,16 @@ def main() -> None:
             model = res.model
             report = getattr(res.chosen, "report_", None)  # the selection run's curve and best epoch
             record = {
-                "model": name,
-                "dataset": args.dataset,
-                "seed": seed,
-                "tag": args.tag,
-                "metrics": res.test.metrics,
+                **run_record(args, name, seed, model, res.test, split, args.refit),
                 "valid_metrics": res.valid_metrics,
                 "params": res.chosen.config.to_dict(),
                 "refit_params": res.refit_params,
-                "n_params": int(model.n_params()) if hasattr(model, "n_params") else None,
                 "train_seconds": res.train_seconds,
                 "seconds_per_epoch": report.seconds_per_epoch if report else None,
                 "epochs": report.epochs if report else None,
                 "best_epoch": report.best_epoch if report else None,
                 "history": report.history if report else None,
-                "eval_seconds": res.test.seconds,
                 "wall_seconds": time.perf_counter() - t0,
-                "peak_rss_bytes": peak_rss_bytes(),
-                "protocol": protocol_description(split, "expected", True, args.refit),
-                "git_commit": environment()["git_commit"],
-                "environment": environment(),
             }
             append_record(args.dataset, record)
             if args.save and seed == 0:
@@ -218,31 +213,17 @@ def refit_from_record(args: argparse.Namespace, name: str, seed: int, split: Spl
         )
     source = found[0]
     params = {**source["params"], **parse_overrides(args.set, name), "seed": seed}
-    refit_params = refit_config(params, int(source["best_epoch"]))
-    cls = get(name)
-    t0 = time.perf_counter()
-    model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
-    seconds = time.perf_counter() - t0
+    model, refit_params, seconds = refit_on_train_and_valid(name, split, params, int(source["best_epoch"]))
     test = judge_on(model, split, split.test, ties="expected", exclude_seen=True)
     record = {
-        "model": name,
-        "dataset": args.dataset,
-        "seed": seed,
-        "tag": args.tag,
-        "metrics": test.metrics,
+        **run_record(args, name, seed, model, test, split, refit=True),
         "valid_metrics": source["valid_metrics"],  # the choice was made there
         "params": source["params"],
         "refit_params": refit_params,
         "refit_from": {k: source.get(k) for k in ("tag", "best_epoch", "train_seconds", "git_commit")},
-        "n_params": int(model.n_params()),
         "train_seconds": seconds,  # the refit alone; the selection's is in refit_from
         "epochs": refit_params.get("epochs"),
         "history": model.report_.history if model.report_ else None,
-        "eval_seconds": test.seconds,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "protocol": protocol_description(split, "expected", True, refit=True),
-        "git_commit": environment()["git_commit"],
-        "environment": environment(),
     }
     append_record(args.dataset, record)
     m = test.metrics
@@ -252,6 +233,26 @@ def refit_from_record(args: argparse.Namespace, name: str, seed: int, split: Spl
         flush=True,
     )
     write_table(args.dataset)
+
+
+def run_record(
+    args: argparse.Namespace, name: str, seed: int, model: Any, test: Any, split: Split, refit: bool
+) -> dict[str, Any]:
+    """The fields every deep-model record has, whichever way its tested model was trained."""
+    env = environment()
+    return {
+        "model": name,
+        "dataset": args.dataset,
+        "seed": seed,
+        "tag": args.tag,
+        "metrics": test.metrics,
+        "n_params": int(model.n_params()) if hasattr(model, "n_params") else None,
+        "eval_seconds": test.seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "protocol": protocol_description(split, "expected", True, refit),
+        "git_commit": env["git_commit"],
+        "environment": env,
+    }
 
 
 def write_table(dataset: str) -> None:

@@ -240,10 +240,10 @@ def select_and_test(
     _, model, params, vmetrics = best
     chosen, refit_params = model, None
     if refit:
-        refit_params = refit_config(params, chosen_epochs(model))
-        t0 = time.perf_counter()
-        model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
-        train_seconds += time.perf_counter() - t0
+        model, refit_params, seconds = refit_on_train_and_valid(
+            model_name, split, params, chosen_epochs(model)
+        )
+        train_seconds += seconds
     test = judge(model, split.test)
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
 
@@ -273,6 +273,19 @@ def chosen_epochs(model: Any) -> int | None:
         return None
     report = model.report_
     return report.best_epoch if report.best_epoch > 0 else report.epochs
+
+
+def refit_on_train_and_valid(
+    model_name: str, split: Split, params: dict[str, Any], epochs: int | None
+) -> tuple[Any, dict[str, Any], float]:
+    """The chosen config trained again on train + validation events: (model, its config, seconds)."""
+    from playnext.models.registry import get
+
+    cls = get(model_name)
+    refit_params = refit_config(params, epochs)
+    t0 = time.perf_counter()
+    model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
+    return model, refit_params, time.perf_counter() - t0
 
 
 def refit_config(params: dict[str, Any], epochs: int | None) -> dict[str, Any]:
