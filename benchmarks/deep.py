@@ -160,7 +160,8 @@ def main() -> None:
                 params["resume"] = args.resume
             get(name).config_class.from_dict(params)  # fail fast on a typo, before loading anything big
             if args.refit_from:
-                refit_from_record(args, name, seed, split)
+                run_only: dict[str, Any] = {k: params[k] for k in ("checkpoint_dir", "resume") if k in params}
+                refit_from_record(args, name, seed, split, run_only)
                 continue
             t0 = time.perf_counter()
             res = select_and_test(name, split, grid=[params], refit=args.refit)
@@ -193,10 +194,14 @@ def main() -> None:
             write_table(args.dataset)
 
 
-def refit_from_record(args: argparse.Namespace, name: str, seed: int, split: Split) -> None:
+def refit_from_record(
+    args: argparse.Namespace, name: str, seed: int, split: Split, run_only: dict[str, Any] | None = None
+) -> None:
     """The refit half of `--refit` for a selection that already ran: its recorded config and
     best epoch, both chosen on validation, retrained on train + validation events. Why: on CPU
-    the selection run alone takes two hours; this reuses it instead of repeating it."""
+    the selection run alone takes two hours; this reuses it instead of repeating it. `run_only`
+    (this run's checkpoint folder and resume flag) replaces the recorded run's, so a long refit
+    can be checkpointed and resumed."""
     found = [
         r
         for r in load_records()
@@ -212,7 +217,7 @@ def refit_from_record(args: argparse.Namespace, name: str, seed: int, split: Spl
             f"with a best epoch in {RESULTS}, found {len(found)}"
         )
     source = found[0]
-    params = {**source["params"], **parse_overrides(args.set, name), "seed": seed}
+    params = {**source["params"], **parse_overrides(args.set, name), "seed": seed, **(run_only or {})}
     model, refit_params, seconds = refit_on_train_and_valid(name, split, params, int(source["best_epoch"]))
     test = judge_on(model, split, split.test, ties="expected", exclude_seen=True)
     record = {

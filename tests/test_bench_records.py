@@ -81,9 +81,11 @@ def test_refit_from_a_recorded_selection_equals_refit_in_one_go(
     }
     common.append_record("d", source)
     args = argparse.Namespace(dataset="d", refit_from="sel", tag="refit", set=[])
-    deep.refit_from_record(args, "sasrec", 0, split)
+    run_only = {"checkpoint_dir": str(tmp_path / "ck"), "resume": False}
+    deep.refit_from_record(args, "sasrec", 0, split, run_only)
+    assert list((tmp_path / "ck" / "refit").iterdir()), "--checkpoints must reach the refit run"
     record = next(r for r in common.load_records() if r["tag"] == "refit")
-    config = type(whole.model.config).from_dict(record["refit_params"])
+    config = type(whole.model.config).from_dict({**record["refit_params"], "checkpoint_dir": ""})
     assert config.to_dict() == whole.model.config.to_dict()  # the refit config, written in full
     assert record["metrics"] == whole.test.metrics  # the same model, so the same test answer
     assert "refit" in record["protocol"] and record["refit_from"]["best_epoch"] == source["best_epoch"]
