@@ -158,11 +158,11 @@ def main() -> None:
             if args.checkpoints:
                 params["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
                 params["resume"] = args.resume
-            get(name).config_class.from_dict(params)  # fail fast on a typo, before loading anything big
-            if args.refit_from:
+            if args.refit_from:  # the recorded run's params, checked when its refit config is built
                 run_only: dict[str, Any] = {k: params[k] for k in ("checkpoint_dir", "resume") if k in params}
                 refit_from_record(args, name, seed, split, run_only)
                 continue
+            get(name).config_class.from_dict(params)  # fail fast on a typo, before training
             t0 = time.perf_counter()
             res = select_and_test(name, split, grid=[params], refit=args.refit)
             model = res.model
@@ -218,16 +218,16 @@ def refit_from_record(
         )
     source = found[0]
     params = {**source["params"], **parse_overrides(args.set, name), "seed": seed, **(run_only or {})}
-    model, refit_params, seconds = refit_on_train_and_valid(name, split, params, int(source["best_epoch"]))
+    model, _, seconds = refit_on_train_and_valid(name, split, params, int(source["best_epoch"]))
     test = judge_on(model, split, split.test, ties="expected", exclude_seen=True)
     record = {
         **run_record(args, name, seed, model, test, split, refit=True),
         "valid_metrics": source["valid_metrics"],  # the choice was made there
         "params": source["params"],
-        "refit_params": refit_params,
+        "refit_params": model.config.to_dict(),  # typed and complete: --set values arrive as strings
         "refit_from": {k: source.get(k) for k in ("tag", "best_epoch", "train_seconds", "git_commit")},
         "train_seconds": seconds,  # the refit alone; the selection's is in refit_from
-        "epochs": refit_params.get("epochs"),
+        "epochs": model.config.epochs,
         "history": model.report_.history if model.report_ else None,
     }
     append_record(args.dataset, record)

@@ -89,5 +89,14 @@ def test_refit_from_a_recorded_selection_equals_refit_in_one_go(
     assert config.to_dict() == whole.model.config.to_dict()  # the refit config, written in full
     assert record["metrics"] == whole.test.metrics  # the same model, so the same test answer
     assert "refit" in record["protocol"] and record["refit_from"]["best_epoch"] == source["best_epoch"]
+    # --set reaches the refit: here, stop part-way down the selection run's 3-epoch schedule
+    deep.refit_from_record(
+        argparse.Namespace(**{**vars(args), "tag": "part", "set": ["schedule_epochs=3"]}), "sasrec", 0, split
+    )
+    part = next(r for r in common.load_records() if r["tag"] == "part")
+    assert (
+        part["refit_params"]["schedule_epochs"] == 3
+        and part["refit_params"]["epochs"] == source["best_epoch"]
+    )
     with pytest.raises(SystemExit, match="found 0"):
         deep.refit_from_record(argparse.Namespace(**{**vars(args), "refit_from": "nope"}), "sasrec", 0, split)

@@ -305,6 +305,34 @@ def test_weight_average_scores_and_resumes_without_moving_training(
     assert torch.equal(whole.score(users, hist), resumed.score(users, hist))
 
 
+def test_a_run_stopped_part_way_down_a_longer_schedule_retraces_it(split: Split, tmp_path: Path) -> None:
+    """`schedule_epochs`: 2 epochs of a 3-epoch schedule are the first 2 epochs of the 3-epoch run,
+    bit for bit; 2 epochs of a 2-epoch schedule are not (their learning rates fall sooner)."""
+
+    def weights(folder: Path) -> dict[str, torch.Tensor]:
+        (only,) = folder.glob("epoch-*.safetensors")
+        assert only.name == "epoch-0002.safetensors"
+        return {k: v for k, v in load_file(str(only)).items() if k.startswith("model/")}
+
+    longer = create("sasrec", **params("sasrec", epochs=3, checkpoint_dir=str(tmp_path / "long")))
+    longer.on_epoch_end = crash_after(2)
+    with pytest.raises(Interrupted):
+        longer.fit(split.train)
+    part = params("sasrec", epochs=2, schedule_epochs=3, checkpoint_dir=str(tmp_path / "part"))
+    create("sasrec", **part).fit(split.train)
+    short = params("sasrec", epochs=2, checkpoint_dir=str(tmp_path / "short"))
+    create("sasrec", **short).fit(split.train)
+    full, stopped, compressed = (
+        weights(tmp_path / "long"),
+        weights(tmp_path / "part"),
+        weights(tmp_path / "short"),
+    )
+    assert full.keys() == stopped.keys() and all(torch.equal(full[k], stopped[k]) for k in full)
+    assert not all(torch.equal(full[k], compressed[k]) for k in full)
+    with pytest.raises(ConfigError, match="schedule_epochs"):
+        create("sasrec", **params("sasrec", epochs=3, schedule_epochs=2))
+
+
 def test_refit_trains_the_chosen_epochs_on_train_and_valid(split: Split, tmp_path: Path) -> None:
     from playnext.evaluate.protocol import select_and_test
 

@@ -60,6 +60,10 @@ class TrainConfig:
     optimizer: str = "adam"
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
+    # 0 = the decay ends with `epochs`; else it is laid out over this many epochs and training
+    # stops at `epochs` part-way down it: a refit then follows the selection run's learning
+    # rates up to the chosen epoch instead of a compressed schedule
+    schedule_epochs: int = 0
     clip_norm: float = 1.0  # 0 = no clipping
     # 0 = off; else validation, the kept weights and the saved model are an exponential moving
     # average of the weights over the last ~1 / (1 - ema_decay) steps (WeightAverage)
@@ -86,6 +90,10 @@ class TrainConfig:
             self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
         )
         require(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        require(
+            self.schedule_epochs == 0 or self.schedule_epochs >= self.epochs,
+            f"schedule_epochs must be 0 or >= epochs ({self.epochs}), got {self.schedule_epochs}",
+        )
         require(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         require(self.clip_norm >= 0, f"clip_norm must be >= 0, got {self.clip_norm}")
         require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
@@ -308,7 +316,7 @@ def _train(
         # of them (HSTU leaves some unused); DDP learns the set in the first step, then no cost
         ddp = DistributedDataParallel(TaskLoss(net, task), device_ids=ids, static_graph=True)
     steps = task.steps_per_epoch(local_batch, world_size)
-    total = steps * cfg.epochs
+    total = steps * (cfg.schedule_epochs or cfg.epochs)
     warmup = round(cfg.warmup_epochs * steps)
     report = TrainReport()
     best: dict[str, torch.Tensor] | None = None
