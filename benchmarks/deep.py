@@ -129,7 +129,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="ml-1m")
     ap.add_argument("--path", default="/work/shared/datasets/ml-1m")
     ap.add_argument("--models", default="sasrec,gru4rec,caser,mlp")
-    ap.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
+    ap.add_argument("--seeds", type=int, default=1, help="number of seeds (first-seed .. first-seed+n-1)")
+    ap.add_argument("--first-seed", type=int, default=0, help="extend a recorded run without repeating it")
     ap.add_argument("--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE")
     ap.add_argument("--checkpoints", default="", help="folder for per-epoch checkpoints (enables --resume)")
     ap.add_argument("--resume", action="store_true")
@@ -153,7 +154,7 @@ def main() -> None:
     split = leave_one_out(data)
     print(f"{args.dataset}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
     for name in args.models.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             params: dict[str, Any] = {**BENCH.get(name, {}), **parse_overrides(args.set, name), "seed": seed}
             if args.checkpoints:
                 params["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
