@@ -149,20 +149,22 @@ def main() -> None:
         "by that run) on train + validation events, test once, record under --tag",
     )
     args = ap.parse_args()
+    if args.first_seed < 0 or args.seeds < 1:
+        ap.error(f"--first-seed must be >= 0 and --seeds >= 1, got {args.first_seed} and {args.seeds}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     data = load(args.dataset, args.path)
     split = leave_one_out(data)
     print(f"{args.dataset}: {data.n_users} users, {data.n_items} items, {len(data)} interactions", flush=True)
     for name in args.models.split(","):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            params: dict[str, Any] = {**BENCH.get(name, {}), **parse_overrides(args.set, name), "seed": seed}
+            run_only: dict[str, Any] = {}
             if args.checkpoints:
-                params["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
-                params["resume"] = args.resume
+                run_only["checkpoint_dir"] = str(Path(args.checkpoints) / f"{args.dataset}-{name}-{seed}")
+                run_only["resume"] = args.resume
             if args.refit_from:  # the recorded run's params, checked when its refit config is built
-                run_only: dict[str, Any] = {k: params[k] for k in ("checkpoint_dir", "resume") if k in params}
                 refit_from_record(args, name, seed, split, run_only)
                 continue
+            params = {**BENCH.get(name, {}), **parse_overrides(args.set, name), "seed": seed, **run_only}
             get(name).config_class.from_dict(params)  # fail fast on a typo, before training
             t0 = time.perf_counter()
             res = select_and_test(name, split, grid=[params], refit=args.refit)
@@ -172,7 +174,6 @@ def main() -> None:
                 **run_record(args, name, seed, model, res.test, split, args.refit),
                 "valid_metrics": res.valid_metrics,
                 "params": res.chosen.config.to_dict(),
-                "refit_params": res.refit_params,
                 "train_seconds": res.train_seconds,
                 "seconds_per_epoch": report.seconds_per_epoch if report else None,
                 "epochs": report.epochs if report else None,
@@ -225,7 +226,6 @@ def refit_from_record(
         **run_record(args, name, seed, model, test, split, refit=True),
         "valid_metrics": source["valid_metrics"],  # the choice was made there
         "params": source["params"],
-        "refit_params": model.config.to_dict(),  # typed and complete: --set values arrive as strings
         "refit_from": {k: source.get(k) for k in ("tag", "best_epoch", "train_seconds", "git_commit")},
         "train_seconds": seconds,  # the refit alone; the selection's is in refit_from
         "epochs": model.config.epochs,
@@ -256,6 +256,8 @@ def run_record(
         "eval_seconds": test.seconds,
         "peak_rss_bytes": peak_rss_bytes(),
         "protocol": protocol_description(split, "expected", True, refit),
+        # the tested model's own config: typed and complete (a --set value arrives as a string)
+        "refit_params": model.config.to_dict() if refit else None,
         "git_commit": env["git_commit"],
         "environment": env,
     }

@@ -273,14 +273,16 @@ def test_corrupt_checkpoint_refused(name: str, split: Split, tmp_path: Path) -> 
         create(name, **{**cfg, "resume": True}).fit(split.train, split.valid)
 
 
+def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The network weights in a run's checkpoint folder, which keeps only its latest epoch."""
+    (only,) = folder.glob("epoch-*.safetensors")
+    return {k: v for k, v in load_file(str(only)).items() if k.startswith("model/")}
+
+
 @pytest.mark.parametrize("name", ["sasrec", "hstu"])
 def test_weight_average_scores_and_resumes_without_moving_training(
     name: str, split: Split, tmp_path: Path
 ) -> None:
-    def live_weights(folder: Path) -> dict[str, torch.Tensor]:
-        tensors = load_file(str(next(folder.glob("epoch-*.safetensors"))))
-        return {k: v for k, v in tensors.items() if k.startswith("model/")}
-
     users, hist = split.test.users, split.test.history
     create(name, **params(name, epochs=2, checkpoint_dir=str(tmp_path / "plain"))).fit(
         split.train, split.valid
@@ -288,7 +290,7 @@ def test_weight_average_scores_and_resumes_without_moving_training(
     cfg = params(name, epochs=2, ema_decay=0.9, checkpoint_dir=str(tmp_path / "ema"))
     averaged = create(name, **cfg).fit(split.train, split.valid)
     # the average is swapped in only to score: the live weights take the same path
-    plain, live = live_weights(tmp_path / "plain"), live_weights(tmp_path / "ema")
+    plain, live = saved_weights(tmp_path / "plain"), saved_weights(tmp_path / "ema")
     assert plain.keys() == live.keys() and all(torch.equal(plain[k], live[k]) for k in plain)
     # what is kept is an average, not the live weights
     kept = averaged.net_.state_dict()
@@ -309,11 +311,6 @@ def test_a_run_stopped_part_way_down_a_longer_schedule_retraces_it(split: Split,
     """`schedule_epochs`: 2 epochs of a 3-epoch schedule are the first 2 epochs of the 3-epoch run,
     bit for bit; 2 epochs of a 2-epoch schedule are not (their learning rates fall sooner)."""
 
-    def weights(folder: Path) -> dict[str, torch.Tensor]:
-        (only,) = folder.glob("epoch-*.safetensors")
-        assert only.name == "epoch-0002.safetensors"
-        return {k: v for k, v in load_file(str(only)).items() if k.startswith("model/")}
-
     longer = create("sasrec", **params("sasrec", epochs=3, checkpoint_dir=str(tmp_path / "long")))
     longer.on_epoch_end = crash_after(2)
     with pytest.raises(Interrupted):
@@ -322,11 +319,9 @@ def test_a_run_stopped_part_way_down_a_longer_schedule_retraces_it(split: Split,
     create("sasrec", **part).fit(split.train)
     short = params("sasrec", epochs=2, checkpoint_dir=str(tmp_path / "short"))
     create("sasrec", **short).fit(split.train)
-    full, stopped, compressed = (
-        weights(tmp_path / "long"),
-        weights(tmp_path / "part"),
-        weights(tmp_path / "short"),
-    )
+    for run in ("long", "part", "short"):
+        assert [f.name for f in (tmp_path / run).glob("epoch-*")] == ["epoch-0002.safetensors"]
+    full, stopped, compressed = (saved_weights(tmp_path / run) for run in ("long", "part", "short"))
     assert full.keys() == stopped.keys() and all(torch.equal(full[k], stopped[k]) for k in full)
     assert not all(torch.equal(full[k], compressed[k]) for k in full)
     with pytest.raises(ConfigError, match="schedule_epochs"):
