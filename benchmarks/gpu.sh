@@ -7,8 +7,8 @@
 # H100/H200 mostly idle): HSTU-large with the paper's recipe, HSTU with the full-softmax
 # recipe, and the SASRec and HSTU scaling ladders. Their wall times are therefore measured
 # under sharing; FLOPs are counted, not timed. Then the model tests run on the GPU.
-# Budgets: HSTU_MINUTES (default 6), HSTU_SEEDS for the full-softmax stream (1), LADDER_MINUTES per ladder rung (0.75), LADDER_SIZES
-# (xs,s,m,l,xl,xxl), PYTEST (1 = run tests/models at the end).
+# Budgets: HSTU_MINUTES (default 6), HSTU_SEEDS for the full-softmax stream (1), LADDER_MINUTES
+# per ladder rung (0.75), LADDER_SIZES (xs,s,m,l,xl,xxl), PYTEST (1 = run tests/models at the end).
 set -u
 DATA=${1:?usage: benchmarks/gpu.sh ML1M_DIR [LOG_DIR]}
 LOGS=${2:-benchmarks/logs}
@@ -33,8 +33,8 @@ $PY -m benchmarks.deep --dataset ml-1m --path "$DATA" --models hstu --tag deep-g
 hstu=$!
 # The ML-1M recipe (benchmarks/deep.py BENCH["hstu"]: 8 × 128, full softmax at τ 0.05, 0.02 init),
 # the plateau study's best variant on ML-100K; 0.1899 test NDCG@10 in 121 CPU minutes.
-$PY -m benchmarks.deep --dataset ml-1m --path "$DATA" --models hstu --tag deep-gpu-ce --seeds "${HSTU_SEEDS:-1}" \
-    --set eval_every=4 --set max_minutes="$HSTU_MINUTES" >"$LOGS/gpu_hstu_ce.log" 2>&1 &
+$PY -m benchmarks.deep --dataset ml-1m --path "$DATA" --models hstu --tag deep-gpu-ce \
+    --seeds "${HSTU_SEEDS:-1}" --set eval_every=4 --set max_minutes="$HSTU_MINUTES" >"$LOGS/gpu_hstu_ce.log" 2>&1 &
 hstu_ce=$!
 
 ladder() {
