@@ -344,3 +344,25 @@ def test_refit_trains_the_chosen_epochs_on_train_and_valid(split: Split, tmp_pat
     assert counts.sum() == len(split.train) + len(split.valid)
     prior = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
     assert torch.equal(res.model.item_log_freq_, prior)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_length_buckets_keep_the_per_position_objective_and_learn(name: str, split: Split) -> None:
+    model = create(name, **params(name, length_buckets=2))
+    model.n_items_ = split.train.n_items
+    model._prepare(split.train)  # type: ignore[attr-defined]
+    batches = list(model.train_batches(np.random.default_rng(0), 32, 0, 1))  # type: ignore[attr-defined]
+    terms = np.array([int((b["targets"] > 0).sum()) for b in batches])
+    scales = np.array([float(b["loss_scale"]) for b in batches])
+    # scale = the batch's share of the positions: Σ scale·mean loss = Σ position losses / mean
+    np.testing.assert_allclose(scales, terms / terms.mean(), rtol=1e-6)
+    plain = create(name, **params(name))
+    plain.n_items_ = split.train.n_items
+    plain._prepare(split.train)  # type: ignore[attr-defined]
+    unscaled = plain.train_batches(np.random.default_rng(0), 32, 0, 1)  # type: ignore[attr-defined]
+    assert all("loss_scale" not in b for b in unscaled)  # no buckets: the plain mean, as before
+    fitted = model.fit(split.train, split.valid)
+    hr = evaluate(model_scorer(fitted), split.test, split.train.n_items).metrics["HR@10"]
+    pop = create("popular").fit(split.train)
+    pop_hr = evaluate(model_scorer(pop), split.test, split.train.n_items).metrics["HR@10"]
+    assert hr >= pop_hr + 0.4, f"{name} with length buckets: HR@10 {hr:.3f} vs popularity {pop_hr:.3f}"

@@ -21,7 +21,15 @@ from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig, Recommender, require
 from playnext.train import batches as B
-from playnext.train.loop import RUN_ONLY_FIELDS, Batch, TrainConfig, TrainReport, load_device, train
+from playnext.train.loop import (
+    LOSS_SCALE,
+    RUN_ONLY_FIELDS,
+    Batch,
+    TrainConfig,
+    TrainReport,
+    load_device,
+    train,
+)
 from playnext.train.losses import LOSSES, dot_product_loss
 
 SCORE_CHUNK = 512  # rows per forward pass when scoring: bounds attention memory
@@ -58,10 +66,15 @@ class SequenceConfig(NeuralConfig):
     # sparse item-table gradients + SparseAdam: only the rows a batch touches are read and
     # written, which is what lets a 10M-item catalog train on one machine (sampled losses only)
     sparse_embeddings: bool = False
+    # 0: shuffled batches; k > 0: sort each pool of k batches by length (batches pad far less,
+    # ~1.6× faster on ML-1M), each batch's mean loss re-weighted by its share of the epoch's
+    # positions so the objective stays the per-position mean it is without buckets
+    length_buckets: int = 0
 
     def validate(self) -> None:
         super().validate()
         require(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
+        require(self.length_buckets >= 0, f"length_buckets must be >= 0, got {self.length_buckets}")
         require(
             not self.sparse_embeddings or self.loss != "ce",
             "sparse_embeddings needs loss='sampled_softmax' or 'bce' (full softmax touches every item row)",
@@ -208,10 +221,19 @@ class SequenceRecommender(NeuralRecommender):
     ) -> Iterator[Batch]:
         order = B.shard(rng.permutation(len(self._seqs)), rank, world_size)
         n_items = int(self.n_items_ or 0)
-        for sl in B.batch_slices(len(order), batch_size):
-            inputs, targets = B.split_next(self._seqs.take(order[sl]))
+        terms = self._seqs.lengths - 1  # positions with a next item, per row
+        mean_terms = 0.0
+        if self.config.length_buckets:
+            groups = B.length_buckets(order, terms, batch_size, self.config.length_buckets, rng)
+            mean_terms = float(terms[order].sum()) / max(1, len(groups))
+        else:
+            groups = [order[sl] for sl in B.batch_slices(len(order), batch_size)]
+        for rows in groups:
+            inputs, targets = B.split_next(self._seqs.take(rows))
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
-            batch.update(self._batch_extras(order[sl]))
+            if mean_terms:
+                batch[LOSS_SCALE] = torch.tensor(float(terms[rows].sum()) / mean_terms)
+            batch.update(self._batch_extras(rows))
             if self.config.loss == "sampled_softmax" and self.config.n_negatives:
                 batch["negatives"] = sample_negatives(rng, n_items, (self.config.n_negatives,))
             elif self.config.loss == "bce":

@@ -48,6 +48,25 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(s, min(n, s + batch_size))
 
 
+def length_buckets(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, pool: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Batches of the shuffled `order` whose rows have similar `lengths`, in random order.
+
+    Each run of `pool` batches' worth of rows is sorted by length before it is cut, so a batch
+    pads to little more than its own rows (ML-1M: widths drop from 200 to the rows' own ~110)
+    while pools keep the batches' make-up random from epoch to epoch. The batch count equals
+    that of plain slicing: only the last pool can be partial.
+    """
+    span = pool * batch_size
+    out: list[np.ndarray] = []
+    for s in range(0, len(order), span):
+        chunk = order[s : s + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def next_item_arrays(seqs: Histories, max_len: int) -> tuple[np.ndarray, Histories]:
     """Users with ≥ 2 items and their sequences cropped to the most recent max_len + 1 items.
 

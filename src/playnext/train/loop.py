@@ -47,6 +47,9 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
 AMP = ("auto", "bf16", "off")
 SELECT_METRIC = "NDCG@10"
+# optional 0-d tensor in a training batch: multiplies the batch's mean loss before backward
+# (length-bucketed batches weight their mean by their share of the positions); never a model input
+LOSS_SCALE = "loss_scale"
 
 
 @dataclasses.dataclass
@@ -360,9 +363,10 @@ def _train(
             if bar is not None:
                 progress.reset(bar, total=steps, description=f"epoch {epoch + 1}/{cfg.epochs}")
             for batch in task.train_batches(rng, local_batch, rank, world_size):
+                scale = batch.pop(LOSS_SCALE, None)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if ddp is not None:
-                    loss, weighted, budget = _ddp_step(ddp, task, batch, cfg, device, t_start)
+                    loss, weighted, budget = _ddp_step(ddp, task, batch, cfg, device, t_start, scale)
                     if not math.isfinite(budget):
                         raise FloatingPointError(f"loss became non-finite at epoch {epoch + 1}, step {step}")
                     for g in opt.param_groups:
@@ -380,7 +384,7 @@ def _train(
                         where = f"epoch {epoch + 1}, step {step}"
                         raise FloatingPointError(f"loss became {loss.item()} at {where}")
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss if scale is None else loss * scale.to(device)).backward()
                 if cfg.clip_norm > 0:
                     nn.utils.clip_grad_norm_(params, cfg.clip_norm)
                 opt.step()
@@ -538,7 +542,13 @@ def _torch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def _ddp_step(
-    ddp: nn.Module, task: Task, batch: Batch, cfg: TrainConfig, device: torch.device, t_start: float
+    ddp: nn.Module,
+    task: Task,
+    batch: Batch,
+    cfg: TrainConfig,
+    device: torch.device,
+    t_start: float,
+    scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Forward one local batch under DDP; returns (local mean loss, the loss to back-propagate,
     the time-budget fraction every rank agrees on — NaN if any rank's loss is not finite).
@@ -556,8 +566,13 @@ def _ddp_step(
     world_size = dist.get_world_size()
     if float(stats[1]) > 0:
         return loss, loss, float("nan")
-    # DDP divides the summed gradients by world_size: weight = this rank's share of the terms
-    weighted = loss * (terms * world_size / max(1.0, float(stats[0])))
+    # DDP divides the summed gradients by world_size: weight = this rank's share of the terms;
+    # a LOSS_SCALE already is the batch's terms over the rank's mean per batch, so the average
+    # over ranks is again the sum of position losses over the expected global batch's terms
+    if scale is not None:
+        weighted = loss * scale.to(device)
+    else:
+        weighted = loss * (terms * world_size / max(1.0, float(stats[0])))
     budget = float(stats[2]) / world_size / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
     return loss, weighted, budget
 
