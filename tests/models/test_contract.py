@@ -150,6 +150,23 @@ def test_scoring_shortcut_matches_the_full_forward_pass(
     torch.testing.assert_close(last, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if issubclass(get(n), SequenceRecommender)])
+def test_scores_do_not_depend_on_row_order_or_chunking(
+    name: str, split: Split, fitted: dict[str, Recommender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring runs the rows longest first in chunks and puts each row's scores back in place."""
+    model = fit(name, split, fitted)
+    users, history = split.test.users, split.test.history
+    whole = model.score(users, history)
+    for module in ("playnext.models.nn", type(model).__module__):  # several chunks per call
+        monkeypatch.setattr(f"{module}.SCORE_CHUNK", 7, raising=False)
+    perm = np.random.default_rng(0).permutation(len(users))
+    shuffled = model.score(users[perm], history.take(perm))
+    torch.testing.assert_close(shuffled, whole[torch.from_numpy(perm)], atol=1e-4, rtol=1e-4)
+    one = model.score(users[perm[:1]], history.take(perm[:1]))  # alone: no padding at all
+    torch.testing.assert_close(one[0], whole[int(perm[0])], atol=1e-4, rtol=1e-4)
+
+
 def test_a_model_saved_for_a_missing_device_loads_on_this_one(
     split: Split, fitted: dict[str, Recommender], tmp_path: Path
 ) -> None:

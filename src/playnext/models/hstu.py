@@ -354,18 +354,20 @@ class HSTU(SequenceRecommender):
 
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
         n_items = int(self.n_items_ or 0)
-        out = []
+        out = torch.zeros(len(history), n_items)
         items = self.net_.item_vectors()  # (I, D)
+        order = B.longest_first(history, self.config.max_len)
         for sl in B.batch_slices(len(history), SCORE_CHUNK):
-            rows = history.take(np.arange(sl.start, sl.stop))
+            idx = order[sl]
+            rows = history.take(idx)
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-            times = self.times_for(users[sl], rows, seq.shape[1])
+            times = self.times_for(users[idx], rows, seq.shape[1])
             t = torch.from_numpy(times).to(self.device) if times is not None else None
             h = self.net_.encode(known_items(seq, n_items).to(self.device), t, last_only=True)[
                 :, -1
             ]  # (b, D)
-            out.append((h @ items.T).float().cpu())  # (b, I)
-        return torch.cat(out) if out else torch.zeros(0, n_items)
+            out[torch.from_numpy(idx)] = (h @ items.T).float().cpu()  # (b, I)
+        return out
 
     # ---- persistence: the timestamp lookup travels with the weights ---------------------------
     def _state(self) -> dict[str, torch.Tensor]:

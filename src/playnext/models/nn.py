@@ -269,14 +269,15 @@ class SequenceRecommender(NeuralRecommender):
 
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
         n_items = int(self.n_items_ or 0)
-        out = []
+        out = torch.zeros(len(history), n_items)
         weight = self.net_.item_emb.weight[1:]  # (I, D)
+        order = B.longest_first(history, self.config.max_len)
         for sl in B.batch_slices(len(history), SCORE_CHUNK):
-            rows = history.take(np.arange(sl.start, sl.stop))
+            rows = history.take(order[sl])
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
             h = self.net_.encode_last(known_items(seq, n_items).to(self.device))  # (b, D) last position
-            out.append((h @ weight.T).float().cpu())  # (b, I)
-        return torch.cat(out) if out else torch.zeros(0, n_items)
+            out[torch.from_numpy(order[sl])] = (h @ weight.T).float().cpu()  # (b, I)
+        return out
 
 
 def search_space_from(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

@@ -35,6 +35,12 @@ def left_pad(history: Histories, max_len: int, min_width: int = 1) -> np.ndarray
     return out
 
 
+def longest_first(history: Histories, max_len: int) -> np.ndarray:
+    """Row order by cropped length, longest first: scoring chunks cut from it pad to their own
+    rows' length instead of the longest of a random chunk (~2× faster scoring on ML-1M)."""
+    return np.argsort(-np.minimum(history.lengths, max_len), kind="stable")
+
+
 def shard(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     """This rank's share of a shuffled order (equal sizes, so collective ops stay in step)."""
     if world_size == 1:
