@@ -6,7 +6,7 @@
 Each model trains its benchmark recipe (benchmarks.deep BENCH) for 2 epochs in four variants,
 fp32 / bf16 × shuffled / length-bucketed batches; the second epoch is timed, so one-time costs
 (kernel creation for each new shape) stay out. Then the last variant's model scores the
-validation users twice, longest-first chunks against chunks in the users' own order. Speed-ups
+validation users, longest-first chunks against chunks in the users' own order. Speed-ups
 are ratios to fp32 + shuffled batches measured in the same run. Records go to
 results/train_speed.json; quality is not measured here (benchmarks.deep does that).
 """
@@ -41,7 +41,7 @@ def unsorted_scoring() -> Iterator[None]:
         B.longest_first = sort
 
 
-def time_scoring(model: NeuralRecommender, valid: EvalSet, repeats: int = 2) -> float:
+def time_scoring(model: NeuralRecommender, valid: EvalSet, repeats: int = 1) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

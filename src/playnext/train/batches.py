@@ -37,7 +37,8 @@ def left_pad(history: Histories, max_len: int, min_width: int = 1) -> np.ndarray
 
 def longest_first(history: Histories, max_len: int) -> np.ndarray:
     """Row order by cropped length, longest first: scoring chunks cut from it pad to their own
-    rows' length instead of the longest of a random chunk (~2× faster scoring on ML-1M)."""
+    rows' length instead of the longest of a random chunk (HSTU 8 × 128, 2,048 ML-1M users:
+    30 s against 44 s on 2 busy cores, a one-off check; benchmarks.train_speed measures it)."""
     return np.argsort(-np.minimum(history.lengths, max_len), kind="stable")
 
 
