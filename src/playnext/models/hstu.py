@@ -45,7 +45,6 @@ from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig, require
 from playnext.models.nn import (
-    SCORE_CHUNK,
     SequenceConfig,
     SequenceNet,
     SequenceRecommender,
@@ -356,9 +355,7 @@ class HSTU(SequenceRecommender):
         n_items = int(self.n_items_ or 0)
         out = torch.zeros(len(history), n_items)
         items = self.net_.item_vectors()  # (I, D)
-        order = B.longest_first(history, self.config.max_len)
-        for sl in B.batch_slices(len(history), SCORE_CHUNK):
-            idx = order[sl]
+        for idx in self._score_chunks(history):
             rows = history.take(idx)
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
             times = self.times_for(users[idx], rows, seq.shape[1])

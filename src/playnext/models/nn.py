@@ -67,8 +67,8 @@ class SequenceConfig(NeuralConfig):
     # written, which is what lets a 10M-item catalog train on one machine (sampled losses only)
     sparse_embeddings: bool = False
     # 0: shuffled batches; k > 0: sort each pool of k batches by length (batches pad far less:
-    # ML-1M rows average 108 of 200 positions), each batch's mean loss re-weighted by its share of the epoch's
-    # positions so the objective stays the per-position mean it is without buckets
+    # ML-1M rows average 108 of 200 positions), each batch's mean loss re-weighted by its share
+    # of the epoch's positions so the objective stays the per-position mean it is without buckets
     length_buckets: int = 0
 
     def validate(self) -> None:
@@ -271,13 +271,18 @@ class SequenceRecommender(NeuralRecommender):
         n_items = int(self.n_items_ or 0)
         out = torch.zeros(len(history), n_items)
         weight = self.net_.item_emb.weight[1:]  # (I, D)
-        order = B.longest_first(history, self.config.max_len)
-        for sl in B.batch_slices(len(history), SCORE_CHUNK):
-            rows = history.take(order[sl])
-            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+        for idx in self._score_chunks(history):
+            seq = torch.from_numpy(B.left_pad(history.take(idx), self.config.max_len))  # (b, T)
             h = self.net_.encode_last(known_items(seq, n_items).to(self.device))  # (b, D) last position
-            out[torch.from_numpy(order[sl])] = (h @ weight.T).float().cpu()  # (b, I)
+            out[torch.from_numpy(idx)] = (h @ weight.T).float().cpu()  # (b, I)
         return out
+
+    def _score_chunks(self, history: Histories) -> Iterator[np.ndarray]:
+        """Row indices per scoring forward pass, longest rows first, so that a chunk pads only
+        to its own rows; callers put each chunk's scores back at these indices."""
+        order = B.longest_first(history, self.config.max_len)
+        for sl in B.batch_slices(len(order), SCORE_CHUNK):
+            yield order[sl]
 
 
 def search_space_from(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
