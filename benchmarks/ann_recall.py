@@ -118,9 +118,15 @@ def main() -> None:
             "tag": "ann-recall",
             "metrics": {"recall@10": chosen["recall@10"]},
             "params": {
-                **({"nlist": index._ann.nlist, "nprobe": params.nprobe} if method == "ivf" else
-                   {"M": params.hnsw_m, "ef_construction": params.ef_construction,
-                    "ef_search": params.ef_search}),
+                **(
+                    {"nlist": index._ann.nlist, "nprobe": params.nprobe}
+                    if method == "ivf"
+                    else {
+                        "M": params.hnsw_m,
+                        "ef_construction": params.ef_construction,
+                        "ef_search": params.ef_search,
+                    }
+                ),
                 "metric": "inner_product",
             },
             "build_seconds": index.build_seconds,

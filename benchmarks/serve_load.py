@@ -42,8 +42,16 @@ import numpy as np
 
 from benchmarks.common import append_record, environment
 
-QUERIES = ["a funny space adventure", "dark horror", "relaxing jazz for the evening", "epic fantasy rpg",
-           "romantic drama", "fast racing game", "sad songs", "true story documentary"]
+QUERIES = [
+    "a funny space adventure",
+    "dark horror",
+    "relaxing jazz for the evening",
+    "epic fantasy rpg",
+    "romantic drama",
+    "fast racing game",
+    "sad songs",
+    "true story documentary",
+]
 
 
 def build_model(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
@@ -74,7 +82,9 @@ def start_server(model_dir: Path, args: argparse.Namespace, log: Path) -> tuple[
     env = {**os.environ, "PLAYNEXT_TEXT_ENCODER": args.text_encoder}
     proc = subprocess.Popen(
         [sys.executable, "-m", "playnext.serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + args.startup_timeout
@@ -125,8 +135,10 @@ def plan(
         elif r < 0.75 and n - count >= 2:
             sid = f"load-{rng.integers(2000)}"
             item = pop[int(rng.integers(len(pop)))]
-            g = [("session-event", f"/sessions/{sid}/events", {"events": [{"item_id": item}]}),
-                 ("recommend-session", "/recommend", {"session_id": sid, "k": 10})]
+            g = [
+                ("session-event", f"/sessions/{sid}/events", {"events": [{"item_id": item}]}),
+                ("recommend-session", "/recommend", {"session_id": sid, "k": 10}),
+            ]
         elif r < 0.85:
             g = [("similar", f"/items/{catalog[int(rng.integers(len(catalog)))]}/similar?k=10", None)]
         elif r < 0.95:
@@ -134,8 +146,10 @@ def plan(
         else:
             g = [("search", "/search", {"query": QUERIES[int(rng.integers(len(QUERIES)))], "k": 10})]
         if not explain:
-            g = [(kind, path, {**body, "explain": False} if path == "/recommend" and body else body)
-                 for kind, path, body in g]
+            g = [
+                (kind, path, {**body, "explain": False} if path == "/recommend" and body else body)
+                for kind, path, body in g
+            ]
         groups.append(g)
         count += len(g)
     return groups

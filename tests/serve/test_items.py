@@ -26,7 +26,10 @@ def test_title_search_is_case_insensitive_and_word_order_free(
     page = client.get("/items", params={"limit": 5, "offset": 5}).json()
     assert page["total"] == world.n_items and len(page["items"]) == 5
     assert client.get("/items", params={"query": "qqqzzzxxx"}).json() == {
-        "total": 0, "offset": 0, "limit": 20, "items": []
+        "total": 0,
+        "offset": 0,
+        "limit": 20,
+        "items": [],
     }
 
 
@@ -77,9 +80,10 @@ def test_cold_start_item_is_recommended_through_its_text(
     assert cold["cold_start"] and cold["explanation"]["method"] == "cold-start"
     # someone with other tastes is not pushed the new item
     other = next(
-        u for u in world.users.external.to_list()[50:]
-        if twin["item_id"] not in [x["item_id"] for x in client.post(
-            "/recommend", json={"user_id": u, "k": 50}).json()["items"]]
+        u
+        for u in world.users.external.to_list()[50:]
+        if twin["item_id"]
+        not in [x["item_id"] for x in client.post("/recommend", json={"user_id": u, "k": 50}).json()["items"]]
         and twin["item_id"] not in world.items.to_external(artifact.histories[artifact.users.lookup[u]])
     )
     top = [x["item_id"] for x in client.post("/recommend", json={"user_id": other, "k": 5}).json()["items"]]

@@ -40,8 +40,13 @@ def small_artifact() -> Artifact:
     rng = np.random.default_rng(0)
     rows = [(f"u{u}", ids[j]) for u in range(30) for j in rng.choice(len(ids), size=3, replace=False)]
     meta = pl.DataFrame(
-        {"item_id": ids, "title": [c[1] for c in CATALOG], "kind": [c[2] for c in CATALOG],
-         "genres": [c[3] for c in CATALOG], "year": [c[4] for c in CATALOG]},
+        {
+            "item_id": ids,
+            "title": [c[1] for c in CATALOG],
+            "kind": [c[2] for c in CATALOG],
+            "genres": [c[3] for c in CATALOG],
+            "year": [c[4] for c in CATALOG],
+        },
         schema_overrides={"year": pl.Int32},
     )
     data = Interactions.from_frame(pl.DataFrame(rows, schema=["user", "item"], orient="row"), meta=meta)
@@ -66,6 +71,14 @@ def test_search_endpoint_with_minilm(small_artifact: Artifact, minilm: MiniLMEnc
         assert c.get("/health").json()["text_encoder"] == "all-MiniLM-L6-v2"
         items = c.post("/search", json={"query": "a funny space adventure", "k": 3}).json()["items"]
         assert {items[0]["item_id"], items[1]["item_id"]} == {"m1", "m6"}
-        r = c.post("/items", json={"item_id": "n1", "title": "Moon Base Mayhem", "kind": "movie",
-                                   "genres": ["sci-fi", "comedy"]}, headers={"Authorization": "Bearer x"})
+        r = c.post(
+            "/items",
+            json={
+                "item_id": "n1",
+                "title": "Moon Base Mayhem",
+                "kind": "movie",
+                "genres": ["sci-fi", "comedy"],
+            },
+            headers={"Authorization": "Bearer x"},
+        )
         assert r.status_code == 403  # no token configured: writes are off

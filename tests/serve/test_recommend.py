@@ -133,11 +133,13 @@ def test_model_without_item_weights_falls_back_to_text(
 
 
 def test_numeric_ids_as_numbers_or_strings(make_client: Callable[..., TestClient]) -> None:
-    raw = pl.DataFrame({
-        "user": [1, 1, 2, 2, 3, 3, 4],
-        "item": [10, 20, 10, 20, 10, 30, 20],
-        "timestamp": [1, 2, 1, 2, 1, 2, 1],
-    })
+    raw = pl.DataFrame(
+        {
+            "user": [1, 1, 2, 2, 3, 3, 4],
+            "item": [10, 20, 10, 20, 10, 30, 20],
+            "timestamp": [1, 2, 1, 2, 1, 2, 1],
+        }
+    )
     meta = pl.DataFrame({"item_id": ["10", "20", "30"], "title": ["Ten", "Twenty", "Thirty"]})
     data = Interactions.from_frame(raw, meta=meta)
     c = make_client(Artifact.from_data(EASE(EASEConfig(l2=1.0)).fit(data), data, {}))

@@ -34,8 +34,15 @@ def test_metrics_count_routes_by_template(client: TestClient, world: Interaction
 
 def test_docs_and_page(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/recommend", "/search", "/items", "/items/{item_id}/similar", "/sessions/{session_id}/events",
-            "/health", "/metrics"} <= set(spec["paths"])
+    assert {
+        "/recommend",
+        "/search",
+        "/items",
+        "/items/{item_id}/similar",
+        "/sessions/{session_id}/events",
+        "/health",
+        "/metrics",
+    } <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "playnext" in page.text

@@ -19,8 +19,14 @@ from playnext.serve import Settings, create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
@@ -44,9 +50,7 @@ def live_url(artifact: Artifact) -> Iterator[str]:
     thread.join(10)
 
 
-def test_pick_two_titles_and_see_recommendations(
-    live_url: str, world: Interactions, tmp_path: Path
-) -> None:
+def test_pick_two_titles_and_see_recommendations(live_url: str, world: Interactions, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     popular = np.argsort(-world.item_counts())

@@ -45,6 +45,8 @@ class _Kind:
     gap_s: tuple[float, float]  # seconds between items of one series: minimum + exponential mean
 
 
+# hand-wrapped lists read better than one word a line
+# fmt: off
 _SPECS: dict[str, _Kind] = {
     "movie": _Kind(
         "movie",
@@ -98,6 +100,7 @@ _GAME_S = np.array(["forge", "fall", "born", "reach", "gate", "bound", "hold", "
                     "lord", "craft"])
 _GAME_T = np.array(["Tactics", "Legends", "Racers", "Odyssey", "Arena", "Chronicles", "Siege", "Quest",
                     "Drift", "Frontier", "Rising", "Online", "Saga", "Knights"])
+# fmt: on
 
 
 def _pick(words: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,8 +112,10 @@ def _base_titles(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "music":
         return np.char.add(np.char.add(_pick(_ALBUM_A, n, rng), " "), _pick(_ALBUM_N, n, rng))
     if kind == "game":
-        return np.char.add(np.char.add(np.char.add(_pick(_GAME_P, n, rng), _pick(_GAME_S, n, rng)), " "),
-                           _pick(_GAME_T, n, rng))
+        return np.char.add(
+            np.char.add(np.char.add(_pick(_GAME_P, n, rng), _pick(_GAME_S, n, rng)), " "),
+            _pick(_GAME_T, n, rng),
+        )
     adj_noun = np.char.add(np.char.add(_pick(_ADJ, n, rng), " "), _pick(_NOUN, n, rng))
     the = np.char.add("The ", adj_noun)
     of_name = np.char.add(np.char.add(the, " of "), _pick(_NAME, n, rng))
@@ -166,20 +171,30 @@ def _catalog(n_items: int, kinds: tuple[str, ...], rng: np.random.Generator) -> 
         # per item: series (kind-local), position within the series
         series = np.repeat(np.arange(n_s), length)
         pos = np.arange(m) - np.repeat(np.cumsum(length) - length, length)
-        genres = pl.DataFrame({
-            "a": all_genres[genre_offset[ki] + g_local[series]],
-            "b": all_genres[genre_offset[ki] + second[series]],
-            "has_b": has_second[series],
-        }).select(pl.concat_list("a", pl.when("has_b").then("b")).list.drop_nulls().alias(Columns.GENRES))
-        metas.append(pl.DataFrame({
-            Columns.ITEM_ID: pl.Series(np.char.add(np.char.add(f"{spec.name}-", series.astype(str)),
-                                                   np.char.add("-", (pos + 1).astype(str)))),
-            Columns.TITLE: pl.Series(titles[series]) + pl.Series(_suffixes(spec.name, int(length.max())))
-            .gather(pos),
-            Columns.GENRES: genres.get_column(Columns.GENRES),
-            Columns.YEAR: pl.Series(first_year[series] + pos * step[series], dtype=pl.Int32),
-            Columns.KIND: pl.repeat(spec.name, int(m), eager=True),
-        }))
+        genres = pl.DataFrame(
+            {
+                "a": all_genres[genre_offset[ki] + g_local[series]],
+                "b": all_genres[genre_offset[ki] + second[series]],
+                "has_b": has_second[series],
+            }
+        ).select(pl.concat_list("a", pl.when("has_b").then("b")).list.drop_nulls().alias(Columns.GENRES))
+        metas.append(
+            pl.DataFrame(
+                {
+                    Columns.ITEM_ID: pl.Series(
+                        np.char.add(
+                            np.char.add(f"{spec.name}-", series.astype(str)),
+                            np.char.add("-", (pos + 1).astype(str)),
+                        )
+                    ),
+                    Columns.TITLE: pl.Series(titles[series])
+                    + pl.Series(_suffixes(spec.name, int(length.max()))).gather(pos),
+                    Columns.GENRES: genres.get_column(Columns.GENRES),
+                    Columns.YEAR: pl.Series(first_year[series] + pos * step[series], dtype=pl.Int32),
+                    Columns.KIND: pl.repeat(spec.name, int(m), eager=True),
+                }
+            )
+        )
         parts.append({"kind": np.full(n_s, ki), "genre": genre_offset[ki] + g_local, "length": length})
     length = np.concatenate([p["length"] for p in parts])
     return _Catalog(
@@ -326,12 +341,14 @@ def generate_world(
     clock += np.repeat(joined[active] - clock[first_event], n_events[active])  # per-user timestamps
 
     user_ids = pl.select(pl.format("u{}", pl.int_range(0, n_users))).to_series()
-    raw = pl.DataFrame({
-        Columns.USER: user_ids.gather(user),
-        Columns.ITEM: cat.meta.get_column(Columns.ITEM_ID).gather(item),
-        Columns.TIMESTAMP: pl.Series(clock, dtype=pl.Int64),
-        Columns.POSITION: pl.int_range(0, total, eager=True, dtype=pl.Int64),
-    })
+    raw = pl.DataFrame(
+        {
+            Columns.USER: user_ids.gather(user),
+            Columns.ITEM: cat.meta.get_column(Columns.ITEM_ID).gather(item),
+            Columns.TIMESTAMP: pl.Series(clock, dtype=pl.Int64),
+            Columns.POSITION: pl.int_range(0, total, eager=True, dtype=pl.Int64),
+        }
+    )
     return Interactions.from_frame(raw, meta=cat.meta, name="synthetic")
 
 

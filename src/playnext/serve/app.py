@@ -69,8 +69,12 @@ def create_app(
         artifact = source if isinstance(source, Artifact) else Artifact.load(source)
         app.state.engine = Engine(artifact, settings, encoder)
         app.state.started = time.time()
-        log.info("model %s with %d items ready in %.1fs", artifact.model.name,
-                 len(artifact.items), time.perf_counter() - t0)
+        log.info(
+            "model %s with %d items ready in %.1fs",
+            artifact.model.name,
+            len(artifact.items),
+            time.perf_counter() - t0,
+        )
         # the loaded model and catalog live as long as the server: keep the cyclic GC from
         # re-walking them on every full collection (a pause of tens of ms in the latency tail)
         gc.collect()
@@ -143,8 +147,9 @@ class GuardMiddleware:
                 await self.app(scope, receive_limited, send_wrapped)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or ("/static" if scope["path"].startswith(
-                "/static/") else "<unmatched>")
+            template = getattr(route, "path", None) or (
+                "/static" if scope["path"].startswith("/static/") else "<unmatched>"
+            )
             self.metrics.observe(scope["method"], str(template), status, time.perf_counter() - t0)
 
 
@@ -173,5 +178,6 @@ def run(app: FastAPI, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
     settings: Settings = app.state.settings
-    uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port,
-                log_level="info")
+    uvicorn.run(
+        app, host=host or settings.host, port=port if port is not None else settings.port, log_level="info"
+    )

@@ -149,8 +149,13 @@ class Engine:
         exclude = c.indices(q.exclude_items, "item id(s) in exclude_items") if q.exclude_items else None
         only = c.indices(q.only_items, "item id(s) in only_items") if q.only_items is not None else None
         allowed = c.mask(
-            n, kinds=q.kinds, genres=q.genres, year_min=q.year_min, year_max=q.year_max,
-            exclude=exclude, only=only,
+            n,
+            kinds=q.kinds,
+            genres=q.genres,
+            year_min=q.year_min,
+            year_max=q.year_max,
+            exclude=exclude,
+            only=only,
         )
         if q.exclude_seen and len(history):
             allowed[history[history < n]] = False
@@ -297,10 +302,14 @@ class Engine:
         title = self.catalog.titles[i]
         return [
             self.item(
-                int(j), rank=r, score=float(scores[j]),
-                explanation={"method": method, "text": f"Similar to “{title}”",
-                             "because": [{"item_id": self.catalog.ids[i], "title": title,
-                                          "weight": float(scores[j])}]},
+                int(j),
+                rank=r,
+                score=float(scores[j]),
+                explanation={
+                    "method": method,
+                    "text": f"Similar to “{title}”",
+                    "because": [{"item_id": self.catalog.ids[i], "title": title, "weight": float(scores[j])}],
+                },
             )
             for r, j in enumerate(top, 1)
         ]
@@ -324,10 +333,20 @@ class Engine:
                 raise ServeError(f"k={q.k} is above the limit of {self.settings.max_k}")
             n = self.n_items
             only = self.catalog.indices(q.only_items, "item id(s) in only_items") if q.only_items else None
-            exclude = self.catalog.indices(q.exclude_items, "item id(s) in exclude_items") if (
-                q.exclude_items) else None
-            allowed = self.catalog.mask(n, kinds=q.kinds, genres=q.genres, year_min=q.year_min,
-                                        year_max=q.year_max, exclude=exclude, only=only)
+            exclude = (
+                self.catalog.indices(q.exclude_items, "item id(s) in exclude_items")
+                if (q.exclude_items)
+                else None
+            )
+            allowed = self.catalog.mask(
+                n,
+                kinds=q.kinds,
+                genres=q.genres,
+                year_min=q.year_min,
+                year_max=q.year_max,
+                exclude=exclude,
+                only=only,
+            )
             ctx = _Context(-1, np.zeros(0, np.int64), np.zeros(0, np.int64), allowed, n)
         qv = self.encoder.encode([text])  # (1, D)
         n_cand = max(200, 10 * q.k)
@@ -350,11 +369,20 @@ class Engine:
             if personal:
                 why += f"; fits your taste (top {max(1, round(100 * (1 - float(taste[o]))))}%)"
             because = e["because"] if e else []
-            out.append(self.item(
-                int(cand[o]), rank=r, score=float(final[o]), text_score=float(sims_c[o]),
-                taste_score=float(taste[o]) if personal else None,
-                explanation={"method": "text+taste" if personal else "text", "text": why, "because": because},
-            ))
+            out.append(
+                self.item(
+                    int(cand[o]),
+                    rank=r,
+                    score=float(final[o]),
+                    text_score=float(sims_c[o]),
+                    taste_score=float(taste[o]) if personal else None,
+                    explanation={
+                        "method": "text+taste" if personal else "text",
+                        "text": why,
+                        "because": because,
+                    },
+                )
+            )
         return out
 
     def find_titles(self, query: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
@@ -380,8 +408,9 @@ class Engine:
         assert self.encoder is not None
         with self._lock:
             if self.n_cold >= self.settings.max_cold_items:
-                raise ServeError(f"the server already holds {self.n_cold} added items (max_cold_items)",
-                                 status=409)
+                raise ServeError(
+                    f"the server already holds {self.n_cold} added items (max_cold_items)", status=409
+                )
             if rec.item_id in self.catalog.lookup:
                 raise ServeError(f"item id {rec.item_id} already exists", status=409)
             vec = self.encoder.encode([item_text(rec.title, rec.kind, rec.genres, rec.year)])  # (1, D)
@@ -404,10 +433,17 @@ class Engine:
                 np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),
                 np.concatenate([old.w.reshape(-1, kn), w_pad[None]]),
             )
-        return self.item(i, neighbors=[
-            {"item_id": self.catalog.ids[int(j)], "title": self.catalog.titles[int(j)], "weight": float(x)}
-            for j, x in zip(nn_row[:5], w[:5], strict=True)
-        ])
+        return self.item(
+            i,
+            neighbors=[
+                {
+                    "item_id": self.catalog.ids[int(j)],
+                    "title": self.catalog.titles[int(j)],
+                    "weight": float(x),
+                }
+                for j, x in zip(nn_row[:5], w[:5], strict=True)
+            ],
+        )
 
 
 def _topk(scores: np.ndarray, k: int, allowed: np.ndarray) -> np.ndarray:

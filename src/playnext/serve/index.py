@@ -117,8 +117,10 @@ class VectorIndex:
         vecs = self._vectors if rows is None else self._vectors[rows]
         scores = q @ vecs.T  # (Q, n)
         kk = min(k, scores.shape[1])
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else (
-            np.tile(np.arange(scores.shape[1]), (len(q), 1))
+        part = (
+            np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            if kk < scores.shape[1]
+            else (np.tile(np.arange(scores.shape[1]), (len(q), 1)))
         )
         top = np.take_along_axis(scores, part, axis=1)  # (Q, kk)
         order = np.argsort(-top, axis=1, kind="stable")

@@ -51,8 +51,11 @@ def similar(
     response_model=AddedItem,
     status_code=201,
     dependencies=[Depends(require_token)],
-    responses={401: {"description": "No bearer token."}, 403: {"description": "Wrong token."},
-               409: {"description": "The id exists already."}},
+    responses={
+        401: {"description": "No bearer token."},
+        403: {"description": "Wrong token."},
+        409: {"description": "The id exists already."},
+    },
 )
 def add_item(body: NewItem, engine: EngineDep) -> AddedItem:
     """Add a cold-start item known only by its text. Needs `Authorization: Bearer <token>`.
