@@ -25,6 +25,18 @@ def test_search_respects_filters(client: TestClient) -> None:
     assert items and all(it["kind"] == "game" for it in items)
 
 
+def test_search_only_items_matches_recommend(client: TestClient) -> None:
+    """Both endpoints share one filter mask: an empty only_items allows nothing, not everything."""
+    plain = [
+        it["item_id"]
+        for it in client.post("/search", json={"query": "sci-fi movie", "k": 10}).json()["items"]
+    ]
+    some = client.post("/search", json={"query": "sci-fi movie", "k": 10, "only_items": plain[3:6]}).json()
+    assert [it["item_id"] for it in some["items"]] == plain[3:6]
+    none = client.post("/search", json={"query": "sci-fi movie", "k": 10, "only_items": []}).json()
+    assert none["items"] == []
+
+
 def test_taste_blend(client: TestClient, world: Interactions) -> None:
     user = world.users.external[4]
     plain = client.post("/search", json={"query": "rock music", "k": 10}).json()["items"]

@@ -146,10 +146,18 @@ class Engine:
                 raise UnknownIds("session id", [q.session_id])
             parts.append(np.asarray(sess.items(), dtype=np.int64))
         history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        allowed = self._allowed(q)
+        if q.exclude_seen and len(history):
+            allowed[history[history < n]] = False
+        return _Context(user, history, self._to_model(history), allowed, n)
+
+    def _allowed(self, q: Query) -> np.ndarray:
+        """The query's filters as one mask, so recommend and search apply them alike."""
+        c = self.catalog
         exclude = c.indices(q.exclude_items, "item id(s) in exclude_items") if q.exclude_items else None
         only = c.indices(q.only_items, "item id(s) in only_items") if q.only_items is not None else None
-        allowed = c.mask(
-            n,
+        return c.mask(
+            self.n_items,
             kinds=q.kinds,
             genres=q.genres,
             year_min=q.year_min,
@@ -157,9 +165,6 @@ class Engine:
             exclude=exclude,
             only=only,
         )
-        if q.exclude_seen and len(history):
-            allowed[history[history < n]] = False
-        return _Context(user, history, self._to_model(history), allowed, n)
 
     def _to_model(self, history: np.ndarray) -> np.ndarray:
         """Model item ids: cold items become their nearest known item, or are dropped."""
@@ -331,23 +336,8 @@ class Engine:
         else:
             if q.k > self.settings.max_k:
                 raise ServeError(f"k={q.k} is above the limit of {self.settings.max_k}")
-            n = self.n_items
-            only = self.catalog.indices(q.only_items, "item id(s) in only_items") if q.only_items else None
-            exclude = (
-                self.catalog.indices(q.exclude_items, "item id(s) in exclude_items")
-                if (q.exclude_items)
-                else None
-            )
-            allowed = self.catalog.mask(
-                n,
-                kinds=q.kinds,
-                genres=q.genres,
-                year_min=q.year_min,
-                year_max=q.year_max,
-                exclude=exclude,
-                only=only,
-            )
-            ctx = _Context(-1, np.zeros(0, np.int64), np.zeros(0, np.int64), allowed, n)
+            empty = np.zeros(0, np.int64)
+            ctx = _Context(-1, empty, empty, self._allowed(q), self.n_items)
         qv = self.encoder.encode([text])  # (1, D)
         n_cand = max(200, 10 * q.k)
         sims, cand = index.search(qv, n_cand, allowed=ctx.allowed[: len(index)])
