@@ -120,7 +120,7 @@ class VectorIndex:
         part = (
             np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
             if kk < scores.shape[1]
-            else (np.tile(np.arange(scores.shape[1]), (len(q), 1)))
+            else np.tile(np.arange(scores.shape[1]), (len(q), 1))
         )
         top = np.take_along_axis(scores, part, axis=1)  # (Q, kk)
         order = np.argsort(-top, axis=1, kind="stable")
