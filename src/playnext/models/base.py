@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -20,66 +18,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from playnext.config import Config
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
+from playnext.io import atomic_write
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Base for typed model configs. Subclasses are dataclasses with defaults for every field."""
 
     seed: int = 0
-
-    def validate(self) -> None:
-        """Raise ConfigError on impossible values, before any training starts."""
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> Self:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{cls.__name__}: unknown parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        coerced = {}
-        for k, v in params.items():
-            ftype = known[k].type
-            coerced[k] = _coerce(
-                v, ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""), k, cls
-            )
-        cfg = cls(**coerced)
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _coerce(value: Any, type_name: str, key: str, cls: type) -> Any:
-    """Accept CLI strings for numeric/bool fields with a clear error."""
-    if not isinstance(value, str):
-        return value
-    try:
-        if type_name.startswith("int"):
-            return int(value)
-        if type_name.startswith("float"):
-            return float(value)
-        if type_name.startswith("bool"):
-            if value.lower() in ("1", "true", "yes"):
-                return True
-            if value.lower() in ("0", "false", "no"):
-                return False
-            raise ValueError(value)
-    except ValueError:
-        raise ConfigError(f"{cls.__name__}.{key}: cannot read {value!r} as {type_name}") from None
-    return value
-
-
-def require(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
 
 
 class Recommender(ABC):
@@ -173,19 +123,6 @@ class Recommender(ABC):
             raise ConfigError(f"{directory / 'weights.safetensors'}: cannot read weights ({e})") from None
         model._load_state(state)
         return model
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write via a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def histories_to_csr(history: Histories, n_items: int, weights: np.ndarray | None = None) -> Any:

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
-from playnext.models.base import require
 from playnext.models.nn import (
     NeuralConfig,
     NeuralRecommender,

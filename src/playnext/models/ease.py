@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
-from playnext.models.base import ModelConfig, Recommender, histories_to_csr, require
+from playnext.models.base import ModelConfig, Recommender, histories_to_csr
 from playnext.models.registry import register
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from playnext.models.base import require
+from playnext.config import require
 from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
 from playnext.models.registry import register
 

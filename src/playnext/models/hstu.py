@@ -41,9 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playnext.config import require
 from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.data.split import EvalSet
-from playnext.models.base import ModelConfig, require
+from playnext.models.base import ModelConfig
 from playnext.models.nn import (
     SequenceConfig,
     SequenceNet,

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from playnext.config import require
 from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.errors import ConfigError
-from playnext.models.base import require
 from playnext.models.nn import NeuralConfig, NeuralRecommender, sample_negatives, search_space_from
 from playnext.models.registry import register
 from playnext.train import batches as B

@@ -17,9 +17,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
-from playnext.models.base import ModelConfig, Recommender, require
+from playnext.models.base import ModelConfig, Recommender
 from playnext.train import batches as B
 from playnext.train.loop import (
     LOSS_SCALE,

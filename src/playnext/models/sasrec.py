@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playnext.models.base import require
+from playnext.config import require
 from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
 from playnext.models.registry import register
 

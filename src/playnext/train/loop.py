@@ -18,7 +18,6 @@ exactly, and only rank 0 logs and writes checkpoints. With `world_size == 1` non
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -36,9 +35,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from playnext.config import Config
 from playnext.data.interactions import Histories
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
+from playnext.io import atomic_write, sha256_file, write_json
 
 log = logging.getLogger("playnext.train")
 
@@ -53,7 +54,7 @@ LOSS_SCALE = "loss_scale"
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Optimisation settings shared by every neural model (mixed into each model's config)."""
 
     epochs: int = 100
@@ -634,8 +635,6 @@ class Checkpointer:
         meta: dict[str, Any],
         ema: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        from playnext.models.base import atomic_write
-
         tensors = {f"model/{k}": v for k, v in net.state_dict().items()}
         tensors.update({f"best/{k}": v for k, v in (best or {}).items()})
         tensors.update({f"ema/{k}": v for k, v in (ema or {}).items()})
@@ -644,9 +643,9 @@ class Checkpointer:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         name = f"epoch-{epoch:04d}.safetensors"
         atomic_write(self.directory / name, lambda p: save_file(tensors, str(p)))
-        digest = _sha256(self.directory / name)
+        digest = sha256_file(self.directory / name)
         doc = {**meta, "weights": name, "sha256": digest, "fingerprint": self.fingerprint}
-        atomic_write(self.index, lambda p: p.write_text(json.dumps(doc, indent=1)))
+        write_json(self.index, doc)
         for p in self.directory.glob("epoch-*.safetensors"):
             if p.name != name:
                 p.unlink(missing_ok=True)
@@ -665,18 +664,10 @@ class Checkpointer:
             raise ConfigError(f"{self.index}: checkpoint is from another model, config or dataset; {hint}")
         if not weights.exists():
             raise ConfigError(f"{weights}: checkpoint weights missing; {hint}")
-        if _sha256(weights) != meta.get("sha256"):
+        if sha256_file(weights) != meta.get("sha256"):
             raise ConfigError(f"{weights}: corrupt checkpoint (SHA-256 mismatch); {hint}")
         try:
             tensors = load_file(str(weights))
         except Exception as e:  # safetensors raises several types for corrupt files
             raise ConfigError(f"{weights}: corrupt checkpoint ({e}); {hint}") from None
         return meta, tensors
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
