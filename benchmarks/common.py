@@ -6,47 +6,61 @@ import fcntl
 import json
 import logging
 import os
-import platform
-import resource
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from playnext import experiment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("benchmarks")
 
 
-def environment() -> dict[str, Any]:
+# the folder of each dataset inside $PLAYNEXT_DATA_DIR (the original archives' names)
+FOLDERS = {
+    "ml-1m": "ml-1m",
+    "ml-100k": "ml-100k",
+    "lastfm-2k": "lastfm-hetrec-2k",
+    "steam-200k": "steam-200k",
+    "ml-latest-small": "ml-latest-small",
+}
+
+
+def data_path(dataset: str) -> Path:
+    """`$PLAYNEXT_DATA_DIR/<dataset folder>`: benchmarks name no machine's paths."""
+    root = os.environ.get("PLAYNEXT_DATA_DIR")
+    if not root:
+        raise SystemExit(f"{dataset}: pass --path or set PLAYNEXT_DATA_DIR to the folder of the datasets")
+    return Path(root) / FOLDERS.get(dataset, dataset)
+
+
+def git_commit() -> str | None:
     try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-                cwd=RESULTS.parent,
-                check=False,
-            ).stdout.strip()
-            or None
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=RESULTS.parent,
+            check=False,
         )
     except OSError:
-        commit = None
-    return {
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+        return None
+    return out.stdout.strip() or None
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+def environment() -> dict[str, Any]:
+    """The application's environment facts plus the commit the benchmark ran at."""
+    return {"git_commit": git_commit(), **experiment.environment()}
+
+
+def bench_record(record: dict[str, Any], tag: str, **extra: Any) -> dict[str, Any]:
+    """`playnext.experiment.record`'s run record as a benchmark stores it: with its tag and commit."""
+    env = environment()
+    return {**record, "tag": tag, "git_commit": env["git_commit"], "environment": env, **extra}
+
+
+peak_rss_bytes = experiment.peak_rss_bytes
 
 
 def _read(path: Path) -> Any:

@@ -11,7 +11,7 @@ This trains the same small HSTU with each variant for a fixed number of epochs (
 stopping, no time budget) and records the validation curve and the test score of the weights
 chosen on validation:
 
-    python -m benchmarks.hstu_plateau --dataset ml-100k --path /work/shared/datasets/ml-100k
+    python -m benchmarks.hstu_plateau --dataset ml-100k
 
 The curves do not depend on the machine's speed (a fixed number of steps, deterministic kernels;
 the recorded runs used one thread, OMP_NUM_THREADS=1), so they can be rerun beside other work;
@@ -26,11 +26,11 @@ import logging
 import math
 from typing import Any
 
-from benchmarks.common import RESULTS, append_record, environment, peak_rss_bytes
+from benchmarks.common import RESULTS, append_record, bench_record
 from benchmarks.deep import load, parse_overrides
 from benchmarks.report import mean_std
 from playnext.data.split import leave_one_out
-from playnext.evaluate.protocol import protocol_description, select_and_test
+from playnext.experiment import Plan, run
 
 BASE: dict[str, Any] = {
     "dim": 64,
@@ -91,7 +91,7 @@ def write_table() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--path", default="/work/shared/datasets/ml-100k")
+    ap.add_argument("--path", default=None, help="default: $PLAYNEXT_DATA_DIR/<dataset folder>")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every variant")
@@ -102,7 +102,8 @@ def main() -> None:
         print(write_table())
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    split = leave_one_out(load(args.dataset, args.path))
+    data = load(args.dataset, args.path)
+    split = leave_one_out(data)
     path = RESULTS / "hstu_plateau.json"
     records = json.loads(path.read_text()) if path.exists() else []
     done = {(r["dataset"], r["tag"], r["seed"]) for r in records}
@@ -110,28 +111,12 @@ def main() -> None:
         for tag in args.variants.split(","):
             if args.skip_done and (args.dataset, tag, seed) in done:
                 continue
-            params = {**BASE, **VARIANTS[tag], **parse_overrides(args.set, "hstu"), "seed": seed}
-            res = select_and_test("hstu", split, grid=[params])
-            report = res.model.report_
+            overrides = {**parse_overrides(args.set, "hstu"), "seed": seed}
+            plan = Plan(model="hstu", base={**BASE, **VARIANTS[tag]}, overrides=overrides)
+            ran = run(plan, data, dataset=args.dataset, split=split)
+            res, report = ran.result, ran.result.model.report_
             curve = [(h["epoch"], h["valid_NDCG@10"]) for h in report.history if "valid_NDCG@10" in h]
-            record = {
-                "model": "hstu",
-                "dataset": args.dataset,
-                "seed": seed,
-                "tag": tag,
-                "metrics": res.test.metrics,
-                "valid_metrics": res.valid_metrics,
-                "valid_curve": curve,
-                "params": res.model.config.to_dict(),
-                "n_params": int(res.model.n_params()),
-                "train_seconds": res.train_seconds,
-                "epochs": report.epochs,
-                "best_epoch": report.best_epoch,
-                "peak_rss_bytes": peak_rss_bytes(),
-                "protocol": protocol_description(split, "expected", True),
-                "environment": environment(),
-            }
-            append_record("hstu_plateau", record)
+            append_record("hstu_plateau", bench_record(ran.record, tag, valid_curve=curve))
             print(
                 f"{tag} seed {seed}: valid NDCG@10 by epoch "
                 + " ".join(f"{v:.4f}" for _, v in curve)

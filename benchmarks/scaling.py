@@ -1,7 +1,7 @@
 """Scaling study: what does a bigger sequential model buy? One command trains a ladder of sizes
 for SASRec and HSTU under the standard protocol and records quality, size, compute and cost.
 
-    python -m benchmarks.scaling --dataset ml-1m --path /work/shared/datasets/ml-1m \\
+    python -m benchmarks.scaling --dataset ml-1m \\
         --time-budget-minutes 10 [--models sasrec,hstu] [--sizes xs,s,m,l,xl] [--device auto]
 
 Each (model, size) runs in its own process (so peak memory is that run's own): leave-one-out,
@@ -38,10 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, append_record, environment, peak_rss_bytes
+from benchmarks.common import RESULTS, append_record, bench_record
 from benchmarks.deep import load, parse_overrides
+from playnext import recipes
 from playnext.data.split import leave_one_out
-from playnext.evaluate.protocol import evaluate, model_scorer, protocol_description
+from playnext.evaluate.protocol import evaluate, model_scorer
+from playnext.experiment import ExperimentResult, Plan
+from playnext.experiment import record as record_of
 from playnext.models.registry import get
 from playnext.train.loop import Batch, resolve_device
 
@@ -57,20 +60,7 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "xl": (256, 4, 4),
     "xxl": (384, 8, 4),
 }
-# per-model recipes (the repo's SASRec recipe; HSTU's paper recipe: sampled softmax, cosine, τ)
-RECIPES: dict[str, dict[str, Any]] = {
-    "sasrec": {"loss": "ce", "lr": 2e-3, "dropout": 0.2},
-    "hstu": {"loss": "sampled_softmax", "n_negatives": 256, "temperature": 0.05, "lr": 2e-3, "dropout": 0.2},
-}
-COMMON: dict[str, Any] = {
-    "max_len": 200,
-    "batch_size": 128,
-    "epochs": 200,
-    "warmup_epochs": 0.1,
-    "eval_every": 1,
-    "patience": 5,
-    "verbose": False,
-}
+# each rung starts from the shipped recipe `scaling-<model>` (src/playnext/recipes/)
 
 
 def budgeted(cls: type[Any]) -> type[Any]:
@@ -137,8 +127,7 @@ def run_one(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     data = load(args.dataset, args.path)
     split = leave_one_out(data)
     params: dict[str, Any] = {
-        **COMMON,
-        **RECIPES[name],
+        **recipes.load(f"scaling-{name}").params,
         "dim": dim,
         "n_blocks": blocks,
         "n_heads": heads,
@@ -167,34 +156,25 @@ def run_one(args: argparse.Namespace, name: str, size: str) -> dict[str, Any]:
     counts = split.train.item_counts()
     test = evaluate(model_scorer(model), split.test, split.train.n_items, item_counts=counts)
     f = flops(model, model.counts, split.train.n_items)
+    valid = {"NDCG@10": report.best_score} if report else {}
+    res = ExperimentResult(model, params, valid, test, [], train_seconds)
+    plan = Plan(model=name, base=params, recipe=f"scaling-{name}")
+    ran = record_of(plan, res, split, dataset=args.dataset, n_items=split.train.n_items)
     record: dict[str, Any] = {
-        "model": name,
-        "dataset": args.dataset,
-        "seed": args.seed,
-        "tag": size,
-        "metrics": test.metrics,
+        **bench_record(ran, size),
         "valid_ndcg10": report.best_score if report else None,
-        "params": model.config.to_dict(),
-        "n_params": int(model.n_params()),
         "n_params_non_embedding": int(model.n_params() - embedding_params(model)),
         "train_seconds": train_seconds,
         "flops": f["total"],
         "flops_parts": f,
         "flops_formula": "6*N_nonemb*positions + 6*L*a*pairs + 6*D*candidates*targets",
         "compute_counts": model.counts,
-        "epochs": report.epochs if report else None,
-        "best_epoch": report.best_epoch if report else None,
         "stopped": "budget"
         if model.cut or (report and report.epochs < params["epochs"] and not report.stopped_early)
         else ("early" if report and report.stopped_early else "epochs"),
         "time_budget_minutes": args.time_budget_minutes,
-        "history": report.history if report else None,
-        "eval_seconds": test.seconds,
-        "peak_rss_bytes": peak_rss_bytes(),
         "peak_gpu_bytes": int(torch.cuda.max_memory_allocated()) if device.type == "cuda" else None,
         "device": str(device),
-        "protocol": protocol_description(split, "expected", True),
-        "environment": environment(),
     }
     append_record(f"scaling_{args.label or args.dataset}", record)
     m = test.metrics
@@ -290,7 +270,7 @@ def write_doc(dataset: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "ml-100k", "lastfm-2k", "steam-200k"])
-    ap.add_argument("--path", default="/work/shared/datasets/ml-1m")
+    ap.add_argument("--path", default=None, help="default: $PLAYNEXT_DATA_DIR/<dataset folder>")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--sizes", default="xs,s,m,l,xl")
     ap.add_argument("--time-budget-minutes", type=float, default=10.0, help="training budget per model")

@@ -1,9 +1,9 @@
 """What bf16 autocast, length-bucketed batches and longest-first scoring buy on a CPU.
 
-    python -m benchmarks.train_speed --dataset ml-1m --path /work/shared/datasets/ml-1m \\
+    python -m benchmarks.train_speed --dataset ml-1m \\
         [--models hstu] [--set dim=64] [--buckets 16]
 
-Each model trains its benchmark recipe (benchmarks.deep BENCH) for 2 epochs in four variants,
+Each model trains its benchmark recipe (its default recipe, `playnext recipes`) for 2 epochs in four variants,
 fp32 / bf16 × shuffled / length-bucketed batches; the second epoch is timed, so one-time costs
 (kernel creation for each new shape) stay out. Then the last variant's model scores the
 validation users, longest-first chunks against chunks in the users' own order. Speed-ups
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import append_record, environment, peak_rss_bytes
-from benchmarks.deep import BENCH, load, parse_overrides
+from benchmarks.deep import load, parse_overrides
+from playnext import recipes
 from playnext.data.split import EvalSet, leave_one_out
 from playnext.models.nn import NeuralRecommender
 from playnext.models.registry import create
@@ -50,14 +51,14 @@ def time_scoring(model: NeuralRecommender, valid: EvalSet) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", default="ml-1m")
-    ap.add_argument("--path", default="/work/shared/datasets/ml-1m")
+    ap.add_argument("--path", default=None, help="default: $PLAYNEXT_DATA_DIR/<dataset folder>")
     ap.add_argument("--models", default="hstu")
     ap.add_argument("--buckets", type=int, default=16, help="batches per sorted pool")
     ap.add_argument("--set", action="append", default=[], metavar="[MODEL.]KEY=VALUE")
     args = ap.parse_args()
     split = leave_one_out(load(args.dataset, args.path))
     for name in args.models.split(","):
-        recipe: dict[str, Any] = {**BENCH[name], **parse_overrides(args.set, name)}
+        recipe: dict[str, Any] = {**recipes.default_for(name).params, **parse_overrides(args.set, name)}
         recipe.update(epochs=2, max_minutes=0.0, patience=0, verbose=False, warmup_epochs=0.0)
         base = None
         model: NeuralRecommender | None = None

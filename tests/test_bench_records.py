@@ -57,7 +57,7 @@ def test_refit_from_a_recorded_selection_equals_refit_in_one_go(
 
     from playnext.data.interactions import Interactions
     from playnext.data.split import leave_one_out
-    from playnext.evaluate.protocol import select_and_test
+    from playnext.experiment import select_and_test
 
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     monkeypatch.setattr(deep, "RESULTS", tmp_path)

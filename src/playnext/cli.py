@@ -1,8 +1,9 @@
-"""`playnext` command line: data stats, train (fit → select on validation → test), recommend, demo.
+"""`playnext` command line: a thin shell over the application layer (`playnext.experiment`).
 
-User errors (bad files, unknown ids, bad parameters) print one line naming what is wrong and
-exit with code 2 — never a traceback. With `--json`, stdout carries exactly one JSON object and
-all progress goes to stderr.
+`train` runs a recipe (a TOML file shipped in the package, or the user's own) under the
+leave-one-out protocol: fit on train, choose on validation, test once, save. User errors (bad
+files, unknown ids, bad parameters) print one line naming what is wrong and exit with code 2,
+never a traceback. With `--json`, stdout carries exactly one JSON object; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperOption
 
 from playnext.errors import PlaynextError
 
@@ -43,24 +45,9 @@ OptionOpt = Annotated[
 
 
 def _kv(pairs: list[str] | None, what: str) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise PlaynextError(f"{what} {p!r}: expected key=value")
-        k, v = p.split("=", 1)
-        result[k.strip().replace("-", "_")] = _auto(v.strip())
-    return result
+    from playnext.config import parse_pairs
 
-
-def _auto(v: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    return v
+    return parse_pairs(pairs, what)
 
 
 @contextmanager
@@ -135,16 +122,40 @@ def data_stats(
 
 
 # ---- train ------------------------------------------------------------------------------------------
+DEFAULT_BUDGET_MINUTES = 10.0
+
+
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="popular, ease, sasrec, … (`playnext models`)")],
+    ctx: typer.Context,
     dataset: DatasetOpt,
+    recipe: Annotated[
+        str | None,
+        typer.Option("--recipe", "-r", help="A shipped recipe (`playnext recipes`) or a recipe .toml file."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Run this model's default recipe (`playnext models`)."),
+    ] = None,
     path: PathOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to save the model folder.")] = None,
     param: Annotated[
-        list[str] | None, typer.Option("--param", help="Fix a hyper-parameter key=value (skips its search).")
+        list[str] | None, typer.Option("--param", help="Override a recipe field key=value (repeatable).")
     ] = None,
     option: OptionOpt = None,
+    search: Annotated[
+        bool,
+        typer.Option("--search", help="Try the recipe's candidate configs and keep the best on validation."),
+    ] = False,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-minutes",
+            min=0,
+            help=f"Wall-clock training budget (a search shares it). Default: the recipe's own with "
+            f"--recipe, {DEFAULT_BUDGET_MINUTES:g} with --model alone; 0 = none.",
+        ),
+    ] = None,
     ties: Annotated[str, typer.Option(help="expected | pessimistic | optimistic")] = "expected",
     exclude_seen: Annotated[
         bool, typer.Option(help="Mask already-seen items (off for re-listening).")
@@ -161,85 +172,184 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save."""
+    """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save.
+
+    Give a recipe (`--recipe hstu-large`), or a model (`--model sasrec`) to run its default
+    recipe within a wall-clock budget. Under torchrun (or with --nproc N) every process runs
+    this same command as one rank of a data-parallel job.
+    """
 
     def go() -> None:
-        from playnext.artifact import Artifact
-        from playnext.data.split import leave_one_out
-        from playnext.evaluate.metrics import TIES
-        from playnext.evaluate.protocol import protocol_description, select_and_test
-        from playnext.models.registry import get
+        from playnext.train import distributed
 
-        if ties not in TIES:
-            raise PlaynextError(f"--ties must be one of {', '.join(TIES)}")
-        fixed = _kv(param, "--param")
-        cls = get(model)
-        cls.config_class.from_dict(fixed)  # fail on bad parameters before loading anything
-        if nproc > 1:
-            from playnext.train.distributed import launch, train_argv
-
-            code = launch(
-                nproc,
-                train_argv(
-                    model=model,
-                    dataset=dataset,
-                    path=path,
-                    out_dir=out_dir,
-                    param=param,
-                    option=option,
-                    ties=ties,
-                    exclude_seen=exclude_seen,
-                    as_json=as_json,
-                    refit=refit,
-                ),
-            )
+        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit)
+        if nproc > 1 and not distributed.in_worker():
+            code = distributed.launch(nproc, ["-m", "playnext.cli", *_argv_of(ctx, skip=("nproc",))])
             if code:
                 raise typer.Exit(code)
             return
-        data = _load(dataset, path, _kv(option, "option"), quiet=as_json)
-        split = leave_one_out(data)
-        covers = bool(fixed) and all(k in fixed for c in cls.search_space() for k in c)
-        grid: list[dict[str, Any]] | None = [{}] if covers else None
-
-        def report(params: dict[str, Any], v: dict[str, float]) -> None:
-            if not as_json:
-                err.print(f"  valid NDCG@10={v['NDCG@10']:.4f}  {params}")
-
-        with _step(f"training {model}", as_json):
-            res = select_and_test(
-                model,
-                split,
-                grid=grid,
-                fixed=fixed,
-                ties=ties,  # type: ignore[arg-type]
-                exclude_seen=exclude_seen,
-                on_candidate=report,
-                refit=refit,
-            )
-        record = {
-            "dataset": dataset,
-            "model": model,
-            "protocol": protocol_description(split, ties, exclude_seen, refit),  # type: ignore[arg-type]
-            "metrics": res.test.metrics,
-            "valid_metrics": res.valid_metrics,
-            "params": {**res.model.config.to_dict()},
-            "n_users_evaluated": res.test.n_users,
-            "n_items": data.n_items,
-            "train_seconds": res.train_seconds,
-            "eval_seconds": res.test.seconds,
-            "candidates": res.candidates,
-        }
-        if out_dir is not None:
-            target = Artifact.from_data(res.model, data, record).save(out_dir)
-            record["model_dir"] = str(target)
-        if as_json:
-            sys.stdout.write(json.dumps(record) + "\n")
+        if distributed.in_worker():
+            _train_rank(plan, dataset, path, _kv(option, "--option"), out_dir, as_json)
         else:
-            _metrics_table({model: res.test.metrics}, f"{dataset} — test, {res.test.n_users} users")
-            if out_dir is not None:
-                out.print(f"saved to {record['model_dir']}")
+            _train_here(plan, dataset, path, _kv(option, "--option"), out_dir, as_json)
 
     _run(go)
+
+
+def _plan(
+    recipe: str | None,
+    model: str | None,
+    param: list[str] | None,
+    search: bool,
+    budget_minutes: float | None,
+    ties: str,
+    exclude_seen: bool,
+    refit: bool,
+) -> Any:
+    """The run `train` describes, checked before anything is loaded."""
+    from playnext import recipes
+    from playnext.experiment import Plan
+
+    if recipe is None and model is None:
+        raise PlaynextError("give --recipe NAME|FILE.toml or --model NAME (`playnext recipes` lists them)")
+    chosen = recipes.load(recipe) if recipe is not None else recipes.default_for(str(model))
+    if model is not None and model != chosen.model:
+        raise PlaynextError(f"--model {model} disagrees with recipe {chosen.name} (a {chosen.model} recipe)")
+    if budget_minutes is None and recipe is None:
+        budget_minutes = DEFAULT_BUDGET_MINUTES
+    plan = Plan.from_recipe(
+        chosen,
+        overrides=_kv(param, "--param"),
+        search=search,
+        budget_minutes=budget_minutes,
+        ties=ties,  # checked by Plan.candidates
+        exclude_seen=exclude_seen,
+        refit=refit,
+    )
+    plan.candidates()  # fail on a bad field before loading anything
+    return plan
+
+
+def _train_here(
+    plan: Any, dataset: str, path: Path | None, options: dict[str, Any], out_dir: Path | None, as_json: bool
+) -> None:
+    from playnext.artifact import Artifact
+    from playnext.experiment import run
+
+    data = _load(dataset, path, options, quiet=as_json)
+
+    def report(params: dict[str, Any], v: dict[str, float]) -> None:
+        if not as_json:
+            err.print(f"  valid NDCG@10={v['NDCG@10']:.4f}  {params}")
+
+    label = f"training {plan.model}" + (f" ({plan.recipe})" if plan.recipe else "")
+    if plan.budget_minutes and not as_json:
+        err.print(f"[dim]{label}: training budget {plan.budget_minutes:g} min[/dim]")
+    with _step(label, as_json):
+        done = run(plan, data, dataset=dataset, on_candidate=report)
+    record = done.record
+    if out_dir is not None:
+        record["model_dir"] = str(Artifact.from_data(done.result.model, data, record).save(out_dir))
+    _print_record(record, as_json)
+
+
+def _train_rank(
+    plan: Any, dataset: str, path: Path | None, options: dict[str, Any], out_dir: Path | None, as_json: bool
+) -> None:
+    """One rank of a torch.distributed `train`: rank 0 loads first (it may download), saves
+    and prints; the others only train and evaluate their shares."""
+    import torch.distributed as dist
+
+    from playnext.artifact import Artifact
+    from playnext.data.datasets import load_dataset
+    from playnext.experiment import run
+    from playnext.train import distributed
+
+    rank, _ = distributed.init()
+    try:
+        if rank == 0:
+            options.setdefault("download", path is None and dataset != "synthetic")
+            data = load_dataset(dataset, path, **options)
+        dist.barrier()
+        if rank != 0:
+            data = load_dataset(dataset, path, **options)
+        done = run(plan, data, dataset=dataset, distributed=True)
+        record = {**done.record, "backend": dist.get_backend()}
+        if rank == 0 and out_dir is not None:
+            record["model_dir"] = str(Artifact.from_data(done.result.model, data, record).save(out_dir))
+        dist.barrier()  # no rank tears the group down while rank 0 is still saving
+    except PlaynextError:
+        if rank != 0:
+            raise typer.Exit(2) from None  # rank 0 says why
+        raise
+    finally:
+        distributed.shutdown()
+    if rank == 0:
+        _print_record(record, as_json)
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(record, default=float) + "\n")
+        return
+    world = record.get("world_size", 1)
+    title = f"{record['dataset']} — test, {record['n_users_evaluated']} users"
+    _metrics_table(
+        {record["model"]: record["metrics"]}, title + (f", {world} processes" if world > 1 else "")
+    )
+    if "model_dir" in record:
+        out.print(f"saved to {record['model_dir']}")
+
+
+def _argv_of(ctx: typer.Context, skip: tuple[str, ...] = ()) -> list[str]:
+    """The command line that reproduces this invocation's parsed options (for a relaunch)."""
+    argv = [str(ctx.info_name)]
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name or "")
+        if not isinstance(p, TyperOption) or p.name in skip or value is None:
+            continue
+        if p.is_flag and p.secondary_opts:
+            argv.append(p.opts[0] if value else p.secondary_opts[0])
+        elif p.is_flag:
+            argv += [p.opts[0]] if value else []
+        elif p.multiple:
+            for v in value:
+                argv += [p.opts[0], str(v)]
+        else:
+            argv += [p.opts[0], str(value)]
+    return argv
+
+
+@app.command("recipes")
+def list_recipes(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """The shipped recipes: model, what each scored where, and which is a model's default."""
+    from playnext import recipes
+
+    shipped = recipes.shipped()
+    if as_json:
+        doc = [
+            {
+                "name": r.name,
+                "model": r.model,
+                "default": r.default,
+                "description": r.description,
+                "budget_minutes": r.budget_minutes,
+                "params": r.params,
+                "scored": [vars(s) for s in r.scored],
+            }
+            for r in shipped
+        ]
+        sys.stdout.write(json.dumps({"recipes": doc}) + "\n")
+        return
+    table = Table(title="recipes (playnext train --recipe NAME)")
+    for col in ("name", "model", "default", "scored", "description"):
+        table.add_column(col)
+    for r in shipped:
+        scored = "; ".join(f"{s.dataset} {s.metric} {s.value:.4f} ({s.tag})" for s in r.scored)
+        table.add_row(r.name, r.model, "yes" if r.default else "", scored, r.description)
+    out.print(table)
 
 
 def _metrics_table(rows: dict[str, dict[str, float]], title: str) -> None:
@@ -328,20 +438,9 @@ def models() -> None:
 
 
 # ---- demo --------------------------------------------------------------------------------------------
-# The best deep model that trains in <= 3 minutes on 2 CPU cores (see README, "make demo"):
-# SASRec with a short-history, small-batch recipe and a 90-second wall-clock budget.
-DEMO_MODEL = "sasrec"
-DEMO_PARAMS: dict[str, Any] = {
-    "max_len": 50,
-    "batch_size": 32,
-    "lr": 3e-3,
-    "dropout": 0.1,
-    "epochs": 200,
-    "patience": 5,
-    "eval_every": 2,
-    "max_minutes": 2.0,
-    "verbose": False,
-}
+# Popularity and EASE (searched on validation) beside the `demo` recipe: the best deep model that
+# trains in <= 3 minutes on 2 CPU cores (README, "make demo").
+DEMO_RECIPE = "demo"
 
 
 @app.command()
@@ -353,10 +452,11 @@ def demo(
     """Build the synthetic world, train the best available model, show metrics and recommendations."""
 
     def go() -> None:
+        from playnext import recipes
         from playnext.artifact import Artifact
         from playnext.data.split import leave_one_out
         from playnext.data.synthetic import generate_world
-        from playnext.evaluate.protocol import select_and_test
+        from playnext.experiment import Plan, run
 
         t0 = time.perf_counter()
         with _step("building the synthetic entertainment world"):
@@ -367,31 +467,24 @@ def demo(
             f"{s['interactions']} interactions"
         )
         split = leave_one_out(data)
+        plans = [
+            Plan.from_recipe(recipes.default_for("popular"), search=True),
+            Plan.from_recipe(recipes.default_for("ease"), search=True),
+            Plan.from_recipe(recipes.load(DEMO_RECIPE), budget_minutes=minutes),
+        ]
         rows = {}
-        best = None
-        for name in ("popular", "ease", DEMO_MODEL):
-            grid = [{**DEMO_PARAMS, "max_minutes": minutes}] if name == DEMO_MODEL else None
-            with _step(f"training {name} (selected on validation)"):
-                res = select_and_test(name, split, grid=grid)
-            rows[name] = res.test.metrics
-            best = res
-        assert best is not None
-        _metrics_table(rows, f"test metrics — leave-one-out, full ranking, {best.test.n_users} users")
-        art = Artifact.from_data(
-            best.model,
-            data,
-            {
-                "dataset": "synthetic",
-                "model": DEMO_MODEL,
-                "metrics": best.test.metrics,
-                "params": best.params,
-            },
-        )
+        for plan in plans:
+            with _step(f"training {plan.model} (selected on validation)"):
+                best = run(plan, data, dataset="synthetic", split=split)
+            rows[plan.model] = best.result.test.metrics
+        _metrics_table(rows, f"test metrics — leave-one-out, full ranking, {best.result.test.n_users} users")
+        art = Artifact.from_data(best.result.model, data, best.record)
         art.save(out_dir)
+        name = plans[-1].model
         for user in data.users.external.to_list()[:3]:
             hist = art.history_titles(user)
             out.print(f"\n[bold]user {user}[/bold] recently: " + "; ".join(hist[-4:]))
-            _recs_table(art.recommend(user=user, k=5), f"{DEMO_MODEL} recommends for user {user}")
+            _recs_table(art.recommend(user=user, k=5), f"{name} recommends for user {user}")
         out.print(
             f"\nmodel saved to {out_dir} — try: playnext recommend --model-dir {out_dir} --user "
             f"{data.users.external[0]}   ({time.perf_counter() - t0:.0f}s)"

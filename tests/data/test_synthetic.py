@@ -17,7 +17,8 @@ import torch
 from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.data.split import Split, leave_one_out
 from playnext.data.synthetic import _SPECS, generate_world, next_in_series
-from playnext.evaluate.protocol import evaluate, select_and_test
+from playnext.evaluate.protocol import evaluate
+from playnext.experiment import select_and_test
 
 
 @pytest.fixture(scope="module")

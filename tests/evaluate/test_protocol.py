@@ -19,7 +19,8 @@ import playnext.evaluate.protocol as protocol
 import playnext.models.registry as registry
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet, Split, leave_one_out
-from playnext.evaluate.protocol import evaluate, select_and_test
+from playnext.evaluate.protocol import evaluate
+from playnext.experiment import select_and_test
 from playnext.models.base import ModelConfig, Recommender
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

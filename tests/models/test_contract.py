@@ -346,7 +346,7 @@ def test_a_run_stopped_part_way_down_a_longer_schedule_retraces_it(split: Split,
 
 
 def test_refit_trains_the_chosen_epochs_on_train_and_valid(split: Split, tmp_path: Path) -> None:
-    from playnext.evaluate.protocol import select_and_test
+    from playnext.experiment import select_and_test
 
     cfg = params("sasrec", epochs=3, max_minutes=60.0, checkpoint_dir=str(tmp_path))
     res = select_and_test("sasrec", split, grid=[cfg], refit=True)

@@ -28,6 +28,7 @@ import torch
 from playnext.data.interactions import Interactions
 from playnext.data.split import EvalSet, Split, leave_one_out
 from playnext.evaluate.protocol import evaluate, model_scorer
+from playnext.experiment import fit_and_save
 from playnext.models.base import Recommender
 from playnext.models.nn import NeuralRecommender
 from playnext.models.registry import create, get, names
@@ -97,7 +98,7 @@ def _worker(split: Split, out: str) -> None:
     """Runs in each of the 2 spawned ranks."""
     rank, world = D.group()
     assert world == 2
-    D.fit_and_save("sasrec", PARAMS, split.train, split.valid, f"{out}/full")
+    fit_and_save("sasrec", PARAMS, split.train, split.valid, f"{out}/full")
     model = Recommender.load(f"{out}/full")  # the same weights on every rank
     res = evaluate(
         model_scorer(model),
@@ -227,38 +228,22 @@ def test_loss_terms_count_positions_with_a_target(split: Split) -> None:
     assert loss_terms(mlp, {"users": torch.zeros(7), "targets": torch.zeros(7)}) == 7
 
 
-def test_worker_arguments_round_trip() -> None:
-    argv = D.train_argv(
-        model="sasrec",
-        dataset="synthetic",
-        param=["epochs=2", "dim=8"],
-        option=["n_users=50"],
-        exclude_seen=False,
-        as_json=True,
-    )
-    args = D._parser().parse_args(argv)
-    assert (args.model, args.dataset, args.param, args.option) == (
-        "sasrec",
-        "synthetic",
-        ["epochs=2", "dim=8"],
-        ["n_users=50"],
-    )
-    assert args.as_json and not args.exclude_seen and args.path is None
-    assert D.group() == (0, 1)  # nothing initialised in the test process
+def test_outside_torchrun_is_not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert not D.in_worker() and D.group() == (0, 1)  # nothing initialised in the test process
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert D.in_worker()
 
 
 @pytest.mark.slow
 def test_torchrun_worker_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """`launch` (what `playnext train --nproc 2` runs): torch.distributed.run → 2 workers;
-    rank 0 alone prints one JSON record and saves a loadable model."""
-    argv = D.train_argv(
-        model="sasrec",
-        dataset="synthetic",
-        option=["n_users=120", "n_items=80"],
-        param=["epochs=1", "dim=8", "max_len=8", "n_blocks=1", "batch_size=32", "patience=0"],
-        out_dir=tmp_path / "model",
-        as_json=True,
-    )
+    """`launch` (what `playnext train --nproc 2` runs): torch.distributed.run → 2 ranks of the
+    one `train` command; rank 0 alone prints one JSON record and saves a loadable model."""
+    params = ["epochs=1", "dim=8", "max_len=8", "n_blocks=1", "batch_size=32", "patience=0"]
+    argv = ["-m", "playnext.cli", "train", "--model", "sasrec", "--dataset", "synthetic"]
+    argv += ["--option", "n_users=120", "--option", "n_items=80", "--out", str(tmp_path / "model"), "--json"]
+    argv += [arg for p in params for arg in ("--param", p)]
     assert D.launch(2, argv) == 0
     lines = [ln for ln in capfd.readouterr().out.splitlines() if ln.strip()]
     assert len(lines) == 1

@@ -1,8 +1,8 @@
 """The standard protocol: fit on train, choose on validation, report test — full ranking.
 
 `evaluate` batches users, asks the model for dense scores, masks already-seen items and
-ranks every target against the whole catalog. `run_experiment` wraps the model choice so a
-test number is never used to pick anything.
+ranks every target against the whole catalog. Choosing a model on validation and testing it
+once is the application's job (`playnext.experiment`); nothing here knows a model class.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,79 +174,6 @@ def model_scorer(model: Any) -> Scorer:
     return lambda users, hist: model.score(users, hist)
 
 
-@dataclass
-class ExperimentResult:
-    model: Any
-    params: dict[str, Any]
-    valid_metrics: dict[str, float]
-    test: EvalResult
-    candidates: list[dict[str, Any]]
-    train_seconds: float
-    refit_params: dict[str, Any] | None = None  # set when the tested model was refit on train + valid
-    chosen: Any = None  # the model validation chose: `model` itself unless it was refit
-
-
-def select_and_test(
-    model_name: str,
-    split: Split,
-    *,
-    grid: Sequence[dict[str, Any]] | None = None,
-    fixed: dict[str, Any] | None = None,
-    select_metric: str = "NDCG@10",
-    ties: Ties = "expected",
-    exclude_seen: bool = True,
-    on_candidate: Callable[[dict[str, Any], dict[str, float]], None] | None = None,
-    distributed: bool = False,
-    refit: bool = False,
-) -> ExperimentResult:
-    """Fit every candidate config on train, pick the best on validation, evaluate it on test.
-
-    `refit=True` then trains the chosen config once more on train + the validation events
-    (`Split.train_and_valid`), a neural model for the epochs validation chose with its schedule
-    spread over them, and tests that model; validation still chooses everything.
-    `distributed=True` runs inside a torch.distributed group: neural models train data-parallel
-    (they read the group themselves) and validation / test are split across ranks and reduced.
-    """
-    from playnext.models.registry import get
-
-    cls = get(model_name)
-    candidates = list(grid) if grid is not None else cls.search_space()
-    fixed = fixed or {}
-    best: tuple[float, Any, dict[str, Any], dict[str, float]] | None = None
-    tried: list[dict[str, Any]] = []
-    train_seconds = 0.0
-
-    def judge(model: Any, questions: EvalSet) -> EvalResult:
-        return judge_on(
-            model, split, questions, ties=ties, exclude_seen=exclude_seen, distributed=distributed
-        )
-
-    for cand in candidates:
-        params = {**cand, **fixed}
-        model = cls(cls.config_class.from_dict(params))
-        t0 = time.perf_counter()
-        model.fit(split.train, split.valid)
-        train_seconds += time.perf_counter() - t0
-        v = judge(model, split.valid).metrics
-        tried.append({"params": params, "valid": v})
-        if on_candidate is not None:
-            on_candidate(params, v)
-        if best is None or v[select_metric] > best[0]:
-            best = (v[select_metric], model, params, v)
-        if fixed and len(candidates) == 1:
-            break
-    assert best is not None
-    _, model, params, vmetrics = best
-    chosen, refit_params = model, None
-    if refit:
-        model, refit_params, seconds = refit_on_train_and_valid(
-            model_name, split, params, chosen_epochs(model)
-        )
-        train_seconds += seconds
-    test = judge(model, split.test)
-    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
-
-
 def judge_on(
     model: Any, split: Split, questions: EvalSet, *, ties: Ties, exclude_seen: bool, distributed: bool = False
 ) -> EvalResult:
@@ -262,42 +188,6 @@ def judge_on(
         item_counts=split.train.item_counts(),
         distributed=distributed,
     )
-
-
-def chosen_epochs(model: Any) -> int | None:
-    """The epochs validation chose for a trained neural model (its best; all if it never
-    validated); None for a model without epochs."""
-    from playnext.models.nn import NeuralRecommender
-
-    if not isinstance(model, NeuralRecommender) or model.report_ is None:
-        return None
-    report = model.report_
-    return report.best_epoch if report.best_epoch > 0 else report.epochs
-
-
-def refit_on_train_and_valid(
-    model_name: str, split: Split, params: dict[str, Any], epochs: int | None
-) -> tuple[Any, dict[str, Any], float]:
-    """The chosen config trained again on train + validation events: (model, its config, seconds)."""
-    from playnext.models.registry import get
-
-    cls = get(model_name)
-    refit_params = refit_config(params, epochs)
-    t0 = time.perf_counter()
-    model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
-    return model, refit_params, time.perf_counter() - t0
-
-
-def refit_config(params: dict[str, Any], epochs: int | None) -> dict[str, Any]:
-    """The chosen config for a refit without validation: a neural model trains for the epochs
-    validation picked (no early stopping, no time budget, so the schedule ends with them) and
-    keeps its checkpoints apart from the selection run's."""
-    if epochs is None:
-        return dict(params)
-    out = {**params, "epochs": epochs, "patience": 0, "max_minutes": 0.0}
-    if params.get("checkpoint_dir"):
-        out["checkpoint_dir"] = str(Path(params["checkpoint_dir"]) / "refit")
-    return out
 
 
 def protocol_description(split: Split, ties: Ties, exclude_seen: bool, refit: bool = False) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """Data-parallel training on torch.distributed: NCCL on GPUs, gloo on CPUs.
 
-Three ways in, one worker:
+Three ways in, one command:
 
 * one machine — `playnext train … --nproc N` calls `launch(N, argv)`, which runs
-  `python -m torch.distributed.run --standalone --nproc-per-node N -m playnext.train.distributed …`;
-* many machines — the same worker under torchrun on every node::
+  `python -m torch.distributed.run --standalone --nproc-per-node N -m playnext.cli train …`;
+* many machines — the same command under torchrun on every node::
 
       torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
           --rdzv-endpoint node0:29400 --rdzv-id run1 \\
-          -m playnext.train.distributed --model sasrec --dataset ml-1m --param epochs=200
+          -m playnext.cli train --recipe sasrec --dataset ml-1m
 
 * from Python (tests, benchmarks) — `run_local(fn, N, *args)` spawns N processes on a free
   loopback port and calls `fn(*args)` in each inside the process group.
@@ -23,24 +23,17 @@ processes. See docs/distributed.md.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-from playnext.data.interactions import Interactions
-from playnext.data.split import EvalSet
-from playnext.errors import PlaynextError
 
 
 def backend() -> str:
@@ -133,169 +126,20 @@ def _spawned(
         shutdown()
 
 
-def fit_and_save(
-    name: str, params: dict[str, Any], train: Interactions, valid: EvalSet | None, out_dir: str
-) -> None:
-    """Fit registry model `name` on this rank's share; rank 0 saves it and its training report
-    (`report.json`) to `out_dir`, readable by every rank on return. A `run_local` target."""
-    import dataclasses
-
-    from playnext.models.nn import NeuralRecommender
-    from playnext.models.registry import create
-
-    model = create(name, **params).fit(train, valid)
-    if group()[0] == 0:
-        model.save(out_dir)
-        report = model.report_ if isinstance(model, NeuralRecommender) else None
-        doc = dataclasses.asdict(report) if report is not None else {}
-        (Path(out_dir) / "report.json").write_text(json.dumps({**doc, "world_size": group()[1]}))
-    if group()[1] > 1:
-        dist.barrier()  # the saved model is there for every rank once this returns
+def in_worker() -> bool:
+    """Whether this process is one rank started by torchrun / torch.distributed.run."""
+    return "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-# ---- command line ------------------------------------------------------------------------------
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run the worker below on `nproc` local processes via torch.distributed.run; its exit code.
+    """Run `python <argv>` as `nproc` local ranks under torch.distributed.run; its exit code.
 
+    `playnext train … --nproc N` relaunches itself this way (`argv` = `-m playnext.cli train …`
+    without `--nproc`), and each rank then runs the one `train` command inside the group.
     torch.distributed.run (the elastic agent behind torchrun) picks a free port (--standalone)
     and tears every rank down when one fails. OMP_NUM_THREADS defaults to cores / nproc.
     """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(threads_per_process(nproc)))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "playnext.train.distributed",
-        *argv,
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *argv]
     return subprocess.run(cmd, env=env, check=False).returncode
-
-
-def train_argv(
-    *,
-    model: str,
-    dataset: str,
-    path: Path | None = None,
-    out_dir: Path | None = None,
-    param: Sequence[str] | None = None,
-    option: Sequence[str] | None = None,
-    ties: str = "expected",
-    exclude_seen: bool = True,
-    as_json: bool = False,
-    refit: bool = False,
-) -> list[str]:
-    """The worker's arguments for the options of `playnext train` (for its `--nproc`)."""
-    argv = ["--model", model, "--dataset", dataset, "--ties", ties]
-    argv += ["--path", str(path)] if path is not None else []
-    argv += ["--out", str(out_dir)] if out_dir is not None else []
-    for p in param or []:
-        argv += ["--param", p]
-    for o in option or []:
-        argv += ["--option", o]
-    argv += [] if exclude_seen else ["--no-exclude-seen"]
-    argv += ["--json"] if as_json else []
-    argv += ["--refit"] if refit else []
-    return argv
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m playnext.train.distributed",
-        description="`playnext train` as one rank of a torch.distributed job (run it under torchrun).",
-    )
-    ap.add_argument("--model", "-m", required=True)
-    ap.add_argument("--dataset", "-d", required=True)
-    ap.add_argument("--path", "-p", type=Path)
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--param", action="append", default=[])
-    ap.add_argument("--option", "-o", action="append", default=[])
-    ap.add_argument("--ties", default="expected")
-    ap.add_argument("--exclude-seen", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--json", action="store_true", dest="as_json")
-    ap.add_argument("--refit", action="store_true", help="retrain the chosen config on train + validation")
-    ap.add_argument("--backend", choices=("gloo", "nccl"), help="default: nccl with a GPU, else gloo")
-    return ap
-
-
-def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from playnext.artifact import Artifact
-    from playnext.cli import _kv  # one parser of key=value options for both entry points
-    from playnext.data.datasets import load_dataset
-    from playnext.data.split import leave_one_out
-    from playnext.evaluate.protocol import protocol_description, select_and_test
-    from playnext.models.registry import get
-
-    rank, world = group()
-    fixed = _kv(args.param or [], "--param")
-    cls = get(args.model)
-    cls.config_class.from_dict(fixed)  # fail on bad parameters before loading anything
-    options = _kv(args.option or [], "--option")
-    if rank == 0:  # one rank downloads into the cache; the others read it afterwards
-        options.setdefault("download", args.path is None and args.dataset != "synthetic")
-        data = load_dataset(args.dataset, args.path, **options)
-    dist.barrier()
-    if rank != 0:
-        data = load_dataset(args.dataset, args.path, **options)
-    split = leave_one_out(data)
-    covers = bool(fixed) and all(k in fixed for c in cls.search_space() for k in c)
-    res = select_and_test(
-        args.model,
-        split,
-        grid=[{}] if covers else None,
-        fixed=fixed,
-        ties=args.ties,
-        exclude_seen=args.exclude_seen,
-        distributed=True,
-        refit=args.refit,
-    )
-    record: dict[str, Any] = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "protocol": protocol_description(split, args.ties, args.exclude_seen, args.refit),
-        "metrics": res.test.metrics,
-        "valid_metrics": res.valid_metrics,
-        "params": res.model.config.to_dict(),
-        "n_users_evaluated": res.test.n_users,
-        "n_items": data.n_items,
-        "train_seconds": res.train_seconds,
-        "eval_seconds": res.test.seconds,
-        "candidates": res.candidates,
-        "world_size": world,
-        "backend": dist.get_backend(),
-    }
-    if rank == 0 and args.out is not None:
-        record["model_dir"] = str(Artifact.from_data(res.model, data, record).save(args.out))
-    dist.barrier()  # no rank tears the group down while rank 0 is still saving
-    return record
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """One rank of `playnext train`: rank 0 prints the record (one JSON object with --json)."""
-    args = _parser().parse_args(argv)
-    rank, _ = init(args.backend)
-    try:
-        record = _train(args)
-    except PlaynextError as e:
-        if rank == 0:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown()
-    if rank == 0:
-        if args.as_json:
-            sys.stdout.write(json.dumps(record) + "\n")
-        else:
-            shown = ("HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10")
-            metrics = "  ".join(f"{k}={record['metrics'][k]:.4f}" for k in shown if k in record["metrics"])
-            print(f"{args.model} on {args.dataset}, {record['world_size']} processes — test: {metrics}")
-            if "model_dir" in record:
-                print(f"saved to {record['model_dir']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

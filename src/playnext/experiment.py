@@ -1,0 +1,328 @@
+"""The application layer: choose on validation, refit if asked, test once, build the run record.
+
+`playnext train`, each of its torch.distributed ranks, the demo and every benchmark run through
+`run` (or its parts `select_and_test` and `record`), so there is one definition of how a number
+in a results file was obtained. Evaluation itself (`playnext.evaluate`) knows nothing of models:
+this layer is where a model, a split and the metrics meet.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from playnext import __version__
+from playnext.data.interactions import Interactions
+from playnext.data.split import EvalSet, Split, leave_one_out
+from playnext.errors import ConfigError
+from playnext.evaluate.metrics import TIES, Ties
+from playnext.evaluate.protocol import EvalResult, judge_on, protocol_description
+from playnext.models import registry
+from playnext.models.nn import NeuralRecommender
+from playnext.recipes import Recipe
+
+OnCandidate = Callable[[dict[str, Any], dict[str, float]], None]
+
+
+@dataclass
+class ExperimentResult:
+    model: Any
+    params: dict[str, Any]
+    valid_metrics: dict[str, float]
+    test: EvalResult
+    candidates: list[dict[str, Any]]
+    train_seconds: float
+    refit_params: dict[str, Any] | None = None  # set when the tested model was refit on train + valid
+    chosen: Any = None  # the model validation chose: `model` itself unless it was refit
+
+
+def select_and_test(
+    model_name: str,
+    split: Split,
+    *,
+    grid: Sequence[dict[str, Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
+    select_metric: str = "NDCG@10",
+    ties: Ties = "expected",
+    exclude_seen: bool = True,
+    on_candidate: OnCandidate | None = None,
+    distributed: bool = False,
+    refit: bool = False,
+) -> ExperimentResult:
+    """Fit every candidate config on train, pick the best on validation, evaluate it on test.
+
+    `grid=None` takes the model's own `search_space()`; each candidate is `{**candidate, **fixed}`.
+    `refit=True` then trains the chosen config once more on train + the validation events
+    (`Split.train_and_valid`), a neural model for the epochs validation chose, and tests that
+    model; validation still chooses everything. `distributed=True` runs inside a
+    torch.distributed group: neural models train data-parallel (they read the group
+    themselves) and validation / test are split across ranks and reduced.
+    """
+    cls = registry.get(model_name)
+    candidates = list(grid) if grid is not None else cls.search_space()
+    fixed = fixed or {}
+    best: tuple[float, Any, dict[str, Any], dict[str, float]] | None = None
+    tried: list[dict[str, Any]] = []
+    train_seconds = 0.0
+
+    def judge(model: Any, questions: EvalSet) -> EvalResult:
+        return judge_on(
+            model, split, questions, ties=ties, exclude_seen=exclude_seen, distributed=distributed
+        )
+
+    for cand in candidates:
+        params = {**cand, **fixed}
+        model = cls(cls.config_class.from_dict(params))
+        t0 = time.perf_counter()
+        model.fit(split.train, split.valid)
+        train_seconds += time.perf_counter() - t0
+        v = judge(model, split.valid).metrics
+        tried.append({"params": params, "valid": v})
+        if on_candidate is not None:
+            on_candidate(params, v)
+        if best is None or v[select_metric] > best[0]:
+            best = (v[select_metric], model, params, v)
+    assert best is not None
+    _, model, params, vmetrics = best
+    chosen, refit_params = model, None
+    if refit:
+        model, refit_params, seconds = refit_on_train_and_valid(
+            model_name, split, params, chosen_epochs(model)
+        )
+        train_seconds += seconds
+    test = judge(model, split.test)
+    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
+
+
+def chosen_epochs(model: Any) -> int | None:
+    """The epochs validation chose for a trained neural model (its best; all if it never
+    validated); None for a model without epochs."""
+    if not isinstance(model, NeuralRecommender) or model.report_ is None:
+        return None
+    report = model.report_
+    return report.best_epoch if report.best_epoch > 0 else report.epochs
+
+
+def refit_on_train_and_valid(
+    model_name: str, split: Split, params: dict[str, Any], epochs: int | None
+) -> tuple[Any, dict[str, Any], float]:
+    """The chosen config trained again on train + validation events: (model, its config, seconds)."""
+    cls = registry.get(model_name)
+    refit_params = refit_config(params, epochs)
+    t0 = time.perf_counter()
+    model = cls(cls.config_class.from_dict(refit_params)).fit(split.train_and_valid())
+    return model, refit_params, time.perf_counter() - t0
+
+
+def refit_config(params: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    """The chosen config for a refit without validation: a neural model trains for the epochs
+    validation picked (no early stopping, no time budget, so the schedule ends with them) and
+    keeps its checkpoints apart from the selection run's."""
+    if epochs is None:
+        return dict(params)
+    out = {**params, "epochs": epochs, "patience": 0, "max_minutes": 0.0}
+    if params.get("checkpoint_dir"):
+        out["checkpoint_dir"] = str(Path(params["checkpoint_dir"]) / "refit")
+    return out
+
+
+# ---- a run: recipe + overrides → candidates → result → record ------------------------------------
+@dataclass
+class Plan:
+    """What to run: a model, the config it starts from, and whether to search.
+
+    The config of a candidate is `{**base, **candidate, **overrides}`: a recipe's fields, then
+    the search's variation (if any), then what the user fixed on the command line, which wins.
+    `budget_minutes` (> 0) is the wall-clock training budget of the whole search, shared evenly
+    by its candidates; a neural model's decay schedule ends with its share.
+    """
+
+    model: str
+    base: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    search: list[dict[str, Any]] | None = None
+    budget_minutes: float = 0.0
+    recipe: str | None = None
+    ties: Ties = "expected"
+    exclude_seen: bool = True
+    refit: bool = False
+    select_metric: str = "NDCG@10"
+
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe: Recipe,
+        *,
+        overrides: dict[str, Any] | None = None,
+        search: bool = False,
+        budget_minutes: float | None = None,
+        **options: Any,
+    ) -> Plan:
+        """A plan from a recipe; `budget_minutes=None` keeps the recipe's own budget."""
+        candidates = None
+        if search:  # the recipe itself first, then its variations (the model's own if it has none)
+            candidates = [{}, *recipe.search] if recipe.search else registry.get(recipe.model).search_space()
+        budget = recipe.budget_minutes if budget_minutes is None else budget_minutes
+        return cls(
+            model=recipe.model,
+            base=dict(recipe.params),
+            overrides=dict(overrides or {}),
+            search=candidates,
+            budget_minutes=budget,
+            recipe=recipe.name,
+            **options,
+        )
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Each candidate's full config before the budget (checked: ConfigError on a bad field)."""
+        cls = registry.get(self.model)
+        if self.ties not in TIES:
+            raise ConfigError(f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
+        if self.budget_minutes < 0:
+            raise ConfigError(f"budget_minutes must be >= 0, got {self.budget_minutes}")
+        out = []
+        for cand in self.search if self.search is not None else [{}]:
+            params = {**self.base, **cand, **self.overrides}
+            cls.config_class.from_dict(params, where=f"{self.recipe or self.model}")
+            out.append(params)
+        return out
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The candidates with the budget applied to models that have one."""
+        cands = self.candidates()
+        cls = registry.get(self.model)
+        if self.budget_minutes <= 0 or "max_minutes" not in cls.config_class.field_types():
+            return cands
+        share = self.budget_minutes / len(cands)
+        # the user's own max_minutes wins over the budget; a recipe's is capped by it
+        if "max_minutes" in self.overrides:
+            return cands
+        return [{**c, "max_minutes": min(share, c.get("max_minutes") or share)} for c in cands]
+
+
+@dataclass
+class Run:
+    result: ExperimentResult
+    record: dict[str, Any]
+    data: Interactions
+    split: Split
+
+
+def run(
+    plan: Plan,
+    data: Interactions,
+    *,
+    dataset: str,
+    split: Split | None = None,
+    distributed: bool = False,
+    on_candidate: OnCandidate | None = None,
+) -> Run:
+    """Run `plan` on `data` under the leave-one-out protocol and build its record."""
+    grid = plan.grid()  # before any work: a bad field fails here
+    split = split if split is not None else leave_one_out(data)
+    res = select_and_test(
+        plan.model,
+        split,
+        grid=grid,
+        select_metric=plan.select_metric,
+        ties=plan.ties,
+        exclude_seen=plan.exclude_seen,
+        on_candidate=on_candidate,
+        distributed=distributed,
+        refit=plan.refit,
+    )
+    rec = record(plan, res, split, dataset=dataset, n_items=data.n_items)
+    return Run(res, rec, data, split)
+
+
+def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_items: int) -> dict[str, Any]:
+    """The one run record (benchmarks/results/*.json, `playnext train --json`, artifact.json)."""
+    chosen = res.chosen if res.chosen is not None else res.model
+    report = getattr(chosen, "report_", None)  # the selection run's curve and best epoch
+    params = chosen.config.to_dict()
+    world = 1
+    if distributed_world() > 1:
+        import torch.distributed as dist
+
+        world = dist.get_world_size()
+    return {
+        "model": plan.model,
+        "dataset": dataset,
+        "recipe": plan.recipe,
+        "seed": params.get("seed"),
+        "metrics": res.test.metrics,
+        "valid_metrics": res.valid_metrics,
+        "params": params,
+        "refit_params": res.model.config.to_dict() if plan.refit else None,
+        "candidates": res.candidates,
+        "search": plan.search is not None,
+        "budget_minutes": plan.budget_minutes or None,
+        "protocol": protocol_description(split, plan.ties, plan.exclude_seen, plan.refit),
+        "n_users_evaluated": res.test.n_users,
+        "n_items": n_items,
+        "n_params": int(res.model.n_params()) if hasattr(res.model, "n_params") else None,
+        "train_seconds": res.train_seconds,
+        "eval_seconds": res.test.seconds,
+        "seconds_per_epoch": report.seconds_per_epoch if report else None,
+        "epochs": report.epochs if report else None,
+        "best_epoch": report.best_epoch if report else None,
+        "history": report.history if report else None,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "world_size": world,
+        "environment": environment(),
+    }
+
+
+def distributed_world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def environment() -> dict[str, Any]:
+    """Where a number was measured: versions, threads, machine, GPU."""
+    return {
+        "playnext": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def fit_and_save(
+    name: str, params: dict[str, Any], train: Interactions, valid: EvalSet | None, out_dir: str
+) -> None:
+    """Fit registry model `name` on this rank's share; rank 0 saves it and its training report
+    (`report.json`) to `out_dir`, readable by every rank on return. A `run_local` target."""
+    import dataclasses
+    import json
+
+    import torch.distributed as dist
+
+    from playnext.models.registry import create
+
+    model = create(name, **params).fit(train, valid)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed_world() > 1 else (0, 1)
+    if rank == 0:
+        model.save(out_dir)
+        report = model.report_ if isinstance(model, NeuralRecommender) else None
+        doc = dataclasses.asdict(report) if report is not None else {}
+        (Path(out_dir) / "report.json").write_text(json.dumps({**doc, "world_size": world}))
+    if world > 1:
+        dist.barrier()  # the saved model is there for every rank once this returns
