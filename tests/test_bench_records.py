@@ -100,3 +100,20 @@ def test_refit_from_a_recorded_selection_equals_refit_in_one_go(
     )
     with pytest.raises(SystemExit, match="found 0"):
         deep.refit_from_record(argparse.Namespace(**{**vars(args), "refit_from": "nope"}), "sasrec", 0, split)
+
+
+def test_generated_tables_match_the_records() -> None:
+    """docs/results.md and the README's tables are `python -m benchmarks.report`'s output for the
+    committed records: a new record, or a hand edit of a number, fails here until it is rerun."""
+    from benchmarks import report
+
+    records = common.load_records()
+    assert report.DOC.read_text() == report.results_doc(records)
+    text = report.README.read_text()
+    assert report.readme(text, records) == text
+    assert "hstu-large" in report.headline(records)
+    changed = [
+        {**r, "metrics": {**r["metrics"], "NDCG@10": 0.5}} if r.get("model") == "sasrec" else r
+        for r in records
+    ]
+    assert report.readme(text, changed) != text

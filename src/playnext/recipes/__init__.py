@@ -2,7 +2,8 @@
 
 A recipe names its model, the config fields it fixes (`[params]`), the candidates `--search`
 tries (`[[search]]`, each a table of fields that vary), its wall-clock budget, and what it
-scored where (`[[scored]]`: dataset, metric, value, the record tag in benchmarks/results).
+scored where (`[[scored]]`: dataset, metric, value, the record tag in benchmarks/results, and
+the published number it is set beside).
 `playnext train --recipe NAME|FILE.toml` runs one; `--model NAME` alone runs the recipe that
 says `default = true` for that model. The demo, the benchmarks and the tests read these files,
 so the configuration behind a published number exists exactly once.
@@ -30,6 +31,8 @@ SCORE_TYPES: dict[str, type] = {
     "tag": str,
     "seeds": int,
     "note": str,
+    "published": float,
+    "published_by": str,
 }
 SCORED_KEYS = tuple(SCORE_TYPES)
 
@@ -44,6 +47,8 @@ class Score:
     tag: str
     seeds: int = 1
     note: str = ""
+    published: float | None = None  # the paper's number for this metric under the same protocol
+    published_by: str = ""
 
 
 @dataclass(frozen=True)
