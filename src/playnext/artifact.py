@@ -12,9 +12,6 @@ leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import ConfigError, UnknownIdError
+from playnext.io import commit_dir
 from playnext.models.base import Recommender
 
 
@@ -44,10 +42,9 @@ class Artifact:
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory).resolve()
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        try:
+        """Write the folder beside `directory` and rename it into place (`playnext.io.commit_dir`):
+        a failed save leaves the previous model folder as it was."""
+        with commit_dir(directory) as tmp:
             self.model.save(tmp)
             (tmp / "artifact.json").write_text(json.dumps(self.info, indent=2, default=_json_default))
             pl.DataFrame({"user_id": self.users.external}).write_parquet(tmp / "users.parquet")
@@ -59,18 +56,7 @@ class Artifact:
                 },
                 str(tmp / "histories.safetensors"),
             )
-            if directory.exists():
-                old = directory.parent / f".{directory.name}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        return Path(directory).resolve()
 
     @classmethod
     def load(cls, directory: str | Path) -> Artifact:

@@ -6,7 +6,7 @@ L2-normalised float32 rows, so inner product = cosine similarity.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import logging
 import os
 import re
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from playnext.io import atomic_write, sha256_text
 
 log = logging.getLogger("playnext.serve")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[&'-][a-z0-9]+)*")
@@ -115,7 +117,7 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path | 
     """Encode `texts`, reusing `cache_dir/text-<encoder>-<hash>.npy` when the same texts were seen."""
     if cache_dir is None:
         return encoder.encode(texts)
-    digest = hashlib.sha256("\x1f".join([encoder.name, *texts]).encode()).hexdigest()[:20]
+    digest = sha256_text(encoder.name, *texts)[:20]
     path = Path(cache_dir) / f"text-{encoder.name}-{digest}.npy"
     if path.exists():
         try:
@@ -126,10 +128,14 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path | 
             pass
     vecs = encoder.encode(texts)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vecs)
-        os.replace(tmp, path)
+        # a cache: never torn, but not worth an fsync (np.save on a file object keeps the name)
+        atomic_write(path, lambda tmp: tmp.write_bytes(_npy_bytes(vecs)), durable=False)
     except OSError as e:  # a read-only cache is not a reason to refuse to serve
         log.warning("cannot write text embedding cache %s: %s", path, e)
     return vecs
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
