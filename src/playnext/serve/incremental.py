@@ -123,13 +123,14 @@ class IncrementalScorer:
         t = _times_tensor(self.model, None if time is None else [time], 1)  # (1, 1) or None
         with torch.no_grad():
             h, cache = net.step(new, cache, t)  # (1, D)
+            scores = _scores(net, h)
         state.items = [*state.items, int(item)][-self.max_len :]
         if state.times is not None and time is not None:
             state.times = [*state.times, int(time)][-self.max_len :]
         state.cache = cache
         if not cache.extendable and not self.defer_refresh:
             self.refresh(state)
-        return _scores(net, h)
+        return scores
 
     def refresh(self, state: UserState) -> KVCache:
         """Rebuild the cache of the next request from the history (the model keeps its window)."""
