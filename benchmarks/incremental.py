@@ -4,12 +4,13 @@
 
 A request = one new event appended to a user's history, answered with scores over the catalog.
 *Uncached* runs `model.score` on the whole history (the public path); *cached* runs
-`IncrementalScorer.append` (one position through the network against cached keys/values).
-For SASRec the cache must be refreshed after every event (absolute positions shift), which a
-server does off the request path: reported separately as `refresh_ms`, and `cached_inline_ms`
-is request + refresh. Models are built at the given size with random weights over an ML-1M-sized
-catalog (timing does not depend on training) and `max_len` = the longest history, so nothing is
-cropped. Median over `--requests` requests per point; results to benchmarks/results/incremental.json.
+`IncrementalScorer.append`, i.e. the network's own `step` (one position through its blocks
+against the cached keys/values). For SASRec the cache must be prefilled again after every event
+(absolute positions shift: `KVCache.extendable` is False), which a server does off the request
+path: reported separately as `refresh_ms`, and `cached_inline_ms` is request + refresh. Models
+are built at the given size with random weights over an ML-1M-sized catalog (timing does not
+depend on training) and `max_len` = the longest history, so nothing is cropped. Median over
+`--requests` requests per point; results to benchmarks/results/incremental.json.
 """
 
 from __future__ import annotations

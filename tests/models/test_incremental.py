@@ -88,3 +88,17 @@ def test_rejects_unknown_items_and_mixed_times() -> None:
         scorer.append(state, N_ITEMS)
     with pytest.raises(ValueError, match="time"):
         scorer.append(state, 1, time=5)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_cache_rebuilt_when_the_network_is_replaced_and_history_bounded(name: str) -> None:
+    model = untrained(name)
+    scorer = IncrementalScorer(model)
+    state, _ = scorer.start([1, 2, 3])
+    torch.manual_seed(7)
+    model.net_ = model._build().eval()  # a refit or a reload: the cached keys belong to the old net
+    cached = scorer.append(state, 4)
+    assert torch.allclose(cached, full_scores(model, [1, 2, 3, 4]), atol=1e-5)
+    for item in range(3 * MAX_LEN):
+        scorer.append(state, item % N_ITEMS)
+    assert len(state.items) == MAX_LEN  # all that a full pass reads

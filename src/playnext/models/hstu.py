@@ -10,7 +10,7 @@ Each block is one fused projection and a pointwise attention, no feed-forward la
 
 SiLU replaces softmax, so weights do not compete and the sum is normalised by the constant
 `max_len` (as in the reference code), which keeps an output independent of later items and of
-padding — what makes the KV cache in `playnext.serve.incremental` exact. Positions enter through
+padding — what makes the KV cache of `HSTUNet.prefill` / `step` exact. Positions enter through
 the relative bias (and, with `abs_pos`, an embedding of the position counted from the first
 item, as in the reference code's input), so a cached key never has to be recomputed when an
 event is appended.
@@ -45,6 +45,7 @@ from playnext.config import require
 from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig
+from playnext.models.cache import KV, KVCache
 from playnext.models.nn import (
     SequenceConfig,
     SequenceNet,
@@ -191,9 +192,27 @@ class HSTUBlock(nn.Module):
         u = u.transpose(1, 2).reshape(b, t, h * dv)  # (B, T, H·dv)
         return x + self.out(self.drop(a * u))  # (B, T, D)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        buckets: torch.Tensor | None,
+        last_only: bool = False,
+        past: KV | None = None,
+    ) -> tuple[torch.Tensor, KV]:
+        """(B, T, D) at the positions after the P of `past` → (B, T, D), and the keys and values
+        attended to (`past`'s, then x's): the layer's cache. mask (B, T, P + T), buckets
+        (B, T, P + T) or None. With `last_only` only the last query runs ((B, 1, D))."""
         u, v, q, k = self.project(x)
-        return self.mix(x, u, self.attend(q, k, v, bias, mask))  # (B, T, D)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, P + T, ·)
+        k_idx = torch.arange(k.shape[2], device=x.device)  # (P + T,)
+        q_idx = k_idx[k.shape[2] - x.shape[1] :]  # (T,)
+        if last_only:
+            x, u, q, q_idx, mask = x[:, -1:], u[:, :, -1:], q[:, :, -1:], q_idx[-1:], mask[:, -1:]
+            buckets = buckets[:, -1:] if buckets is not None else None
+        a = self.attend(q, k, v, self.rab(q_idx, k_idx, buckets), mask)  # (B, H, T|1, dv)
+        return self.mix(x, u, a), (k, v)  # (B, T|1, D)
 
 
 class HSTUNet(SequenceNet):
@@ -214,9 +233,10 @@ class HSTUNet(SequenceNet):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def embed(self, seq: torch.Tensor, first_pos: int = 0) -> torch.Tensor:
+    def embed(self, seq: torch.Tensor, first_pos: int | torch.Tensor = 0) -> torch.Tensor:
         """Block input of (B, T) left-padded +1 ids whose first real item sits at position
-        `first_pos` of the history: scaled item embeddings (+ positions), zero on padding."""
+        `first_pos` (an int or (B, 1)) of the history: scaled item embeddings (+ positions),
+        zero on padding."""
         keep = seq > 0  # (B, T)
         x = self.item_emb(seq) * self.scale  # (B, T, D)
         if self.pos_emb is not None:
@@ -229,24 +249,67 @@ class HSTUNet(SequenceNet):
     ) -> torch.Tensor:
         """(B, T) left-padded ids (+ optional (B, T) seconds) → (B, T, D) L2-normalised states;
         (B, 1, D) with `last_only`, which skips the last block's other queries (for scoring)."""
-        t = seq.shape[1]
-        idx = torch.arange(t, device=seq.device)
-        keep = seq > 0  # (B, T)
-        causal = torch.ones(t, t, dtype=torch.bool, device=seq.device).tril()  # (T, T)
-        mask = (causal & keep[:, None, :]).to(self.item_emb.weight.dtype)  # (B, T, T)
+        mask = self._self_mask(seq > 0)  # (B, T, T)
         x = self.embed(seq)  # (B, T, D)
-        layers = self.layers
         buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, T, T) or None
-        for block in layers[:-1] if last_only else layers:
-            x = block(x, block.rab(idx, idx, buckets), mask)  # (B, T, D)
-        if last_only:
-            last = layers[-1]
-            u, v, q, k = last.project(x)
-            bias = last.rab(idx[-1:], idx, buckets[:, -1:] if buckets is not None else None)  # (B|1, 1, T)
-            x = last.mix(
-                x[:, -1:], u[:, :, -1:], last.attend(q[:, :, -1:], k, v, bias, mask[:, -1:])
-            )  # (B, 1, D)
+        x, _ = self._run(x, mask, buckets, last_only)
         return F.normalize(x, dim=-1)  # (B, T|1, D)
+
+    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(seq, times, last_only=True)[:, -1]  # (B, D)
+
+    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+        """Keys and values of the last `max_len - 1` items: exactly those of `encode`, since
+        positions and times enter relative to each other (and `abs_pos` counts from the first)."""
+        lo = max(0, seq.shape[1] - self.max_len + 1)
+        seq, times = seq[:, lo:], times[:, lo:] if times is not None else None  # (B, P)
+        buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, P, P) or None
+        _, layers = self._run(self.embed(seq), self._self_mask(seq > 0), buckets, last_only=True)
+        return KVCache(layers, seq > 0, times)
+
+    def step(
+        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
+        """One position through the blocks against the cache; the grown cache stays exact (the
+        attention is normalised by the constant `max_len`) until a row holds `max_len` items,
+        when the next window slides past its first."""
+        cache.check_step(items)
+        if (times is None) != (cache.times is None):
+            raise ValueError("give times with every step of a cache prefilled with times, else none")
+        keep = torch.cat([cache.keep, items > 0], 1)  # (B, P + 1)
+        all_times = (
+            torch.cat([cache.times, times], 1) if cache.times is not None and times is not None else None
+        )
+        buckets = pair_buckets(times, all_times, self.n_time_buckets)  # (B, 1, P + 1) or None
+        mask = keep[:, None, :].to(self.item_emb.weight.dtype)  # (B, 1, P + 1)
+        x = self.embed(items, first_pos=cache.n_real())  # (B, 1, D)
+        x, layers = self._run(x, mask, buckets, past=cache)  # (B, 1, D)
+        extendable = bool((keep.sum(1) < self.max_len).all())
+        return F.normalize(x[:, -1], dim=-1), KVCache(layers, keep, all_times, extendable)  # (B, D)
+
+    def _self_mask(self, keep: torch.Tensor) -> torch.Tensor:
+        """(B, T, T) causal weights over the real items of (B, T) `keep`."""
+        t = keep.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=keep.device).tril()  # (T, T)
+        return (causal & keep[:, None, :]).to(self.item_emb.weight.dtype)  # (B, T, T)
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        buckets: torch.Tensor | None,
+        last_only: bool = False,
+        past: KVCache | None = None,
+    ) -> tuple[torch.Tensor, tuple[KV, ...]]:
+        """The blocks over (B, T, D) inputs after `past`'s positions: the last block's output
+        (B, T|1, D), before normalisation, and every layer's keys and values."""
+        layers = self.layers
+        caches = []
+        for i, block in enumerate(layers):
+            pkv = past.layers[i] if past is not None else None
+            x, kv = block(x, mask, buckets, last_only and i == len(layers) - 1, pkv)  # (B, T, D)
+            caches.append(kv)
+        return x, tuple(caches)
 
     @property
     def layers(self) -> list[HSTUBlock]:
@@ -361,9 +424,7 @@ class HSTU(SequenceRecommender):
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
             times = self.times_for(users[idx], rows, seq.shape[1])
             t = torch.from_numpy(times).to(self.device) if times is not None else None
-            h = self.net_.encode(known_items(seq, n_items).to(self.device), t, last_only=True)[
-                :, -1
-            ]  # (b, D)
+            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), t)  # (b, D)
             out[torch.from_numpy(idx)] = (h @ items.T).float().cpu()  # (b, I)
         return out
 

@@ -21,6 +21,7 @@ from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig, Recommender
+from playnext.models.cache import KVCache
 from playnext.train import batches as B
 from playnext.train.loop import (
     LOSS_SCALE,
@@ -184,17 +185,37 @@ def sample_negatives(rng: np.random.Generator, n_items: int, shape: tuple[int, .
 
 
 class SequenceNet(nn.Module):
-    """What SequenceRecommender needs from a network."""
+    """What SequenceRecommender needs from a network, and what serving asks of one.
+
+    `times` arguments are (B, ·) seconds aligned with the ids, for nets with a time bias;
+    the others ignore them. Attention nets also serve from a KV cache (`prefill`, `step`).
+    """
 
     item_emb: nn.Embedding
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:  # (B, T) → (B, T, D)
         raise NotImplementedError
 
-    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) → (B, D), the state that scores the next item; nets that can skip the other
         positions' last-layer work override it (scoring and serving call only this)."""
         return self.encode(seq)[:, -1]
+
+    def item_vectors(self) -> torch.Tensor:
+        """(I, D) output embeddings of the real items: scores = state · item_vectors().T."""
+        return self.item_emb.weight[1:]
+
+    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+        """The cache of a step that appends one item to (B, T) left-padded ids: the keys and
+        values of their last `max_len - 1` positions, where they sit once that item arrives."""
+        raise NotImplementedError(f"{type(self).__name__} has no KV cache")
+
+    def step(
+        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Append (B, 1) ids to the cached rows: (B, D) the state `encode_last` gives for the
+        extended rows, and the cache grown by this position (see `KVCache.extendable`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no KV cache")
 
 
 class SequenceRecommender(NeuralRecommender):

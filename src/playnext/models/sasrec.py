@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from playnext.config import require
+from playnext.models.cache import KV, KVCache
 from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
 from playnext.models.registry import register
 
@@ -57,23 +58,29 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """(B, T, D) → (B, T, D); with `last_only` only the last query runs ((B, 1, D)): keys and
-        values still cover every position, which is all that scoring the next item needs."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False, past: KV | None = None
+    ) -> tuple[torch.Tensor, KV]:
+        """(B, T, D) → (B, T, D), and the keys and values attended to (`past`'s, then x's): the
+        layer's cache. mask (B|1, 1, T, P + T) over the P past and T new positions. With
+        `last_only` only the last query runs ((B, 1, D)): keys and values still cover every
+        position, which is all that scoring the next item needs."""
         b, t, d = x.shape
         h, hs = self.n_heads, d // self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 × (B, T, D)
         if last_only:
-            x, q, mask = x[:, -1:], q[:, -1:], mask[..., -1:, :]  # (B, 1, D), (B, 1, D), (B, 1, 1, T)
+            x, q, mask = x[:, -1:], q[:, -1:], mask[..., -1:, :]  # (B, 1, D), (B, 1, D), (B, 1, 1, P + T)
         tq = q.shape[1]
         q = q.view(b, tq, h, hs).transpose(1, 2)  # (B, H, Tq, hs)
         k, v = (z.view(b, t, h, hs).transpose(1, 2) for z in (k, v))  # (B, H, T, hs)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, P + T, hs)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
         )  # (B, H, Tq, hs)
         y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)
         x = x + self.drop(self.proj(y))
-        return x + self.drop(self.ffn(self.ln2(x)))  # (B, Tq, D)
+        return x + self.drop(self.ffn(self.ln2(x))), (k, v)  # (B, Tq, D)
 
 
 class SASRecNet(SequenceNet):
@@ -97,24 +104,62 @@ class SASRecNet(SequenceNet):
     def encode(self, seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """(B, T) left-padded ids → (B, T, D) states; (B, 1, D) with `last_only`, which runs the
         last block for the last position only (scoring needs nothing else)."""
-        t = seq.shape[1]
-        pos = torch.arange(self.max_len - t, self.max_len, device=seq.device)  # last item ↔ last position
-        x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
-        keep = seq > 0  # (B, T)
-        causal = torch.ones(t, t, dtype=torch.bool, device=seq.device).tril()  # (T, T)
-        eye = torch.eye(t, dtype=torch.bool, device=seq.device)
-        # attend to earlier real items; a padding query attends to itself only (no all-masked NaN rows)
-        mask = (causal & keep[:, None, :]) | eye  # (B, T, T)
-        mask = mask[:, None]  # (B, 1, T, T)
-        blocks = list(self.blocks)
-        for block in blocks[:-1] if last_only else blocks:
-            x = block(x, mask)  # (B, T, D)
-        if last_only:
-            x = blocks[-1](x, mask, last_only=True)  # (B, 1, D)
+        first = self.max_len - seq.shape[1]  # last item ↔ last position
+        x, _ = self._run(seq, first, _self_mask(seq > 0), last_only)  # (B, T|1, D)
         return self.ln(x)  # (B, T|1, D)
 
-    def encode_last(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(seq, last_only=True)[:, -1]  # (B, D)
+
+    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+        """Keys and values of the last `max_len - 1` items one position back from where `encode`
+        puts them, since the appended item takes the last position. Valid for one step only:
+        every append moves every earlier item, so nothing cached survives it."""
+        seq = seq[:, max(0, seq.shape[1] - self.max_len + 1) :]  # (B, P)
+        _, layers = self._run(seq, self.max_len - 1 - seq.shape[1], _self_mask(seq > 0), last_only=True)
+        return KVCache(layers, seq > 0)
+
+    def step(
+        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
+        cache.check_step(items)
+        new = items > 0  # (B, 1)
+        # the new position attends to the real cached items and to itself (as `encode`'s rows do)
+        mask = torch.cat([cache.keep, torch.ones_like(new)], 1)[:, None, None, :]  # (B, 1, 1, P + 1)
+        x, layers = self._run(items, self.max_len - 1, mask, past=cache)  # (B, 1, D)
+        keep = torch.cat([cache.keep, new], 1)  # (B, P + 1)
+        return self.ln(x)[:, -1], KVCache(layers, keep, extendable=False)  # (B, D)
+
+    def _run(
+        self,
+        seq: torch.Tensor,
+        first_pos: int,
+        mask: torch.Tensor,
+        last_only: bool = False,
+        past: KVCache | None = None,
+    ) -> tuple[torch.Tensor, tuple[KV, ...]]:
+        """The blocks over (B, T) ids at positions first_pos.. after `past`'s: the last block's
+        output (B, T|1, D), before the final LayerNorm, and every layer's keys and values."""
+        t = seq.shape[1]
+        pos = torch.arange(first_pos, first_pos + t, device=seq.device)  # (T,)
+        x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
+        blocks = list(self.blocks)
+        layers = []
+        for i, block in enumerate(blocks):
+            x, kv = block(
+                x, mask, last_only and i == len(blocks) - 1, past.layers[i] if past is not None else None
+            )
+            layers.append(kv)
+        return x, tuple(layers)
+
+
+def _self_mask(keep: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) causal attention over the real items of (B, T) `keep`; a padding query
+    attends to itself only (no all-masked NaN rows)."""
+    t = keep.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=keep.device).tril()  # (T, T)
+    eye = torch.eye(t, dtype=torch.bool, device=keep.device)
+    return ((causal & keep[:, None, :]) | eye)[:, None]  # (B, 1, T, T)
 
 
 @register("sasrec")
