@@ -47,8 +47,35 @@ from typing import IO, Any, Literal
 import numpy as np
 import polars as pl
 
-from playnext.data import datasets as ds
+from playnext.data.columns import (
+    PARQUET_ERRORS,
+    column_kinds,
+    delimited_table,
+    first_line,
+    header_names,
+    map_columns,
+    parquet_columns,
+    parquet_table,
+    parse_separator,
+)
 from playnext.data.interactions import META_SCHEMA, Columns, Histories, IdMap, Interactions, align_meta
+from playnext.data.readers.common import find_folder
+from playnext.data.readers.generic import SEQ_KINDS, seq_table
+from playnext.data.readers.movies import ML_CSV, ML_CSV_KINDS, movies_csv_meta, ratings_csv_table
+from playnext.data.tables import (
+    LINE,
+    OK,
+    POLARS_ERRORS,
+    Kind,
+    Table,
+    clean,
+    convert,
+    diagnose,
+    explain,
+    iso_seconds,
+    open_text,
+    require_file,
+)
 from playnext.errors import ConfigError, DataError
 
 C = Columns
@@ -340,7 +367,7 @@ def prepare_synthetic(
             say(f"generated block {b + 1}")
         src = _Source(
             kind="parquet", path=parts, files=tuple(files), name="synthetic",
-            cols=_SYNTHETIC_COLS, kinds=_kinds(_SYNTHETIC_COLS), kind_from_id=True,
+            cols=_SYNTHETIC_COLS, kinds=column_kinds(_SYNTHETIC_COLS), kind_from_id=True,
         )  # fmt: skip
         _ingest(src, tmp, chunk_rows, say)
         say("committing")
@@ -380,7 +407,7 @@ class _Source:
     path: Path
     name: str
     cols: Mapping[str, str]
-    kinds: Mapping[str, ds.Kind]
+    kinds: Mapping[str, Kind]
     files: tuple[Path, ...] = ()
     fields: tuple[str, ...] = ()
     sep: str = ","
@@ -396,10 +423,6 @@ class _Source:
 
 
 _SYNTHETIC_COLS = {C.USER: C.USER, C.ITEM: C.ITEM, C.TIMESTAMP: C.TIMESTAMP}
-
-
-def _kinds(cols: Mapping[str, str]) -> dict[str, ds.Kind]:
-    return {src: ds._COL_KINDS[ours] for ours, src in cols.items()}
 
 
 def _plan(
@@ -421,43 +444,33 @@ def _plan(
         else:
             format = "seq"
     if format == "ml-csv":
-        folder = ds._folder(path, ("ratings.csv",))
-        f = ds._ML_CSV
+        folder = find_folder(path, ("ratings.csv",))
+        f = ML_CSV
         return _Source(
             "ml-csv", folder / "ratings.csv", name or "ml-32m",
             {C.USER: f[0], C.ITEM: f[1], C.WEIGHT: f[2], C.TIMESTAMP: f[3]},
-            {f[0]: "int", f[1]: "int", f[2]: "float", f[3]: "int"},
+            ML_CSV_KINDS,
             event="rating",
             required=(C.USER, C.ITEM, C.WEIGHT, C.TIMESTAMP),
             meta_file=folder / "movies.csv" if (folder / "movies.csv").is_file() else None,
         )  # fmt: skip
     if format == "seq":
-        return _Source("seq", ds._file(path), name or "seq", {C.USER: "user", C.ITEM: "item"},
-                       {"user": "id", "item": "id"}, sep=" ")  # fmt: skip
+        return _Source("seq", require_file(path), name or "seq", {C.USER: "user", C.ITEM: "item"},
+                       SEQ_KINDS, sep=" ")  # fmt: skip
     if format == "parquet":
-        ds._require_file(path)
-        try:
-            names = list(pl.read_parquet_schema(path))
-        except ds._PARQUET_ERRORS as e:
-            raise DataError(f"not a readable Parquet file: {_first_line(e)}", path=path) from None
-        cols = ds._mapping(names, True, given, path)
-        return _Source("parquet", path, name or "parquet", cols, _kinds(cols), files=(path,))
+        require_file(path)
+        cols = map_columns(parquet_columns(path), True, given, path)
+        return _Source("parquet", path, name or "parquet", cols, column_kinds(cols), files=(path,))
     if format == "csv":
-        sep = ds._SEPARATORS.get(separator, separator)
-        if not isinstance(sep, str) or not sep:
-            raise ConfigError(f"separator must be a non-empty string, got {separator!r}")
-        text = ds._open_text(ds._file(path))
-        first = ds._split_record(ds._line_text(text, 1), sep)
-        names = [n.strip() for n in first] if has_header else [f"column {i}" for i in range(len(first))]
-        if len(set(names)) != len(names):
-            raise DataError(f"duplicate column names in the header: {names}", path=path, line=1)
-        cols = ds._mapping(names, has_header, given, path)
+        sep = parse_separator(separator)
+        names = header_names(open_text(require_file(path)), sep, has_header)
+        cols = map_columns(names, has_header, given, path)
         return _Source(
             "csv",
             path,
             name or "csv",
             cols,
-            _kinds(cols),
+            column_kinds(cols),
             fields=tuple(names),
             sep=sep,
             has_header=has_header,
@@ -465,60 +478,28 @@ def _plan(
     raise ConfigError(f"format must be one of auto, ml-csv, csv, parquet, seq; got {format!r}")
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
 # ---- the streaming passes -------------------------------------------------------------------------------
 _RAW_ISO = "_iso"  # a timestamp that is not a number: parsed as an ISO date-time after the scan
 _BAD = "_bad"
 
 
-def _table(src: _Source) -> ds._Table:
+def _table(src: _Source) -> Table:
     """The source's records as string fields with line numbers, read lazily (as the readers do)."""
     if src.kind == "ml-csv":
-        text = ds._open_text(src.path)
-        ds._check_header(text, ds._ML_CSV, ",")
-        return ds._scan_fields(text, ",", ds._ML_CSV, header=True)
+        return ratings_csv_table(src.path)
     if src.kind == "seq":
-        return ds._split_lines(ds._open_text(src.path), None, ("user", "item"))
+        return seq_table(src.path)
     if src.kind == "csv":
-        text = ds._open_text(src.path)
-        if len(src.sep) == 1:
-            return ds._scan_fields(text, src.sep, src.fields, header=src.has_header)
-        return ds._split_lines(text, src.sep, src.fields, header=src.has_header)
-    # Parquet: typed values go through the same string checks as text, so errors read the same
+        return delimited_table(open_text(src.path), src.sep, src.fields, header=src.has_header)
     try:
         lf = pl.scan_parquet(list(src.files), glob=False)
         schema = lf.collect_schema()
-    except ds._PARQUET_ERRORS as e:
-        raise DataError(f"not a readable Parquet file: {_first_line(e)}", path=src.path) from None
-    as_text = []
-    for col in src.cols.values():
-        dtype = schema[col]
-        expr = pl.col(col)
-        if dtype == pl.Date:
-            expr = expr.cast(pl.Int64) * 86_400
-        elif isinstance(dtype, pl.Datetime):
-            expr = expr.dt.epoch("s")
-        elif not (dtype.is_numeric() or isinstance(dtype, pl.String | pl.Categorical | pl.Enum | pl.Boolean)):
-            raise DataError(f"unsupported column type {dtype}", path=src.path, field=col)
-        as_text.append(expr.cast(pl.String).alias(col))
-    frame = (
-        lf.select(*as_text)
-        .with_row_index(ds._LINE, offset=1)
-        .select(
-            ds._LINE,
-            *src.cols.values(),
-            pl.lit(True).alias(ds._OK),
-            pl.lit(None, dtype=pl.UInt32).alias(ds._COUNT),
-        )
-    )
-    return ds._Table(ds._Text(src.path), frame, tuple(src.cols.values()), None, "rows")
+    except PARQUET_ERRORS as e:
+        raise DataError(f"not a readable Parquet file: {first_line(e)}", path=src.path) from None
+    return parquet_table(lf, schema, src.cols, src.path)
 
 
-def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
+def _typed_rows(src: _Source, t: Table) -> tuple[pl.LazyFrame, list[str]]:
     """Typed rows (user, item, timestamp, weight, position) plus `_bad` and `_iso`, still lazy.
 
     Two selects, so each field is cleaned and cast once; the checks then only combine flags.
@@ -526,11 +507,11 @@ def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
     optional = src.optional
     cast: list[pl.Expr] = []
     for col, kind in src.kinds.items():
-        raw = ds._clean(pl.col(col), kind)
-        cast += [ds._convert(raw, kind).alias(f"_v:{col}"), raw.is_not_null().alias(f"_h:{col}")]
+        raw = clean(pl.col(col), kind)
+        cast += [convert(raw, kind).alias(f"_v:{col}"), raw.is_not_null().alias(f"_h:{col}")]
         if kind == "time":  # the text, for values that may be ISO date-times
             cast.append(pl.col(col).alias(f"_s:{col}"))
-    bad = ~pl.col(ds._OK)
+    bad = ~pl.col(OK)
     iso: pl.Expr = pl.lit(None, dtype=pl.String)
     for col, kind in src.kinds.items():
         value, has = pl.col(f"_v:{col}"), pl.col(f"_h:{col}")
@@ -548,9 +529,9 @@ def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
     ts = typed(C.TIMESTAMP) if C.TIMESTAMP in cols else pl.lit(None, dtype=pl.Int64)
     weight = typed(C.WEIGHT).fill_null(1.0) if C.WEIGHT in cols else pl.lit(1.0)
     lf = (
-        t.frame.select(ds._LINE, ds._OK, *cast)
+        t.frame.select(LINE, OK, *cast)
         .select(
-            ds._LINE,
+            LINE,
             typed(C.USER).cast(pl.String).alias(C.USER),
             typed(C.ITEM).cast(pl.String).alias(C.ITEM),
             ts.cast(pl.Int64).alias(C.TIMESTAMP),
@@ -563,11 +544,11 @@ def _typed_rows(src: _Source, t: ds._Table) -> tuple[pl.LazyFrame, list[str]]:
     return lf.with_columns(pl.col(C.POSITION).cast(pl.Int64)), optional
 
 
-def _sink(t: ds._Table, lf: pl.LazyFrame, path: Path) -> None:
+def _sink(t: Table, lf: pl.LazyFrame, path: Path) -> None:
     try:
         lf.sink_parquet(path, engine="streaming", compression="lz4")
-    except ds._POLARS_ERRORS as e:
-        raise ds._diagnose(t, e) from None
+    except POLARS_ERRORS as e:
+        raise diagnose(t, e) from None
 
 
 def _ingest(src: _Source, tmp: Path, chunk_rows: int, say: Progress) -> None:
@@ -584,7 +565,7 @@ def _ingest(src: _Source, tmp: Path, chunk_rows: int, say: Progress) -> None:
     facts = (
         raw.select(
             pl.len().alias("n"),
-            pl.col(ds._LINE).filter(pl.col(_BAD)).min().alias("bad"),
+            pl.col(LINE).filter(pl.col(_BAD)).min().alias("bad"),
             pl.col(_RAW_ISO).is_not_null().sum().alias("iso"),
         )
         .collect(engine="streaming")
@@ -595,14 +576,14 @@ def _ingest(src: _Source, tmp: Path, chunk_rows: int, say: Progress) -> None:
     bad_line: int | None = facts["bad"]
     iso_fix: pl.DataFrame | None = None
     if facts["iso"]:  # ISO date-times: parsed in memory, only those values, exactly as the readers do
-        iso = raw.filter(pl.col(_RAW_ISO).is_not_null()).select(ds._LINE, C.POSITION, _RAW_ISO).collect()
-        iso = iso.with_columns(ds._iso_seconds(iso.get_column(_RAW_ISO).str.strip_chars()).alias("_ts"))
-        failed = iso.filter(pl.col("_ts").is_null()).get_column(ds._LINE)
+        iso = raw.filter(pl.col(_RAW_ISO).is_not_null()).select(LINE, C.POSITION, _RAW_ISO).collect()
+        iso = iso.with_columns(iso_seconds(iso.get_column(_RAW_ISO).str.strip_chars()).alias("_ts"))
+        failed = iso.filter(pl.col("_ts").is_null()).get_column(LINE)
         if len(failed):
             bad_line = min(int(failed.min()), bad_line or int(failed.min()))  # type: ignore[arg-type]
         iso_fix = iso.select(C.POSITION, "_ts")
     if bad_line is not None:
-        raise ds._explain(t, int(bad_line), src.kinds, optional)
+        raise explain(t, int(bad_line), src.kinds, optional)
 
     # 2. id maps: users and items numbered by first appearance in the file
     say("numbering")
@@ -686,9 +667,7 @@ def _buckets(indptr: np.ndarray, chunk_rows: int) -> list[int]:
 def _source_meta(src: _Source, items: IdMap) -> pl.DataFrame | None:
     """Item metadata the source carries: movies.csv beside ratings.csv; the kind of a synthetic id."""
     if src.meta_file is not None:
-        movies = ds._open_text(src.meta_file)
-        ds._check_header(movies, ("movieId", "title", "genres"), ",")
-        return ds._movies(ds._scan_fields(movies, ",", ("movieId", "title", "genres"), header=True))
+        return movies_csv_meta(src.meta_file)
     if src.kind_from_id:
         return pl.DataFrame({C.ITEM_ID: items.external}).with_columns(
             pl.col(C.ITEM_ID).str.extract(r"^([a-z]+)-", 1).alias(C.KIND)
