@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import append_record, environment, peak_rss_bytes
-from playnext.data.datasets import load_dataset
+from playnext.data.readers import load_dataset
 from playnext.data.split import leave_one_out
 from playnext.evaluate.protocol import protocol_description, select_and_test
 

@@ -107,7 +107,7 @@ BENCH: dict[str, dict[str, Any]] = {
 
 def load(dataset: str, path: str) -> Interactions:
     try:
-        from playnext.data.datasets import load_dataset
+        from playnext.data.readers import load_dataset
     except ImportError:  # the dataset readers are not there yet: ML-1M's plain `user item` file
         file = Path(path) / "interactions_all_users.txt"
         frame = pl.read_csv(file, separator=" ", has_header=False, new_columns=["user", "item"])

@@ -224,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from playnext.artifact import Artifact
     from playnext.cli import _kv  # one parser of key=value options for both entry points
-    from playnext.data.datasets import load_dataset
+    from playnext.data.readers import load_dataset
     from playnext.data.split import leave_one_out
     from playnext.evaluate.protocol import protocol_description, select_and_test
     from playnext.models.registry import get
