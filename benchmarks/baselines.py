@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.common import FOLDERS, append_record, bench_record, data_path
 from playnext import recipes
-from playnext.data.datasets import load_dataset
+from playnext.data.readers import load_dataset
 from playnext.data.split import leave_one_out
 from playnext.experiment import Plan, run
 

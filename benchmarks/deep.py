@@ -21,8 +21,8 @@ from typing import Any
 from benchmarks.common import RESULTS, append_record, bench_record, data_path, load_records
 from benchmarks.report import table
 from playnext import recipes
-from playnext.data.datasets import load_dataset
 from playnext.data.interactions import Interactions
+from playnext.data.readers import load_dataset
 from playnext.data.split import Split, leave_one_out
 from playnext.evaluate.protocol import judge_on
 from playnext.experiment import ExperimentResult, Plan, refit_on_train_and_valid, run

@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="free text stored with the records (e.g. 'under load')")
     args = ap.parse_args()
 
-    from playnext.data.datasets import load_dataset
+    from playnext.data.readers import load_dataset
 
     train = load_dataset("synthetic", n_users=args.users, n_items=1500, seed=0)
     sizes = [int(w) for w in args.world_sizes.split(",")]

@@ -62,7 +62,7 @@ def build_model(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
     if args.model_dir is not None:
         return Path(args.model_dir), args.dataset or Path(args.model_dir).name
     if args.data_dir is not None:
-        from playnext.data.datasets import load_dataset
+        from playnext.data.readers import load_dataset
 
         data, name = load_dataset("ml-1m", Path(args.data_dir) / "ml-1m"), "ml-1m"
     else:

@@ -83,7 +83,7 @@ def _run(fn: Callable[[], T]) -> T:
 
 
 def _load(dataset: str, path: Path | None, options: dict[str, Any], quiet: bool = False) -> Any:
-    from playnext.data.datasets import load_dataset
+    from playnext.data.readers import load_dataset
 
     # no --path: fetch from the official URL into the cache (sha256-checked), once
     options.setdefault("download", path is None and dataset not in ("synthetic",))
@@ -261,7 +261,7 @@ def _train_rank(
     import torch.distributed as dist
 
     from playnext.artifact import Artifact
-    from playnext.data.datasets import load_dataset
+    from playnext.data.readers import load_dataset
     from playnext.experiment import run
     from playnext.train import distributed
 

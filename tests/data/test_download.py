@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from playnext.data import download as dl
-from playnext.data.datasets import load_dataset
+from playnext.data.readers import load_dataset
 from playnext.errors import DataError
 
 U_DATA = "1\t10\t4\t300\n2\t10\t5\t100\n1\t20\t3\t200\n"

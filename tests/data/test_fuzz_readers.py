@@ -20,7 +20,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playnext.data.datasets import load_dataset
+from playnext.data.readers import load_dataset
 from playnext.data.store import prepare
 from playnext.errors import DataError
 

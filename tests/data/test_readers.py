@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from playnext.data.datasets import DATASETS, load_dataset
 from playnext.data.interactions import Interactions
+from playnext.data.readers import DATASETS, load_dataset
 from playnext.errors import ConfigError, DataError
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from playnext.data.datasets import load_dataset
+from playnext.data.readers import load_dataset
 
 pytestmark = pytest.mark.realdata
 

@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from playnext.data.datasets import load_dataset
 from playnext.data.interactions import Interactions
+from playnext.data.readers import load_dataset
 from playnext.data.store import open_store, prepare, prepare_synthetic
 from playnext.data.synthetic import generate_world
 from playnext.errors import ConfigError, DataError

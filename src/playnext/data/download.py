@@ -203,15 +203,6 @@ def fetch_source(source: Source, target: Path, *, allow_unverified: bool = False
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _stream(url: str, out: IO[bytes]) -> str:
     """Copy `url` into `out`, returning the sha256 of what was written."""
     h = hashlib.sha256()
