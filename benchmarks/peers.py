@@ -94,6 +94,31 @@ SETUP = {
     "ranking": "full (all items); playnext's evaluate for both, expected ties",
     "training": "fixed epochs, no validation, no early stopping, constant lr, no clipping",
 }
+# what differs between the two SASRecs even under one config (read from RecTools 0.19.0's source)
+DIFFERENCES: tuple[str, ...] = (
+    "block: RecTools keeps the SASRec authors' block (q = LN(x); x = q + MHA(q, x, x); f = LN(x); "
+    "x = f + FFN(f): keys and values un-normalised, residuals from the normalised input); playnext is "
+    "pre-LN (x + Attn(LN(x)), x + FFN(LN(x)))",
+    "feed-forward: ReLU in RecTools, GELU in playnext (width = dim in both)",
+    "dropout: RecTools drops attention weights (MultiheadAttention dropout = dropout_rate); playnext "
+    "keeps attention weights (attn_dropout 0) and drops the attention output instead",
+    "padding: RecTools zeroes padded positions but does not mask them as keys (use_key_padding_mask "
+    "False), so queries also attend to left padding; playnext masks padding keys",
+    "positions: both learned and aligned to the latest item; playnext scales item embeddings by "
+    "sqrt(dim), RecTools does not",
+    "init: RecTools Xavier-normal on every matrix (item table included); playnext N(0, 1/sqrt(dim)) "
+    "items, N(0, 0.02) positions, PyTorch defaults for linear layers",
+    "loss: both full-softmax cross-entropy averaged over positions with a target; RecTools computes "
+    "logits at all max_len positions (padding too) and over the padding token as an extra class, "
+    "playnext only at positions with a target, over real items",
+    "optimiser: Adam lr 1e-3, no weight decay, no clipping in both; betas (0.9, 0.98) in RecTools, "
+    "(0.9, 0.999) in playnext (its defaults of a cosine schedule and clip_norm 1.0 are turned off here)",
+    "catalogue: RecTools knows only the items of the sequences it trains on (each user's last "
+    "max_len + 1 events; 3,647 of ML-1M's 3,706 at max_len 200, missing 2 test targets, which count "
+    "as misses); playnext scores every item of the dataset",
+    "scoring: RecTools runs every position through every block and ranks with TorchRanker; playnext "
+    "runs the last block for the last position only, in longest-first chunks",
+)
 VENV_HELP = (
     "benchmarks.peers needs RecTools in a scratch virtualenv outside the repository: pass its python "
     "with --rectools-python or set PLAYNEXT_RECTOOLS_PYTHON; `python -m benchmarks.peers --help` "
@@ -212,7 +237,23 @@ def markdown(records: list[dict[str, Any]]) -> str:
         )
     if checks:
         lines += ["", "Checks: the same metrics from each library's top-10 lists; the score matrix:", *checks]
+    lines += ["", "What differs between the two implementations:", *(f"- {d}" for d in DIFFERENCES)]
+    if pn.get("command"):
+        lines += ["", f"Run: `OMP_NUM_THREADS={pn.get('threads')} OMP_WAIT_POLICY=PASSIVE {pn['command']}`."]
+    versions = rt.get("versions")
+    if versions:
+        lines += ["", "RecTools side: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def recorded(tag: str, dataset: str) -> list[dict[str, Any]]:
+    """The playnext and RecTools records of the latest recorded run under `tag`."""
+    rows = [r for r in json.loads((RESULTS / f"{NAME}.json").read_text()) if r.get("tag") == tag]
+    rows = [r for r in rows if r.get("dataset") == dataset]
+    by_lib = {r["library"]: r for r in sorted(rows, key=lambda r: str(r.get("run_started")))}
+    if set(by_lib) != {"playnext", "rectools"}:
+        raise SystemExit(f"results/{NAME}.json has no playnext + rectools pair tagged {tag!r} on {dataset}")
+    return [by_lib["playnext"], by_lib["rectools"]]
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -305,8 +346,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--users", type=int, default=0, help="a smoke run: the first N users, nothing recorded")
     ap.add_argument("--tag", default=NAME)
+    ap.add_argument("--table", action="store_true", help="only rewrite results/<tag>.md from the json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.table:
+        write_text(RESULTS / f"{args.tag}.md", markdown(recorded(args.tag, args.dataset)))
+        return
     if not args.rectools_python or not os.access(args.rectools_python, os.X_OK):
         sys.exit(VENV_HELP)
     if not args.path:
@@ -321,6 +366,7 @@ def main() -> None:
     train, test, n_items = split.train_and_valid(), split.test, data.n_items
     run = {
         "run_started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(["python -m benchmarks.peers", *sys.argv[1:]]),
         "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "recommend_users": len(test),
