@@ -46,8 +46,8 @@ import torch
 
 import playnext
 from benchmarks.common import RESULTS, append_record, environment, peak_rss_bytes
-from playnext.data.datasets import load_dataset
 from playnext.data.interactions import Columns, Interactions
+from playnext.data.readers import load_dataset
 from playnext.data.split import EvalSet, leave_one_out
 from playnext.evaluate.metrics import mask_excluded, topk_items
 from playnext.evaluate.protocol import evaluate, model_scorer
