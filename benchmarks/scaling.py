@@ -46,7 +46,8 @@ from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.experiment import ExperimentResult, Plan
 from playnext.experiment import record as record_of
 from playnext.models.registry import get
-from playnext.train.loop import Batch, resolve_device
+from playnext.train.device import resolve_device
+from playnext.train.loop import Batch
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 STUDY = DOCS / "scaling_study.md"

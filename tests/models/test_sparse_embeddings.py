@@ -14,7 +14,7 @@ from playnext.data.split import Split, leave_one_out
 from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.registry import create
-from playnext.train.loop import Optimizers
+from playnext.train.optim import Optimizers
 
 # the contract test's quick recipes, two epochs longer: sampled softmax learns a little slower
 SPARSE: dict[str, dict[str, Any]] = {name: {**FAST[name], "epochs": 6} for name in ("sasrec", "gru4rec")}
@@ -73,7 +73,8 @@ def test_sparse_resume_is_exact(split: Split, tmp_path: Path) -> None:
 
 def test_optimizer_split_and_state_roundtrip() -> None:
     net = torch.nn.Sequential(torch.nn.Embedding(50, 4, sparse=True), torch.nn.Linear(4, 1))
-    from playnext.train.loop import TrainConfig, make_optimizer
+    from playnext.train.config import TrainConfig
+    from playnext.train.optim import make_optimizer
 
     opt, clipped = make_optimizer(net, TrainConfig(lr=0.1))
     assert isinstance(opt, Optimizers)

@@ -9,7 +9,11 @@ import torch
 from torch import nn
 
 from playnext.errors import ConfigError
-from playnext.train.loop import Checkpointer, TrainConfig, WeightAverage, lr_factor, resolve_device
+from playnext.train.averaging import WeightAverage
+from playnext.train.checkpoints import Checkpointer
+from playnext.train.config import TrainConfig
+from playnext.train.device import resolve_device
+from playnext.train.schedule import lr_factor
 
 
 def test_warmup_then_cosine_and_time_budget() -> None:

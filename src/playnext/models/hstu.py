@@ -55,7 +55,8 @@ from playnext.models.nn import (
 )
 from playnext.models.registry import register
 from playnext.train import batches as B
-from playnext.train.loop import Batch, resolve_device
+from playnext.train.device import resolve_device
+from playnext.train.loop import Batch
 from playnext.train.losses import dot_product_loss
 
 LOG2 = math.log(2.0)

@@ -20,18 +20,13 @@ from torch import nn
 from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
+from playnext.evaluate.protocol import evaluate
 from playnext.models.base import ModelConfig, Recommender
 from playnext.models.cache import KVCache
 from playnext.train import batches as B
-from playnext.train.loop import (
-    LOSS_SCALE,
-    RUN_ONLY_FIELDS,
-    Batch,
-    TrainConfig,
-    TrainReport,
-    load_device,
-    train,
-)
+from playnext.train.config import RUN_ONLY_FIELDS, SELECT_METRIC, TrainConfig
+from playnext.train.device import load_device
+from playnext.train.loop import LOSS_SCALE, Batch, TrainReport, train
 from playnext.train.losses import LOSSES, dot_product_loss
 
 SCORE_CHUNK = 512  # rows per forward pass when scoring: bounds attention memory
@@ -148,8 +143,7 @@ class NeuralRecommender(Recommender):
                 self,
                 cfg,
                 seed=cfg.seed,
-                valid=valid,
-                n_items=train_data.n_items,
+                validate=self._validator(valid, train_data.n_items, world_size > 1),
                 fingerprint=fingerprint,
                 rank=rank,
                 world_size=world_size,
@@ -157,6 +151,17 @@ class NeuralRecommender(Recommender):
             )
         finally:
             self._release()
+
+    def _validator(
+        self, valid: EvalSet | None, n_items: int, distributed: bool
+    ) -> Callable[[], float] | None:
+        """The loop's validation: NDCG@10 of the current network over the validation users,
+        split across ranks and reduced under DDP (every rank gets the same score)."""
+        if valid is None:
+            return None
+        return lambda: evaluate(self.score, valid, n_items, ks=(10,), distributed=distributed).metrics[
+            SELECT_METRIC
+        ]
 
     @property
     def device(self) -> torch.device:
