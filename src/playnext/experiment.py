@@ -248,11 +248,6 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
     chosen = res.chosen if res.chosen is not None else res.model
     report = getattr(chosen, "report_", None)  # the selection run's curve and best epoch
     params = chosen.config.to_dict()
-    world = 1
-    if distributed_world() > 1:
-        import torch.distributed as dist
-
-        world = dist.get_world_size()
     return {
         "model": plan.model,
         "dataset": dataset,
@@ -276,7 +271,7 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "best_epoch": report.best_epoch if report else None,
         "history": report.history if report else None,
         "peak_rss_bytes": peak_rss_bytes(),
-        "world_size": world,
+        "world_size": distributed_world(),
         "environment": environment(),
     }
 
