@@ -1,0 +1,23 @@
+"""Durable serving state shared by every server worker and the feedback loop (see store.py)."""
+
+from playnext.state.store import (
+    ColdItemRow,
+    EventRow,
+    Limits,
+    NewEvent,
+    SessionState,
+    StateConflict,
+    StateError,
+    StateStore,
+)
+
+__all__ = [
+    "ColdItemRow",
+    "EventRow",
+    "Limits",
+    "NewEvent",
+    "SessionState",
+    "StateConflict",
+    "StateError",
+    "StateStore",
+]
