@@ -381,11 +381,9 @@ def _engines(url: str, kind: str) -> tuple[Engine, Engine]:
 
 
 def _insert(kind: str) -> Any:
-    if kind == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if kind == "postgresql" else sqlite.insert
 
 
 def _event(r: Any) -> EventRow:
