@@ -127,7 +127,9 @@ def test_newer_schema_is_refused_and_kept(store_where: str) -> None:
     from playnext.state.store import META
 
     with s._write.begin() as conn:
-        conn.execute(META.update().where(META.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1)))
+        conn.execute(
+            META.update().where(META.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1))
+        )
     with pytest.raises(StateError, match="newer than this playnext"):
         StateStore.open(store_where)
     with s._read.connect() as conn:
@@ -152,7 +154,7 @@ def test_locked_sqlite_is_a_state_error(tmp_path: Path) -> None:
 
 
 def test_unreachable_postgres_is_one_clear_error() -> None:
-    with pytest.raises(StateError, match="127.0.0.1.*(refused|failed)"):
+    with pytest.raises(StateError, match=r"127\.0\.0\.1.*(refused|failed)"):
         StateStore.open("postgresql://nobody:secret@127.0.0.1:1/nothing")
 
 
