@@ -113,10 +113,13 @@ class Recommender(ABC):
             raise ConfigError(f"{directory}: no model.json — not a playnext model directory") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{directory / 'model.json'}: corrupt ({e})") from None
-        model_cls = get(meta["model"])
-        model = model_cls(model_cls.config_class.from_dict(meta["config"]))
-        model.n_items_ = int(meta["n_items"])
-        model.n_users_ = int(meta["n_users"])
+        try:
+            model_cls = get(meta["model"])
+            model = model_cls(model_cls.config_class.from_dict(meta["config"]))
+            model.n_items_ = int(meta["n_items"])
+            model.n_users_ = int(meta["n_users"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{directory / 'model.json'}: incomplete or invalid ({e!r})") from None
         try:
             state = load_file(str(directory / "weights.safetensors"))
         except Exception as e:  # safetensors raises several types for corrupt files
