@@ -28,6 +28,8 @@ from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import ConfigError, UnknownIdError
 from playnext.io import commit_dir, fsync_dir
 from playnext.models.base import Recommender
+from playnext.rerank import ItemFeatures, RerankSpec
+from playnext.rerank import rerank as rerank_items
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Artifact:
     meta: pl.DataFrame
     histories: Histories
     info: dict[str, Any] = field(default_factory=dict)
+    _features: ItemFeatures | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_data(cls, model: Recommender, data: Interactions, info: dict[str, Any]) -> Artifact:
@@ -89,8 +92,30 @@ class Artifact:
         history: list[str] | None = None,
         k: int = 10,
         exclude_seen: bool = True,
+        rerank: RerankSpec | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k items with titles for a known user or an anonymous history of external item ids."""
+        return self.recommend_ranked(
+            user=user, history=history, k=k, exclude_seen=exclude_seen, rerank=rerank
+        )[0]
+
+    def features(self) -> ItemFeatures:
+        """What re-rankers know of this catalog: genres, kinds, training popularity, item vectors."""
+        if self._features is None:
+            pop = np.bincount(self.histories.items.astype(np.int64), minlength=len(self.items))
+            self._features = ItemFeatures.from_meta(self.meta, pop, self.model.item_embeddings())
+        return self._features
+
+    def recommend_ranked(
+        self,
+        *,
+        user: str | None = None,
+        history: list[str] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        rerank: RerankSpec | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """`recommend`, and what re-ranking did (None without `rerank`)."""
         if (user is None) == (history is None):
             raise ConfigError("give exactly one of a user id or a history")
         if user is not None:
@@ -102,13 +127,22 @@ class Artifact:
         scores = self.model.score(uidx, hist)[0].clone()  # (I,)
         if exclude_seen and len(hist.items):
             scores[torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")
-        k = max(1, min(k, int(torch.isfinite(scores).sum())))
-        top = torch.topk(scores, k)
-        rows = self.meta[top.indices.numpy()]
+        summary = None
+        if rerank is not None and rerank.active:
+            s = scores.numpy()
+            cand = np.flatnonzero(np.isfinite(s))
+            done = rerank_items(s[cand], cand, hist.items, self.features(), rerank, k)
+            idx, values = done.items, s[done.items].tolist()
+            summary = done.summary(rerank)
+        else:
+            k = max(1, min(k, int(torch.isfinite(scores).sum())))
+            top = torch.topk(scores, k)
+            idx, values = top.indices.numpy(), top.values.tolist()
+        rows = self.meta[idx]
         out = []
-        for rank, (row, s) in enumerate(zip(rows.iter_rows(named=True), top.values.tolist(), strict=True), 1):
-            out.append({"rank": rank, **row, "score": float(s)})
-        return out
+        for rank, (row, v) in enumerate(zip(rows.iter_rows(named=True), values, strict=True), 1):
+            out.append({"rank": rank, **row, "score": float(v)})
+        return out, summary
 
     def history_titles(self, user: str) -> list[str]:
         uidx = self.users.to_internal([user], kind="user")

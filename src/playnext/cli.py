@@ -42,6 +42,15 @@ OptionOpt = Annotated[
     list[str] | None,
     typer.Option("--option", "-o", help="Dataset option key=value (e.g. n_users=5000, user_col=uid)."),
 ]
+RerankOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rerank",
+        help="Re-rank the lists (repeatable): calibrate:lambda=0.5[,by=kind] · mmr:lambda=0.3[,by=genres] · "
+        "novelty:weight=0.2 · quota:max_per_genre=3,min_per_kind.game=2 · pool=200 · or one JSON object "
+        "(docs/rerank.md).",
+    ),
+]
 
 
 def _kv(pairs: list[str] | None, what: str) -> dict[str, Any]:
@@ -171,6 +180,7 @@ def train(
             help="Once chosen, retrain on train + validation events (for the chosen epochs) before test."
         ),
     ] = False,
+    rerank: RerankOpt = None,
 ) -> None:
     """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save.
 
@@ -182,7 +192,7 @@ def train(
     def go() -> None:
         from playnext.train import distributed
 
-        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit)
+        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit, rerank)
         if nproc > 1 and not distributed.in_worker():
             code = distributed.launch(nproc, ["-m", "playnext.cli", *_argv_of(ctx, skip=("nproc",))])
             if code:
@@ -205,10 +215,12 @@ def _plan(
     ties: str,
     exclude_seen: bool,
     refit: bool,
+    rerank: list[str] | None = None,
 ) -> Any:
     """The run `train` describes, checked before anything is loaded."""
     from playnext import recipes
     from playnext.experiment import Plan
+    from playnext.rerank import parse_spec
 
     if recipe is None and model is None:
         raise PlaynextError("give --recipe NAME|FILE.toml or --model NAME (`playnext recipes` lists them)")
@@ -225,6 +237,7 @@ def _plan(
         ties=ties,  # checked by Plan.candidates
         exclude_seen=exclude_seen,
         refit=refit,
+        rerank=parse_spec(rerank),
     )
     plan.candidates()  # fail on a bad field before loading anything
     return plan
@@ -294,9 +307,10 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         return
     world = record.get("world_size", 1)
     title = f"{record['dataset']} — test, {record['n_users_evaluated']} users"
-    _metrics_table(
-        {record["model"]: record["metrics"]}, title + (f", {world} processes" if world > 1 else "")
-    )
+    rows = {record["model"]: record["metrics"]}
+    if record.get("metrics_without_rerank") is not None:  # the re-ranker's cost, read off one run
+        rows = {record["model"]: record["metrics_without_rerank"], "+ rerank": record["metrics"]}
+    _metrics_table(rows, title + (f", {world} processes" if world > 1 else ""))
     if "model_dir" in record:
         out.print(f"saved to {record['model_dir']}")
 
@@ -352,8 +366,12 @@ def list_recipes(
     out.print(table)
 
 
+BEYOND_KEYS = ("Miscalibration@10", "ILD-genre@10", "ILD-embedding@10")
+
+
 def _metrics_table(rows: dict[str, dict[str, float]], title: str) -> None:
     keys = ["HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10"]
+    keys += [k for k in BEYOND_KEYS if any(k in m for m in rows.values())]
     table = Table(title=title)
     table.add_column("model")
     for k in keys:
@@ -373,21 +391,27 @@ def recommend(
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    rerank: RerankOpt = None,
 ) -> None:
     """Top-k recommendations with titles for a user or an ad-hoc history."""
 
     def go() -> None:
         from playnext.artifact import Artifact
+        from playnext.rerank import parse_spec
 
         if (user is None) == (history is None):
             raise PlaynextError("give exactly one of --user or --history")
+        spec = parse_spec(rerank)  # a bad value exits 2 before the model is loaded
         art = Artifact.load(model_dir)
         hist = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
-        recs = art.recommend(user=user, history=hist, k=k)
+        recs, summary = art.recommend_ranked(user=user, history=hist, k=k, rerank=spec)
         if as_json:
-            sys.stdout.write(json.dumps({"user": user, "history": hist, "items": recs}) + "\n")
+            doc = {"user": user, "history": hist, "items": recs, "rerank": summary}
+            sys.stdout.write(json.dumps(doc) + "\n")
             return
         _recs_table(recs, f"for user {user}" if user is not None else f"for history {', '.join(hist or [])}")
+        if summary is not None:
+            _rerank_note(summary)
 
     _run(go)
 
@@ -407,6 +431,17 @@ def _recs_table(recs: list[dict[str, Any]], title: str) -> None:
             f"{r['score']:.3f}",
         )
     out.print(table)
+
+
+def _rerank_note(summary: dict[str, Any]) -> None:
+    """One line under the table: what re-ranking did and which quotas it had to relax."""
+    note = f"re-ranked ({', '.join(summary['applied'])}) over the top {summary['pool']}"
+    relaxed = [
+        f"{r['constraint']}.{r['key']} (wanted {r['wanted']}, got {r['got']})" for r in summary["relaxed"]
+    ]
+    if relaxed:
+        note += "; relaxed: " + "; ".join(relaxed)
+    err.print(note, highlight=False)
 
 
 @app.command()

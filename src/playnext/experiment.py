@@ -28,6 +28,7 @@ from playnext.evaluate.protocol import EvalResult, judge_on, protocol_descriptio
 from playnext.models import registry
 from playnext.models.nn import NeuralRecommender
 from playnext.recipes import Recipe
+from playnext.rerank import ItemFeatures, RerankSpec, list_reranker
 
 OnCandidate = Callable[[dict[str, Any], dict[str, float]], None]
 
@@ -42,6 +43,7 @@ class ExperimentResult:
     train_seconds: float
     refit_params: dict[str, Any] | None = None  # set when the tested model was refit on train + valid
     chosen: Any = None  # the model validation chose: `model` itself unless it was refit
+    test_without_rerank: EvalResult | None = None  # the model's own lists, when `test` is re-ranked
 
 
 def select_and_test(
@@ -56,6 +58,7 @@ def select_and_test(
     on_candidate: OnCandidate | None = None,
     distributed: bool = False,
     refit: bool = False,
+    rerank: RerankSpec | None = None,
 ) -> ExperimentResult:
     """Fit every candidate config on train, pick the best on validation, evaluate it on test.
 
@@ -65,6 +68,10 @@ def select_and_test(
     model; validation still chooses everything. `distributed=True` runs inside a
     torch.distributed group: neural models train data-parallel (they read the group
     themselves) and validation / test are split across ranks and reduced.
+
+    `rerank` re-ranks the chosen model's test lists (`playnext.rerank`): validation still
+    chooses on the model's own lists, and test is reported both ways, with the beyond-accuracy
+    metrics, so the re-ranker's cost in accuracy is read off one run.
     """
     cls = registry.get(model_name)
     candidates = list(grid) if grid is not None else cls.search_space()
@@ -98,8 +105,41 @@ def select_and_test(
             model_name, split, params, chosen_epochs(model)
         )
         train_seconds += seconds
-    test = judge(model, split.test)
-    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
+    if rerank is None or not rerank.active:
+        test = judge(model, split.test)
+        return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
+    features = item_features(model, split.train)
+    plain = judge_on(
+        model,
+        split,
+        split.test,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        distributed=distributed,
+        features=features,
+    )
+    test = judge_on(
+        model,
+        split,
+        split.test,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        distributed=distributed,
+        rerank=list_reranker(features, rerank, RERANK_K),
+        features=features,
+    )
+    return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen, plain)
+
+
+RERANK_K = 10
+"""The list length a re-ranker builds in offline evaluation (the K of NDCG@10)."""
+
+
+def item_features(model: Any, data: Interactions) -> ItemFeatures:
+    """What re-rankers know of `data`'s items: genres and kinds, training popularity and the
+    model's item vectors (if it has them)."""
+    vectors = model.item_embeddings() if hasattr(model, "item_embeddings") else None
+    return ItemFeatures.from_meta(data.meta, data.item_counts(), vectors)
 
 
 def chosen_epochs(model: Any) -> int | None:
@@ -155,6 +195,7 @@ class Plan:
     exclude_seen: bool = True
     refit: bool = False
     select_metric: str = "NDCG@10"
+    rerank: RerankSpec | None = None
 
     @classmethod
     def from_recipe(
@@ -238,6 +279,7 @@ def run(
         on_candidate=on_candidate,
         distributed=distributed,
         refit=plan.refit,
+        rerank=plan.rerank,
     )
     rec = record(plan, res, split, dataset=dataset, n_items=data.n_items)
     return Run(res, rec, data, split)
@@ -273,6 +315,11 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "peak_rss_bytes": peak_rss_bytes(),
         "world_size": distributed_world(),
         "environment": environment(),
+        **(
+            {"rerank": plan.rerank.describe(), "metrics_without_rerank": res.test_without_rerank.metrics}
+            if plan.rerank is not None and res.test_without_rerank is not None
+            else {}
+        ),
     }
 
 

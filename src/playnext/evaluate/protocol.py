@@ -16,13 +16,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from playnext.data.interactions import Interactions
+from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet, Split
+from playnext.evaluate import beyond
 from playnext.evaluate.metrics import Ties, mask_excluded, rank_targets, topk_items, user_metrics
+from playnext.rerank import ItemFeatures
 
 DEFAULT_KS: tuple[int, ...] = (10, 50)
 Scorer = Callable[[np.ndarray, Any], torch.Tensor]
 Progress = Callable[[int], None]
+ListTransform = Callable[[torch.Tensor, Histories], torch.Tensor]
+"""(masked scores (B, N), histories) → scores whose top-k is the re-ranked list (`list_reranker`)."""
+COUNT = "#"  # a sums key "#M" holds how many users metric M is defined for (else: all users)
 
 
 @dataclass
@@ -48,6 +53,8 @@ def evaluate(
     keep_per_user: bool = False,
     progress: Progress | None = None,
     distributed: bool = False,
+    rerank: ListTransform | None = None,
+    features: ItemFeatures | None = None,
 ) -> EvalResult:
     """Metrics averaged over users with at least one target.
 
@@ -61,7 +68,16 @@ def evaluate(
     metric *sums*, the user count and the coverage set are all-reduced before dividing, so every
     rank returns the single-process metrics (up to float summation order), never an average of
     per-rank averages. `per_user` then holds this rank's users only.
+
+    `rerank` re-orders each row's masked scores before ranking (a re-ranked top-k above the
+    model's order), so every metric measures the lists a user would see. `features` adds the
+    beyond-accuracy metrics of the top-K lists (K the smallest of `ks`): ILD-genre@K,
+    ILD-embedding@K (when there are item vectors) and Miscalibration@K (evaluate/beyond.py).
     """
+    if rerank is not None and sampled_negatives:
+        raise ValueError(
+            "a re-ranked list is a full-ranking answer: sampled_negatives cannot be used with it"
+        )
     start = time.perf_counter()
     if not exclude_seen:
         data = data.without_exclusion()
@@ -92,6 +108,8 @@ def evaluate(
         if scores.shape != (len(batch), n_items):
             raise ValueError(f"scorer returned shape {tuple(scores.shape)}, expected {(len(batch), n_items)}")
         mask_excluded(scores, batch.exclude)
+        if rerank is not None:
+            scores = rerank(scores, batch.history)
         if sampled_negatives:
             scores = _keep_sampled(scores, batch, sampled_negatives, rng)
         ranks = rank_targets(scores, batch.targets)
@@ -111,12 +129,17 @@ def evaluate(
                 w = shown.double() / shown.sum(1, keepdim=True).clamp(min=1)
                 nov_sum += float((self_info[tk] * w).sum())
                 pop_sum += float((pop[tk] * w).sum())
+            if features is not None:
+                lists = torch.where(shown, tk, torch.full_like(tk, -1)).numpy()
+                _beyond(sums, lists, batch.history, features, k_cov)
         if progress is not None:
             progress(len(batch))
     if world > 1:
         sums, nov_sum, pop_sum = _all_reduce_sums(sums, nov_sum, pop_sum, recommended)
     prefix = f"sampled{sampled_negatives}/" if sampled_negatives else ""
-    metrics = {prefix + k: v / max(n, 1) for k, v in sums.items()}
+    metrics = {
+        prefix + k: v / max(sums.get(COUNT + k, n), 1) for k, v in sums.items() if not k.startswith(COUNT)
+    }
     if not sampled_negatives:
         k0 = min(ks)
         metrics[f"Coverage@{k0}"] = float(recommended.sum()) / max(1, n_items)
@@ -129,6 +152,22 @@ def evaluate(
         seconds=time.perf_counter() - start,
         per_user={k: np.concatenate(v) for k, v in per_user.items()},
     )
+
+
+def _beyond(
+    sums: dict[str, float], lists: np.ndarray, history: Histories, features: ItemFeatures, k: int
+) -> None:
+    """Add the batch's beyond-accuracy sums (and the users each is defined for) to `sums`."""
+    parts = {
+        f"ILD-genre@{k}": beyond.genre_diversity(lists, features),
+        f"Miscalibration@{k}": beyond.miscalibration(lists, history, features),
+    }
+    if features.vectors is not None:
+        parts[f"ILD-embedding@{k}"] = beyond.embedding_diversity(lists, features.vectors)
+    for key, values in parts.items():
+        ok = ~np.isnan(values)
+        sums[key] = sums.get(key, 0.0) + float(values[ok].sum())
+        sums[COUNT + key] = sums.get(COUNT + key, 0.0) + float(ok.sum())
 
 
 def _all_reduce_sums(
@@ -175,7 +214,15 @@ def model_scorer(model: Any) -> Scorer:
 
 
 def judge_on(
-    model: Any, split: Split, questions: EvalSet, *, ties: Ties, exclude_seen: bool, distributed: bool = False
+    model: Any,
+    split: Split,
+    questions: EvalSet,
+    *,
+    ties: Ties,
+    exclude_seen: bool,
+    distributed: bool = False,
+    rerank: ListTransform | None = None,
+    features: ItemFeatures | None = None,
 ) -> EvalResult:
     """Validation and test are scored by exactly the same settings (popularity-based metrics
     count the training events, refit or not)."""
@@ -187,6 +234,8 @@ def judge_on(
         exclude_seen=exclude_seen,
         item_counts=split.train.item_counts(),
         distributed=distributed,
+        rerank=rerank,
+        features=features,
     )
 
 

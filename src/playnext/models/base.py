@@ -80,6 +80,11 @@ class Recommender(ABC):
     @abstractmethod
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor: ...
 
+    def item_embeddings(self) -> np.ndarray | None:
+        """(n_items, D) float32 item vectors for similarity (re-ranking diversity), or None for a
+        model without them; a model that scores by state · item vector returns those vectors."""
+        return None
+
     # ---- persistence ------------------------------------------------------------------------
     @abstractmethod
     def _state(self) -> dict[str, torch.Tensor]: ...

@@ -304,6 +304,10 @@ class SequenceRecommender(NeuralRecommender):
             out[torch.from_numpy(idx)] = (h @ weight.T).float().cpu()  # (b, I)
         return out
 
+    def item_embeddings(self) -> np.ndarray | None:
+        with torch.no_grad():
+            return self.net_.item_vectors().detach().float().cpu().numpy()
+
     def _score_chunks(self, history: Histories) -> Iterator[np.ndarray]:
         """Row indices per scoring forward pass, longest rows first, so that a chunk pads only
         to its own rows; callers put each chunk's scores back at these indices."""

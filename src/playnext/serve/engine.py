@@ -21,6 +21,7 @@ import torch
 
 from playnext.artifact import Artifact
 from playnext.data.interactions import Histories
+from playnext.rerank import ItemFeatures, RerankSpec, rerank
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
 from playnext.serve.settings import Settings
@@ -46,6 +47,15 @@ class Query:
     year_max: int | None = None
     exclude_items: list[str] | None = None
     only_items: list[str] | None = None
+    rerank: RerankSpec | None = None
+
+
+@dataclass
+class Ranked:
+    """An answer: the items, and what re-ranking did (None when it was not asked for)."""
+
+    items: list[dict[str, Any]]
+    rerank: dict[str, Any] | None = None
 
 
 @dataclass
@@ -100,6 +110,8 @@ class Engine:
             self.text_index = VectorIndex(self.encoder.dim, ann_threshold=settings.ann_threshold)
             self.text_index.add(vecs)
         self.text_seconds = time.perf_counter() - t0
+        self._model_vectors = self.model.item_embeddings()  # (n_known, D) or None
+        self._features: ItemFeatures | None = None
         self.sync_cold(force=True)
 
     # ---- facts ----------------------------------------------------------------------------------
@@ -229,17 +241,57 @@ class Engine:
         return np.concatenate([known, borrowed.astype(np.float32)])
 
     def recommend(self, q: Query) -> list[dict[str, Any]]:
+        return self.recommend_ranked(q).items
+
+    def recommend_ranked(self, q: Query) -> Ranked:
+        """Top-k for the query, re-ranked when `q.rerank` asks for it."""
         ctx = self._resolve(q)
         known, personal = self._model_scores(ctx.user, ctx.model_history)
         scores = self._full_scores(known, ctx.n)
-        top = _topk(scores, q.k, ctx.allowed)
+        summary = None
+        if q.rerank is not None and q.rerank.active:
+            cand = np.flatnonzero(ctx.allowed[: len(scores)] & np.isfinite(scores))
+            top, summary = self._rerank(q.rerank, scores[cand], cand, ctx, q.k)
+        else:
+            top = _topk(scores, q.k, ctx.allowed)
         expl: list[dict[str, Any] | None] = (
             list(self.explain(ctx, top, personal)) if q.explain else [None] * len(top)
         )
-        return [
+        items = [
             self.item(int(i), rank=r, score=float(scores[i]), explanation=e)
             for r, (i, e) in enumerate(zip(top, expl, strict=True), 1)
         ]
+        return Ranked(items, summary)
+
+    # ---- re-ranking ----------------------------------------------------------------------------
+    def features(self) -> ItemFeatures:
+        """Genres, kinds, popularity and item vectors of the servable catalog, rebuilt when
+        cold-start items have been added since (vectors: the model's, else the text index's)."""
+        n = self.n_items
+        f = self._features
+        if f is not None and f.n == n:
+            return f
+        c = self.catalog
+        pop = np.zeros(n)
+        pop[: self.n_known] = self.popularity
+        vectors = self._model_vectors
+        if vectors is not None and n > self.n_known:  # a cold item: its text neighbours' mean
+            cold = self._cold
+            vectors = np.concatenate(
+                [vectors, (vectors[cold.nn[: n - self.n_known]] * cold.w[: n - self.n_known, :, None]).sum(1)]
+            )
+        elif vectors is None and self.text_index is not None:
+            vectors = self.text_index.vectors[:n]
+        f = ItemFeatures.from_lists(c.genres[:n], c.kinds[:n], pop, vectors)
+        self._features = f
+        return f
+
+    def _rerank(
+        self, spec: RerankSpec, scores: np.ndarray, cand: np.ndarray, ctx: _Context, k: int
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        features = self.features()  # an unknown quota kind is a ConfigError: a 422 naming the known
+        out = rerank(scores, cand, ctx.history, features, spec, k)
+        return out.items, out.summary(spec)
 
     # ---- explanations -----------------------------------------------------------------------
     def explain(self, ctx: _Context, top: np.ndarray, personal: bool) -> list[dict[str, Any]]:
@@ -345,8 +397,12 @@ class Engine:
         return self.text_index
 
     def search(self, text: str, q: Query, blend: float | None) -> list[dict[str, Any]]:
+        return self.search_ranked(text, q, blend).items
+
+    def search_ranked(self, text: str, q: Query, blend: float | None) -> Ranked:
         """Items matching a natural-language query, blended with taste when a history is given:
-        score = (1 − α)·cos(query, item text) + α·taste percentile, α = `search_blend`."""
+        score = (1 − α)·cos(query, item text) + α·taste percentile, α = `search_blend`; then
+        re-ranked over the text candidates when `q.rerank` asks for it."""
         index = self._require_text()
         assert self.encoder is not None
         alpha = self.settings.search_blend if blend is None else blend
@@ -370,7 +426,13 @@ class Engine:
             taste = _percentile(self._full_scores(known, ctx.n))[cand]
         a = alpha if personal else 0.0
         final = (1 - a) * sims_c + a * taste
-        order = np.argsort(-final, kind="stable")[: q.k]
+        summary = None
+        if q.rerank is not None and q.rerank.active and len(cand):
+            top, summary = self._rerank(q.rerank, final, cand, ctx, q.k)
+            where = {int(c): p for p, c in enumerate(cand)}
+            order = np.array([where[int(i)] for i in top], dtype=np.int64)
+        else:
+            order = np.argsort(-final, kind="stable")[: q.k]
         top = cand[order]
         expl = self.explain(ctx, top, personal) if personal and q.explain else [None] * len(top)
         out = []
@@ -393,7 +455,7 @@ class Engine:
                     },
                 )
             )
-        return out
+        return Ranked(out, summary)
 
     def find_titles(self, query: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         n = self.n_items

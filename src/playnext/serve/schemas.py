@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from playnext.rerank import RerankSpec
 
 Id = Annotated[str | int, Field(description="An id as in the dataset (string or number).")]
 SESSION_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -35,6 +37,12 @@ class Who(Filters):
         True,
         description="Say why each item is recommended. For sequence models this costs one extra "
         "forward pass per recent history item; clients that do not show reasons can skip it.",
+    )
+    rerank: RerankSpec | None = Field(
+        None,
+        description="Re-rank the model's top `pool` items: novelty weight, calibration to the "
+        "history's genre or kind mix, MMR diversity, quotas (applied in that order; docs/rerank.md). "
+        'E.g. {"calibrate": {"lambda": 0.5}, "quota": {"min_per_kind": {"game": 2}}}.',
     )
 
 
@@ -84,9 +92,27 @@ class ScoredItem(Item):
     taste_score: float | None = None
 
 
+class RelaxedQuota(BaseModel):
+    constraint: str = Field(description="min_per_kind | max_per_genre")
+    key: str = Field(description="The kind or genre.")
+    wanted: int = Field(description="The minimum asked for, or the maximum allowed.")
+    got: int
+
+
+class RerankSummary(BaseModel):
+    applied: list[str] = Field(description="The re-rankers that ran, in order.")
+    params: dict[str, Any] = Field(description="The full re-ranking request, defaults included.")
+    pool: int = Field(description="How many of the model's best candidates were re-ranked.")
+    similarity: str | None = Field(None, description="What MMR compared: embedding | genres.")
+    relaxed: list[RelaxedQuota] = Field(
+        description="Quotas the list could not meet; it meets as many of the others as it can."
+    )
+
+
 class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     model: str
+    rerank: RerankSummary | None = Field(None, description="What re-ranking did, when it was asked for.")
 
 
 class ItemOut(Item):

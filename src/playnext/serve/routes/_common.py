@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Response
 from pydantic import BaseModel
 
-from playnext.serve.engine import Engine, Query
+from playnext.serve.engine import Engine, Query, Ranked
 from playnext.serve.schemas import ErrorBody, RecommendResponse, Who
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -31,6 +31,7 @@ def to_query(body: Who) -> Query:
         year_max=body.year_max,
         exclude_items=[str(i) for i in body.exclude_items] if body.exclude_items is not None else None,
         only_items=[str(i) for i in body.only_items] if body.only_items is not None else None,
+        rerank=body.rerank,
     )
 
 
@@ -40,6 +41,8 @@ def json_response(body: BaseModel) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-def ranked(items: list[dict[str, Any]], engine: Engine) -> Response:
+def ranked(answer: Ranked | list[dict[str, Any]], engine: Engine) -> Response:
     """The shared body of /recommend, /search and /similar."""
-    return json_response(RecommendResponse.model_validate({"items": items, "model": engine.model.name}))
+    items, rerank = (answer.items, answer.rerank) if isinstance(answer, Ranked) else (answer, None)
+    body = {"items": items, "model": engine.model.name, "rerank": rerank}
+    return json_response(RecommendResponse.model_validate(body))

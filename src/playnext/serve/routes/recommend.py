@@ -18,5 +18,4 @@ def recommend(body: RecommendRequest, engine: EngineDep) -> Response:
     Give `user_id`, `history` and/or `session_id` (their items are combined). Filters restrict
     what may come back; with `exclude_seen` the history itself never does.
     """
-    items = engine.recommend(to_query(body))
-    return ranked(items, engine)
+    return ranked(engine.recommend_ranked(to_query(body)), engine)

@@ -18,5 +18,4 @@ def search(body: SearchRequest, engine: EngineDep) -> Response:
     With a user_id / history / session_id the text match is blended with taste:
     `score = (1 − blend) · cosine(query, item) + blend · taste percentile` (default blend 0.3).
     """
-    items = engine.search(body.query, to_query(body), body.blend)
-    return ranked(items, engine)
+    return ranked(engine.search_ranked(body.query, to_query(body), body.blend), engine)

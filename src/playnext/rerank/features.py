@@ -1,0 +1,122 @@
+"""What re-rankers and beyond-accuracy metrics know about items: genres, kind, popularity, vectors.
+
+Genres are held twice as sparse (n, G) matrices: `genre_share` weights each of an item's genres
+1/|genres| (so every item with genres has mass 1, and a history's genre mix is not dominated by
+items tagged with many genres — Steck 2018, eq. 1), `genre_bin` is 0/1 (for Jaccard similarity
+and per-genre counts). Kinds (movie, music, game) are one category per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from playnext.data.interactions import Columns
+
+By = Literal["genre", "kind"]
+DEFAULT_ALPHA = 0.01
+"""Steck's smoothing: the list's mix is q̃ = (1 − α)·q + α·p, so KL(p‖q̃) stays finite."""
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """Per-item facts in catalog order (row i = item i)."""
+
+    genre_names: list[str]
+    genre_share: sp.csr_matrix  # (n, G) rows sum to 1 (or 0: no genres)
+    genre_bin: sp.csr_matrix  # (n, G) 0/1
+    kind_names: list[str]
+    kinds: np.ndarray  # (n,) int64 index into kind_names, -1 when unknown
+    popularity: np.ndarray  # (n,) float64 training interactions
+    vectors: np.ndarray | None = None  # (n, D) float32, rows L2-normalised (zero rows stay zero)
+
+    @property
+    def n(self) -> int:
+        return len(self.kinds)
+
+    @classmethod
+    def from_lists(
+        cls,
+        genres: Sequence[Sequence[str]],
+        kinds: Sequence[str | None],
+        popularity: np.ndarray | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> ItemFeatures:
+        n = len(genres)
+        if len(kinds) != n:
+            raise ValueError(f"{len(kinds)} kinds for {n} items")
+        genre_names = sorted({g for gs in genres for g in gs})
+        gid = {g: j for j, g in enumerate(genre_names)}
+        rows = [sorted({gid[g] for g in gs}) for gs in genres]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        cols = np.fromiter((j for r in rows for j in r), dtype=np.int64, count=int(indptr[-1]))
+        counts = np.diff(indptr)
+        share = np.repeat(1.0 / np.maximum(counts, 1), counts)
+        shape = (n, len(genre_names))
+        kind_names = sorted({k for k in kinds if k})
+        kid = {k: j for j, k in enumerate(kind_names)}
+        pop = np.zeros(n) if popularity is None else np.asarray(popularity, dtype=np.float64)
+        if len(pop) != n:
+            raise ValueError(f"{len(pop)} popularity counts for {n} items")
+        return cls(
+            genre_names=genre_names,
+            genre_share=sp.csr_matrix((share, cols, indptr), shape=shape),
+            genre_bin=sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=shape),
+            kind_names=kind_names,
+            kinds=np.array([kid[k] if k else -1 for k in kinds], dtype=np.int64),
+            popularity=pop,
+            vectors=None if vectors is None else normalise_rows(vectors),
+        )
+
+    @classmethod
+    def from_meta(
+        cls, meta: pl.DataFrame, popularity: np.ndarray | None = None, vectors: np.ndarray | None = None
+    ) -> ItemFeatures:
+        """From an `Interactions.meta` frame (one row per item, internal order)."""
+        c = Columns
+        genres = [g or [] for g in meta.get_column(c.GENRES).to_list()]
+        kinds = meta.get_column(c.KIND).to_list() if c.KIND in meta.columns else [None] * meta.height
+        return cls.from_lists(genres, kinds, popularity, vectors)
+
+    def categories(self, by: By) -> sp.csr_matrix:
+        """(n, C) category shares: genres weighted 1/|genres|, or the kind one-hot."""
+        if by == "genre":
+            return self.genre_share
+        known = self.kinds >= 0
+        idx = np.flatnonzero(known)
+        return sp.csr_matrix(
+            (np.ones(len(idx)), (idx, self.kinds[known])), shape=(self.n, max(1, len(self.kind_names)))
+        )
+
+    def history_mix(self, history: np.ndarray, by: By = "genre") -> np.ndarray:
+        """p: the category distribution of `history` (dense (C,), sums to 1, or all 0)."""
+        return mix(self.categories(by), history)
+
+
+def mix(shares: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+    """The normalised category distribution of `items` (repeats count; all 0 if none has one)."""
+    items = np.asarray(items, dtype=np.int64)
+    items = items[(items >= 0) & (items < shares.shape[0])]
+    total = np.asarray(shares[items].sum(axis=0)).ravel() if len(items) else np.zeros(shares.shape[1])
+    s = total.sum()
+    return total / s if s > 0 else total
+
+
+def smoothed_kl(p: np.ndarray, q: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """KL(p ‖ (1 − α)q + αp) over the last axis; q may be (…, C) against p (C,)."""
+    support = p > 0
+    ps = p[support]
+    qt = (1.0 - alpha) * q[..., support] + alpha * ps
+    return np.asarray((ps * (np.log(ps) - np.log(qt))).sum(-1))
+
+
+def normalise_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)

@@ -1,0 +1,348 @@
+"""The re-rankers: pure functions from (candidate scores, candidate items, history) to a list.
+
+    r_i   = minmax(score_i over the pool) − w · log(1 + pop_i) / log(1 + max pop)      novelty
+    g_i   = (1 − λ_c) · r_i − λ_c · k · KL(p ‖ q̃(S ∪ {i}))                             calibration
+    g_i  ← (1 − λ_m) · g_i − λ_m · max_{j ∈ S} sim(i, j)                               MMR
+    S    ← S ∪ {argmax g_i over the items quotas allow}                                 k times
+
+p is the history's category mix (each item's genres weighted 1/|genres|), q the list's, and
+q̃ = (1 − α)·q + α·p (Steck, RecSys 2018). Adding the item with the best total objective is the
+same as adding the one with the best marginal gain, since the current list's terms are common to
+every candidate. Everything runs over a pool, the model's top `pool` items (quotas may add the
+best few of a required kind), so a request costs O(k · pool · categories), never O(catalog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from playnext.data.interactions import Histories
+from playnext.errors import ConfigError
+from playnext.rerank.features import ItemFeatures, mix
+from playnext.rerank.spec import RerankSpec
+
+
+@dataclass(frozen=True)
+class Relaxed:
+    """A quota the list could not meet: which one, for which kind or genre, wanted and got."""
+
+    constraint: str  # "min_per_kind" | "max_per_genre"
+    key: str  # the kind or genre
+    wanted: int  # the minimum asked, or the maximum allowed
+    got: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"constraint": self.constraint, "key": self.key, "wanted": self.wanted, "got": self.got}
+
+
+@dataclass
+class Reranked:
+    """The re-ranked list (catalog indices, best first) and what was done to make it."""
+
+    items: np.ndarray
+    applied: list[str] = field(default_factory=list)
+    relaxed: list[Relaxed] = field(default_factory=list)
+    pool: int = 0
+    similarity: str | None = None  # what MMR compared: "embedding" | "genres"
+
+    def summary(self, spec: RerankSpec) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "params": spec.describe(),
+            "pool": self.pool,
+            "similarity": self.similarity,
+            "relaxed": [r.as_dict() for r in self.relaxed],
+        }
+
+
+def rerank(
+    scores: np.ndarray,
+    items: np.ndarray,
+    history: np.ndarray,
+    features: ItemFeatures,
+    spec: RerankSpec,
+    k: int,
+) -> Reranked:
+    """The top-k of `items` re-ranked by `spec`.
+
+    `scores` (C,) are the model's scores of the candidates `items` (C,) — already filtered (seen
+    items, filters, -inf removed); `history` holds catalog indices. Ties keep the model's order
+    (then the lower index). Batch jobs call this once per user, or `rerank_rows` on a matrix.
+    """
+    check(spec, features)
+    scores = np.asarray(scores, dtype=np.float64)
+    items = np.asarray(items, dtype=np.int64)
+    pool_pos = _pool(scores, items, features, spec, k)
+    cand, s = items[pool_pos], scores[pool_pos]
+    if not spec.active or len(cand) == 0:
+        return Reranked(cand[:k], spec.applied, [], len(cand))
+    rel = _relevance(s, cand, features, spec)
+    picked, similarity = _greedy(rel, cand, history, features, spec, min(k, len(cand)))
+    out = cand[picked]
+    return Reranked(out, spec.applied, _relaxed(out, features, spec), len(cand), similarity)
+
+
+def check(spec: RerankSpec, features: ItemFeatures) -> None:
+    """What the spec asks of this catalog exists: a ConfigError (CLI exit 2, API 422) if not."""
+    if spec.quota is not None:
+        bad = [kind for kind in spec.quota.min_per_kind if kind not in features.kind_names]
+        if bad:
+            raise ConfigError(
+                f"rerank.quota.min_per_kind: unknown kind(s) {', '.join(bad)}; "
+                f"known: {', '.join(features.kind_names) or '(this catalog has no kinds)'}"
+            )
+    if spec.mmr is not None and spec.mmr.by == "embedding" and features.vectors is None:
+        raise ConfigError("rerank.mmr.by=embedding: these items have no vectors; use by=genres or auto")
+
+
+def _pool(
+    scores: np.ndarray, items: np.ndarray, features: ItemFeatures, spec: RerankSpec, k: int
+) -> np.ndarray:
+    """Positions (into `items`) of the model's top max(pool, k) in score order (ties: lower item
+    first), plus, for each kind a quota needs, its best `n` items outside that top (so a quota
+    fails only when the kind is absent from the candidates)."""
+    size = max(spec.pool, k)
+    pos = _best(scores, np.arange(len(scores)), size)
+    q = spec.quota
+    if q is not None and q.min_per_kind and len(scores) > size:
+        outside = np.ones(len(scores), dtype=bool)
+        outside[pos] = False
+        kinds = features.kinds[items]
+        for name, n in q.min_per_kind.items():
+            if n > 0 and name in features.kind_names:
+                of_kind = np.flatnonzero(outside & (kinds == features.kind_names.index(name)))
+                pos = np.concatenate([pos, _best(scores, of_kind, n)])
+    return pos[np.lexsort((items[pos], -scores[pos]))]
+
+
+def _best(scores: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
+    """The `n` positions among `pos` with the highest scores (unordered)."""
+    if len(pos) <= n:
+        return pos
+    return pos[np.argpartition(-scores[pos], n - 1)[:n]]
+
+
+def _relevance(s: np.ndarray, cand: np.ndarray, features: ItemFeatures, spec: RerankSpec) -> np.ndarray:
+    """Scores on one scale ([0, 1] over the pool), less the novelty penalty."""
+    lo, hi = float(s.min()), float(s.max())
+    rel = (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
+    if spec.novelty is not None and spec.novelty.weight > 0:
+        top = np.log1p(float(features.popularity.max(initial=0.0)))
+        if top > 0:
+            rel = rel - spec.novelty.weight * np.log1p(features.popularity[cand]) / top
+    return rel
+
+
+def _greedy(
+    rel: np.ndarray,
+    cand: np.ndarray,
+    history: np.ndarray,
+    features: ItemFeatures,
+    spec: RerankSpec,
+    k: int,
+) -> tuple[np.ndarray, str | None]:
+    """Positions into `cand` of the k picks, in pick order; and the MMR similarity used."""
+    n = len(cand)
+    cal = _Calibration.start(rel, cand, history, features, spec, k)
+    similarity: str | None = None
+    sim: np.ndarray | None = None
+    mmr = spec.mmr
+    lam_m = mmr.lam if mmr is not None else 0.0
+    if mmr is not None and lam_m > 0:
+        sim, similarity = _similarity(cand, features, mmr.by)
+    maxsim = np.zeros(n)  # before the first pick nothing is similar
+    quota = _Quota.start(cand, features, spec)
+    chosen = np.zeros(n, dtype=bool)
+    picks: list[int] = []
+    for t in range(k):
+        gain = cal.gain() if cal is not None else rel
+        if sim is not None:
+            gain = (1 - lam_m) * gain - lam_m * maxsim
+        allowed = quota.allowed(~chosen, k - t) if quota is not None else ~chosen
+        masked = np.where(allowed, gain, -np.inf)
+        i = int(np.argmax(masked))  # the first best: ties keep the model's order
+        if not allowed[i]:
+            break
+        chosen[i] = True
+        picks.append(i)
+        if cal is not None:
+            cal.add(i)
+        if sim is not None:
+            maxsim = sim[:, i] if t == 0 else np.maximum(maxsim, sim[:, i])
+        if quota is not None:
+            quota.add(i)
+    return np.asarray(picks, dtype=np.int64), similarity
+
+
+class _Calibration:
+    """The list's category mass over the support of p, and each candidate's KL if added."""
+
+    def __init__(
+        self,
+        rel: np.ndarray,
+        ps: np.ndarray,
+        sh: np.ndarray,
+        mass: np.ndarray,
+        k: int,
+        lam: float,
+        alpha: float,
+    ) -> None:
+        self.rel, self.ps, self.sh, self.mass, self.lam, self.alpha = rel, ps, sh, mass, lam, alpha
+        self.k = k
+        self.num = np.zeros(sh.shape[1])  # Σ shares of the listed items, on p's support
+        self.den = 0.0  # how many listed items have a category
+        self.entropy = float((ps * np.log(ps)).sum())
+
+    @classmethod
+    def start(
+        cls,
+        rel: np.ndarray,
+        cand: np.ndarray,
+        history: np.ndarray,
+        features: ItemFeatures,
+        spec: RerankSpec,
+        k: int,
+    ) -> _Calibration | None:
+        c = spec.calibrate
+        if c is None or c.lam <= 0:
+            return None
+        shares = features.categories(c.by)
+        p = mix(shares, history)
+        support = np.flatnonzero(p > 0)
+        if not len(support):  # a history without categories: nothing to calibrate to
+            return None
+        sub = shares[cand]
+        sh = sub[:, support].toarray()  # (P, S)
+        mass = np.asarray(sub.sum(axis=1)).ravel()  # (P,) 1 for an item with categories, else 0
+        return cls(rel, p[support], sh, mass, k, c.lam, c.alpha)
+
+    def gain(self) -> np.ndarray:
+        """(1 − λ)·r_i − λ·k·KL(p ‖ q̃(S ∪ {i})) for every candidate i.
+
+        Steck weighs Σ relevance over the list against one KL; with relevance on [0, 1] that sum
+        grows with k, so the KL is weighed k times: λ then means the same for any k and model."""
+        tot = self.den + self.mass  # (P,)
+        q = np.divide(
+            self.num[None, :] + self.sh, tot[:, None], out=np.zeros_like(self.sh), where=tot[:, None] > 0
+        )  # (P, S)
+        qt = (1 - self.alpha) * q + self.alpha * self.ps[None, :]
+        kl = self.entropy - (np.log(qt) * self.ps[None, :]).sum(1)
+        return (1 - self.lam) * self.rel - self.lam * self.k * kl
+
+    def add(self, i: int) -> None:
+        self.num += self.sh[i]
+        self.den += float(self.mass[i])
+
+
+class _Quota:
+    """Which candidates a step may take: min_per_kind first, then max_per_genre, then a full list."""
+
+    def __init__(self, kinds: np.ndarray, want: dict[int, int], cap: int | None, gbin: np.ndarray) -> None:
+        self.kinds, self.want, self.cap, self.gbin = kinds, want, cap, gbin
+        self.have = dict.fromkeys(want, 0)
+        self.counts = np.zeros(gbin.shape[1], dtype=np.int64)
+
+    @classmethod
+    def start(cls, cand: np.ndarray, features: ItemFeatures, spec: RerankSpec) -> _Quota | None:
+        q = spec.quota
+        if q is None:
+            return None
+        names = features.kind_names
+        want = {names.index(k): m for k, m in q.min_per_kind.items() if m > 0 and k in names}
+        gb = features.genre_bin[cand]
+        gbin = gb[:, np.unique(gb.indices)].toarray() > 0  # (P, G'): the genres in the pool
+        return cls(features.kinds[cand], want, q.max_per_genre, gbin)
+
+    def allowed(self, avail: np.ndarray, slots: int) -> np.ndarray:
+        allowed = avail
+        if self.cap is not None:
+            ok = avail & ~(self.gbin & (self.counts >= self.cap)[None, :]).any(1)
+            allowed = ok if ok.any() else avail  # cannot fill the list otherwise: relaxed
+        short = {kid: m - self.have[kid] for kid, m in self.want.items() if self.have[kid] < m}
+        short = {kid: d for kid, d in short.items() if (avail & (self.kinds == kid)).any()}
+        if short and sum(short.values()) >= slots:  # every remaining slot is needed by a quota
+            need = avail & np.isin(self.kinds, list(short))
+            need_ok = need & allowed
+            allowed = need_ok if need_ok.any() else need  # min_per_kind wins over max_per_genre
+        return allowed
+
+    def add(self, i: int) -> None:
+        self.counts += self.gbin[i]
+        kid = int(self.kinds[i])
+        if kid in self.have:
+            self.have[kid] += 1
+
+
+def _similarity(cand: np.ndarray, features: ItemFeatures, by: str) -> tuple[np.ndarray, str]:
+    """(P, P) item similarity: cosine of vectors or Jaccard of genre sets."""
+    if by in ("auto", "embedding") and features.vectors is not None:
+        v = features.vectors[cand]  # (P, D), unit rows
+        return v @ v.T, "embedding"
+    b = features.genre_bin[cand]
+    inter = (b @ b.T).toarray()  # (P, P)
+    size = np.asarray(b.sum(axis=1)).ravel()
+    union = size[:, None] + size[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0), "genres"
+
+
+def _relaxed(out: np.ndarray, features: ItemFeatures, spec: RerankSpec) -> list[Relaxed]:
+    """The quotas the final list misses, read off the list itself."""
+    q = spec.quota
+    if q is None:
+        return []
+    found: list[Relaxed] = []
+    kinds = features.kinds[out]
+    for name, m in q.min_per_kind.items():
+        got = int((kinds == features.kind_names.index(name)).sum()) if name in features.kind_names else 0
+        if got < m:
+            found.append(Relaxed("min_per_kind", name, m, got))
+    if q.max_per_genre is not None and len(out):
+        per = np.asarray(features.genre_bin[out].sum(axis=0)).ravel()
+        for g in np.flatnonzero(per > q.max_per_genre):
+            found.append(Relaxed("max_per_genre", features.genre_names[int(g)], q.max_per_genre, int(per[g])))
+    return found
+
+
+# ---- many users at once: batch output and offline evaluation -----------------------------------------
+def rerank_rows(
+    scores: np.ndarray | torch.Tensor,
+    histories: Histories,
+    features: ItemFeatures,
+    spec: RerankSpec,
+    k: int,
+) -> np.ndarray:
+    """(B, k) re-ranked catalog indices for a (B, N) score matrix whose excluded items are -inf
+    (padded with -1 where a row has fewer than k candidates)."""
+    s = scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    out = np.full((len(s), k), -1, dtype=np.int64)
+    for r in range(len(s)):
+        row = s[r]
+        ok = np.flatnonzero(np.isfinite(row))
+        got = rerank(row[ok], ok, histories[r], features, spec, k).items
+        out[r, : len(got)] = got
+    return out
+
+
+def list_reranker(
+    features: ItemFeatures, spec: RerankSpec, k: int
+) -> Callable[[torch.Tensor, Histories], torch.Tensor]:
+    """A score transform for full-ranking evaluation: each row's re-ranked top-k is moved above
+    every other item in its new order; the rest keep the model's scores and order."""
+
+    def apply(scores: torch.Tensor, histories: Histories) -> torch.Tensor:
+        lists = rerank_rows(scores, histories, features, spec, k)  # (B, k)
+        out = scores.clone()
+        finite = torch.where(torch.isfinite(out), out, torch.full_like(out, -torch.inf))
+        top = finite.max(dim=1).values.clamp(min=0.0) + 1.0  # (B,)
+        for r in range(len(lists)):
+            row = lists[r][lists[r] >= 0]
+            if len(row):
+                out[r, torch.from_numpy(row)] = top[r] + torch.arange(len(row), 0, -1, dtype=out.dtype)
+        return out
+
+    return apply
