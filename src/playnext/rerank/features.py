@@ -9,8 +9,8 @@ and per-genre counts). Kinds (movie, music, game) are one category per item.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,7 @@ class ItemFeatures:
     kinds: np.ndarray  # (n,) int64 index into kind_names, -1 when unknown
     popularity: np.ndarray  # (n,) float64 training interactions
     vectors: np.ndarray | None = None  # (n, D) float32, rows L2-normalised (zero rows stay zero)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -88,11 +89,20 @@ class ItemFeatures:
         """(n, C) category shares: genres weighted 1/|genres|, or the kind one-hot."""
         if by == "genre":
             return self.genre_share
-        known = self.kinds >= 0
-        idx = np.flatnonzero(known)
-        return sp.csr_matrix(
-            (np.ones(len(idx)), (idx, self.kinds[known])), shape=(self.n, max(1, len(self.kind_names)))
-        )
+        if "kind" not in self._cache:
+            idx = np.flatnonzero(self.kinds >= 0)
+            shape = (self.n, max(1, len(self.kind_names)))
+            self._cache["kind"] = sp.csr_matrix((np.ones(len(idx)), (idx, self.kinds[idx])), shape=shape)
+        out: sp.csr_matrix = self._cache["kind"]
+        return out
+
+    def members(self, by: By) -> sp.csc_matrix:
+        """The same matrix by column: which items carry each category (computed once)."""
+        key = f"csc-{by}"
+        if key not in self._cache:
+            self._cache[key] = self.categories(by).tocsc()
+        out: sp.csc_matrix = self._cache[key]
+        return out
 
     def history_mix(self, history: np.ndarray, by: By = "genre") -> np.ndarray:
         """p: the category distribution of `history` (dense (C,), sums to 1, or all 0)."""

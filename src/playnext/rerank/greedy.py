@@ -8,8 +8,9 @@
 p is the history's category mix (each item's genres weighted 1/|genres|), q the list's, and
 q̃ = (1 − α)·q + α·p (Steck, RecSys 2018). Adding the item with the best total objective is the
 same as adding the one with the best marginal gain, since the current list's terms are common to
-every candidate. Everything runs over a pool, the model's top `pool` items (quotas may add the
-best few of a required kind), so a request costs O(k · pool · categories), never O(catalog).
+every candidate. Everything runs over a pool, the model's top `pool` items (quotas and
+calibration add the best few of a kind or genre the list needs), so a request costs about
+O(k · pool · categories), never O(k · catalog).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def rerank(
     check(spec, features)
     scores = np.asarray(scores, dtype=np.float64)
     items = np.asarray(items, dtype=np.int64)
-    pool_pos = _pool(scores, items, features, spec, k)
+    pool_pos = _pool(scores, items, np.asarray(history, dtype=np.int64), features, spec, k)
     cand, s = items[pool_pos], scores[pool_pos]
     if not spec.active or len(cand) == 0:
         return Reranked(cand[:k], spec.applied, [], len(cand))
@@ -101,22 +102,48 @@ def check(spec: RerankSpec, features: ItemFeatures) -> None:
 
 
 def _pool(
-    scores: np.ndarray, items: np.ndarray, features: ItemFeatures, spec: RerankSpec, k: int
+    scores: np.ndarray,
+    items: np.ndarray,
+    history: np.ndarray,
+    features: ItemFeatures,
+    spec: RerankSpec,
+    k: int,
 ) -> np.ndarray:
     """Positions (into `items`) of the model's top max(pool, k) in score order (ties: lower item
-    first), plus, for each kind a quota needs, its best `n` items outside that top (so a quota
-    fails only when the kind is absent from the candidates)."""
+    first), plus the best few items outside that top of what the list may need: n of each kind a
+    quota asks for, k without any genre the top would fill past max_per_genre, and round(k·p_c)
+    of each category c of the history's mix p that calibration matches (a pool of nothing but
+    drama cannot be calibrated to 30 % comedy)."""
     size = max(spec.pool, k)
     pos = _best(scores, np.arange(len(scores)), size)
+    if len(scores) <= size:
+        return pos[np.lexsort((items[pos], -scores[pos]))]
+    wanted: list[tuple[np.ndarray, int]] = []  # (catalog items of a category, how many)
     q = spec.quota
-    if q is not None and q.min_per_kind and len(scores) > size:
-        outside = np.ones(len(scores), dtype=bool)
-        outside[pos] = False
-        kinds = features.kinds[items]
+    if q is not None:
         for name, n in q.min_per_kind.items():
             if n > 0 and name in features.kind_names:
-                of_kind = np.flatnonzero(outside & (kinds == features.kind_names.index(name)))
-                pos = np.concatenate([pos, _best(scores, of_kind, n)])
+                wanted.append((np.flatnonzero(features.kinds == features.kind_names.index(name)), n))
+    if q is not None and q.max_per_genre is not None:
+        # genres the top alone could fill past the cap: the best k items carrying none of them
+        top_counts = np.asarray(features.genre_bin[items[pos]].sum(axis=0)).ravel()
+        full = (top_counts >= q.max_per_genre).astype(np.float64)
+        if full.any():
+            free = (features.genre_bin @ full) == 0  # (n,) catalog items with no full genre
+            wanted.append((np.flatnonzero(free), k))
+    cal = spec.calibrate
+    if cal is not None and cal.lam > 0:
+        p = features.history_mix(history, cal.by)
+        members = features.members(cal.by)
+        for c in np.flatnonzero(np.round(k * p) >= 1):
+            of_c = members.indices[members.indptr[c] : members.indptr[c + 1]]
+            wanted.append((of_c, int(np.round(k * p[c]))))
+    if wanted:
+        where = np.full(features.n, -1, dtype=np.int64)  # catalog item -> position, outside the top
+        where[items] = np.arange(len(items))
+        where[items[pos]] = -1
+        extra = [_best(scores, w[w >= 0], n) for of_c, n in wanted for w in (where[of_c],)]
+        pos = np.unique(np.concatenate([pos, *extra]))
     return pos[np.lexsort((items[pos], -scores[pos]))]
 
 

@@ -1,0 +1,324 @@
+"""Re-rankers on planted answers: a calibrated list matches the history's mix, MMR spreads over
+clusters, quotas are met or named as relaxed, novelty lifts the long tail — and a pure-Python
+greedy confirms every pick is the best available one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playnext.data.interactions import Histories
+from playnext.errors import ConfigError
+from playnext.rerank import ItemFeatures, RerankSpec, parse_spec, rerank, rerank_rows, spec_from
+from playnext.rerank.features import mix, smoothed_kl
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def drama_comedy(n: int = 300) -> tuple[ItemFeatures, np.ndarray, np.ndarray, np.ndarray]:
+    """Items 0..149 drama (movies), 150..299 comedy (games 250..299); a 70/30 drama/comedy
+    history; model scores that put every drama above every comedy."""
+    genres = [["Drama"] if i < 150 else ["Comedy"] for i in range(n)]
+    kinds = ["game" if i >= 250 else "movie" for i in range(n)]
+    features = ItemFeatures.from_lists(genres, kinds, popularity=np.arange(n, 0, -1, dtype=float))
+    history = np.array([0, 1, 2, 3, 4, 5, 6, 150, 151, 152])
+    items = np.setdiff1d(np.arange(n), history)
+    scores = np.where(items < 150, 10.0, 5.0) - items * 1e-3
+    return features, history, items, scores
+
+
+def n_drama(items: np.ndarray) -> int:
+    return int((items < 150).sum())
+
+
+def test_calibration_matches_the_history_mix_where_the_model_list_is_all_drama() -> None:
+    f, history, items, scores = drama_comedy()
+    raw = rerank(scores, items, history, f, RerankSpec(), 10).items
+    assert n_drama(raw) == 10
+    # every comedy scores far below every drama (and none is in the top-100 pool): a strong λ
+    calibrated = rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": 0.9}}), 10)
+    assert n_drama(calibrated.items) == 7  # 70 % drama, 30 % comedy, as the history
+    assert calibrated.applied == ["calibrate"] and calibrated.relaxed == []
+    # the best of each genre, each genre in the model's order
+    assert list(calibrated.items[calibrated.items < 150]) == list(raw[:7])
+    p = f.history_mix(history)
+    kl_raw = smoothed_kl(p, mix(f.genre_share, raw))
+    kl_cal = smoothed_kl(p, mix(f.genre_share, calibrated.items))
+    assert kl_cal < 0.01 < kl_raw
+
+
+def test_calibration_strength_grows_with_lambda_and_zero_is_the_model_order() -> None:
+    f, history, items, scores = drama_comedy()
+    raw = rerank(scores, items, history, f, RerankSpec(), 10).items
+    zero = rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": 0.0}}), 10).items
+    assert list(zero) == list(raw)
+    counts = [
+        n_drama(rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": lam}}), 10).items)
+        for lam in (0.0, 0.01, 0.05, 0.2, 1.0)
+    ]
+    assert counts == sorted(counts, reverse=True) and counts[0] == 10 and counts[-1] == 7
+
+
+def test_calibration_by_kind() -> None:
+    f, history, items, scores = drama_comedy()
+    history = np.array([0, 1, 2, 3, 4, 250, 251, 252, 253, 254])  # half movies, half games
+    out = rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": 0.9, "by": "kind"}}), 10)
+    assert int((out.items >= 250).sum()) == 5
+
+
+def clusters() -> tuple[ItemFeatures, np.ndarray, np.ndarray]:
+    """30 items in three tight vector clusters; the model ranks all of cluster 0 first."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8)
+    vecs = np.repeat(centres, 10, axis=0) + 0.01 * rng.standard_normal((30, 8))
+    f = ItemFeatures.from_lists([[] for _ in range(30)], [None] * 30, vectors=vecs)
+    return f, np.arange(30), 3.0 - np.arange(30) * 0.01
+
+
+def test_mmr_spreads_the_top_over_clusters_and_zero_is_the_model_order() -> None:
+    f, items, scores = clusters()
+    empty = np.zeros(0, dtype=np.int64)
+    assert list(rerank(scores, items, empty, f, spec_from({"mmr": {"lambda": 0.0}}), 3).items) == [0, 1, 2]
+    out = rerank(scores, items, empty, f, spec_from({"mmr": {"lambda": 0.5}}), 3)
+    assert sorted(out.items // 10) == [0, 1, 2] and out.items[0] == 0
+    assert out.similarity == "embedding"
+
+
+def test_mmr_on_genres_without_vectors() -> None:
+    genres = [["a"]] * 5 + [["b"]] * 5
+    f = ItemFeatures.from_lists(genres, [None] * 10)
+    out = rerank(10.0 - np.arange(10), np.arange(10), np.zeros(0, np.int64), f, spec_from({"mmr": {}}), 2)
+    assert list(out.items) == [0, 5] and out.similarity == "genres"
+    with pytest.raises(ConfigError, match=r"mmr\.by=embedding.*no vectors"):
+        rerank(
+            np.ones(10), np.arange(10), np.zeros(0, np.int64), f, spec_from({"mmr": {"by": "embedding"}}), 2
+        )
+
+
+def test_min_per_kind_is_met_from_beyond_the_pool() -> None:
+    f, history, items, scores = drama_comedy()
+    spec = spec_from({"quota": {"min_per_kind": {"game": 2}}, "pool": 20})
+    out = rerank(scores, items, history, f, spec, 10)
+    assert int((out.items >= 250).sum()) == 2 and out.relaxed == []
+    assert list(out.items[:8]) == list(items[:8])  # the model's best fill the other slots, in order
+    assert out.pool == 22  # the top 20 and the best 2 games
+
+
+def test_max_per_genre_caps_the_list() -> None:
+    f, history, items, scores = drama_comedy()
+    out = rerank(scores, items, history, f, spec_from({"quota": {"max_per_genre": 6}}), 10)
+    assert n_drama(out.items) == 6 and out.relaxed == []
+
+
+def test_an_unmeetable_quota_returns_the_best_list_and_names_what_was_relaxed() -> None:
+    f, history, items, scores = drama_comedy()
+    only_two_games = items[(items < 250) | (items >= 298)]  # 298, 299 are the only games left
+    s = scores[np.isin(items, only_two_games)]
+    spec = spec_from({"quota": {"min_per_kind": {"game": 5}, "max_per_genre": 8}})
+    out = rerank(s, only_two_games, history, f, spec, 10)
+    assert len(out.items) == 10 and {298, 299} <= set(out.items)
+    assert n_drama(out.items) == 8  # the genre cap still holds
+    assert [r.as_dict() for r in out.relaxed] == [
+        {"constraint": "min_per_kind", "key": "game", "wanted": 5, "got": 2}
+    ]
+    # every candidate is a drama: a full list of 10 beats the cap of 3, and says so
+    dramas = items[items < 150]
+    capped = rerank(scores[: len(dramas)], dramas, history, f, spec_from({"quota": {"max_per_genre": 3}}), 10)
+    assert len(capped.items) == 10
+    assert [r.as_dict() for r in capped.relaxed] == [
+        {"constraint": "max_per_genre", "key": "Drama", "wanted": 3, "got": 10}
+    ]
+
+
+def test_min_per_kind_wins_over_max_per_genre_when_they_conflict() -> None:
+    f, history, items, scores = drama_comedy()
+    spec = spec_from({"quota": {"min_per_kind": {"game": 4}, "max_per_genre": 2}})
+    out = rerank(scores, items, history, f, spec, 10)
+    assert int((out.items >= 250).sum()) == 4
+    assert {r.constraint for r in out.relaxed} == {"max_per_genre"}
+
+
+def test_unknown_quota_kind_is_a_config_error_naming_the_known() -> None:
+    f, history, items, scores = drama_comedy()
+    with pytest.raises(ConfigError, match=r"unknown kind.*tv; known: game, movie"):
+        rerank(scores, items, history, f, spec_from({"quota": {"min_per_kind": {"tv": 1}}}), 10)
+
+
+def test_novelty_weight_lifts_the_long_tail() -> None:
+    n = 50
+    tail = (np.arange(n) >= 25) & (np.arange(n) < 45)
+    f = ItemFeatures.from_lists([[] for _ in range(n)], [None] * n, popularity=np.where(tail, 1.0, 1000.0))
+    # blockbusters 0..24 a little above the tail 25..44; 45..49 (blockbusters) far below both
+    scores = np.where(np.arange(n) < 25, 1.0, np.where(tail, 0.97, 0.0)) - np.arange(n) * 1e-4
+    empty = np.zeros(0, np.int64)
+    plain = rerank(scores, np.arange(n), empty, f, spec_from({"novelty": {"weight": 0}}), 5)
+    assert list(plain.items) == [0, 1, 2, 3, 4]
+    out = rerank(scores, np.arange(n), empty, f, spec_from({"novelty": {"weight": 0.5}}), 5)
+    assert list(out.items) == [25, 26, 27, 28, 29]
+
+
+def test_rerank_rows_matches_one_call_per_row_and_pads() -> None:
+    f, history, items, scores = drama_comedy()
+    full = np.full((2, f.n), -np.inf)
+    full[0, items] = scores
+    full[1, :3] = [1.0, 2.0, 3.0]  # a row with only three candidates
+    spec = spec_from({"calibrate": {"lambda": 0.9}})
+    rows = rerank_rows(full, Histories.from_lists([history, []]), f, spec, 10)
+    assert list(rows[0]) == list(rerank(scores, items, history, f, spec, 10).items)
+    assert list(rows[1]) == [2, 1, 0] + [-1] * 7
+
+
+# ---- every pick is the greedy's best: a pure-Python reference ------------------------------------------
+def reference_gains(
+    rel: list[float],
+    cats: list[dict[int, float]],
+    vecs: list[list[float]],
+    p: dict[int, float],
+    chosen: list[int],
+    lam_c: float,
+    lam_m: float,
+    k: int,
+    alpha: float,
+) -> list[float]:
+    """Each candidate's gain given the picks so far, from the definitions, with dicts and loops."""
+    out = []
+    for i in range(len(rel)):
+        listed = [*chosen, i]
+        mass = sum(sum(cats[j].values()) for j in listed)
+        q = {g: sum(cats[j].get(g, 0.0) for j in listed) / mass if mass else 0.0 for g in p}
+        kl = sum(pg * math.log(pg / ((1 - alpha) * q[g] + alpha * pg)) for g, pg in p.items() if pg > 0)
+        gain = (1 - lam_c) * rel[i] - lam_c * k * kl if p and lam_c > 0 else rel[i]
+        if lam_m > 0:
+            sims = [
+                sum(a * b for a, b in zip(vecs[i], vecs[j], strict=True))
+                / (math.hypot(*vecs[i]) * math.hypot(*vecs[j]) or 1.0)
+                for j in chosen
+            ]
+            gain = (1 - lam_m) * gain - lam_m * (max(sims) if sims else 0.0)
+        out.append(gain)
+    return out
+
+
+@SETTINGS
+@given(
+    n=st.integers(2, 12),
+    k=st.integers(1, 6),
+    lam_c=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+    lam_m=st.sampled_from([0.0, 0.4, 1.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_every_pick_is_the_best_gain_by_the_definitions(
+    n: int, k: int, lam_c: float, lam_m: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c", "d"]
+    genres = [list(rng.choice(names, size=rng.integers(0, 3), replace=False)) for _ in range(n + 4)]
+    vecs = rng.standard_normal((n + 4, 3)) + 0.1
+    f = ItemFeatures.from_lists(genres, [None] * (n + 4), vectors=vecs)
+    history = np.arange(n, n + 4)
+    items = np.arange(n)
+    scores = rng.integers(0, 4, size=n).astype(float)  # ties on purpose
+    spec = spec_from({"calibrate": {"lambda": lam_c}, "mmr": {"lambda": lam_m, "by": "embedding"}})
+    out = rerank(scores, items, history, f, spec, k).items
+    assert len(out) == min(k, n) and len(set(out)) == len(out)
+    lo, hi = scores.min(), scores.max()
+    rel = [(s - lo) / (hi - lo) if hi > lo else 1.0 for s in scores]
+    share = f.genre_share.toarray()
+    cats = [{g: float(share[i, g]) for g in np.flatnonzero(share[i])} for i in range(n)]
+    p_arr = f.history_mix(history)
+    p = {int(g): float(p_arr[g]) for g in np.flatnonzero(p_arr)}
+    chosen: list[int] = []
+    for pick in out:
+        gains = reference_gains(rel, cats, vecs.tolist(), p, chosen, lam_c, lam_m, min(k, n), 0.01)
+        best = max(g for i, g in enumerate(gains) if i not in chosen)
+        assert gains[int(pick)] >= best - 1e-9, (chosen, int(pick), gains)
+        chosen.append(int(pick))
+
+
+@SETTINGS
+@given(
+    n=st.integers(0, 40),
+    k=st.integers(1, 12),
+    games=st.integers(0, 6),
+    cap=st.integers(1, 5),
+    seed=st.integers(0, 10_000),
+)
+def test_quotas_hold_whenever_they_can_and_relaxations_are_exactly_the_misses(
+    n: int, k: int, games: int, cap: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    kinds = [str(rng.choice(["game", "movie"])) for _ in range(n)]
+    genres = [[str(rng.choice(["x", "y", "z"]))] for _ in range(n)]
+    f = ItemFeatures.from_lists(genres, kinds) if n else ItemFeatures.from_lists([], [])
+    if "game" not in f.kind_names:
+        return
+    spec = spec_from({"quota": {"min_per_kind": {"game": games}, "max_per_genre": cap}, "pool": 10})
+    out = rerank(rng.random(n), np.arange(n), np.zeros(0, np.int64), f, spec, k)
+    assert len(out.items) == min(k, n)  # a full list whenever there are enough candidates
+    got_games = sum(kinds[i] == "game" for i in out.items)
+    available = sum(k_ == "game" for k_ in kinds)
+    assert got_games >= min(games, available, len(out.items))  # min_per_kind is met when possible
+    per_genre: dict[str, int] = {}
+    for i in out.items:
+        per_genre[genres[i][0]] = per_genre.get(genres[i][0], 0) + 1
+    expected = [("min_per_kind", "game")] if got_games < games else []
+    expected += [("max_per_genre", g) for g in sorted(per_genre) if per_genre[g] > cap]
+    assert [(r.constraint, r.key) for r in out.relaxed] == expected
+    have = {g: sum(gs[0] == g for gs in genres) for g in ("x", "y", "z")}
+    if games == 0 and sum(min(c, cap) for c in have.values()) >= len(out.items):
+        assert not expected  # the cap alone can be met, so it is
+
+
+# ---- the spec: validated, with the field and the allowed range ----------------------------------------
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"calibrate": {"lambda": 1.5}}, r"calibrate\.lambda: must be in \[0, 1\], got 1\.5"),
+        ({"mmr": {"lambda": -0.1}}, r"mmr\.lambda: must be in \[0, 1\], got -0\.1"),
+        ({"novelty": {"weight": 2}}, r"novelty\.weight: must be in \[0, 1\]"),
+        ({"calibrate": {"alpha": 0}}, r"calibrate\.alpha: must be in \[0\.0001, 0\.5\]"),
+        ({"pool": 5}, r"pool: must be in 10\.\.1000, got 5"),
+        ({"quota": {"max_per_genre": 0}}, r"quota\.max_per_genre: must be in 1\.\.1000"),
+        ({"quota": {"min_per_kind": {"game": -1}}}, r"quota\.min_per_kind\.game: must be in 0\.\.1000"),
+        ({"calibrate": {"by": "mood"}}, r"calibrate\.by: Input should be 'genre' or 'kind'"),
+        ({"calibrat": {}}, r"unknown re-ranker\(s\) calibrat \(did you mean calibrate\?\); known: novelty, "),
+        (
+            {"mmr": {"lamda": 0.2}},
+            r"mmr: unknown parameter\(s\) lamda \(did you mean lambda\?\); known: lambda, by",
+        ),
+    ],
+)
+def test_bad_specs_name_the_field_and_the_allowed_range(doc: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        spec_from(doc)
+
+
+def test_parse_spec_from_command_line_strings() -> None:
+    assert parse_spec(None) is None
+    spec = parse_spec(
+        [
+            "calibrate:lambda=0.4,by=kind",
+            "mmr:by=genres",
+            "quota:max_per_genre=3,min_per_kind.game=2",
+            "pool=200",
+        ]
+    )
+    assert spec is not None
+    assert spec.describe() == {
+        "calibrate": {"lambda": 0.4, "alpha": 0.01, "by": "kind"},
+        "mmr": {"lambda": 0.5, "by": "genres"},
+        "quota": {"min_per_kind": {"game": 2}, "max_per_genre": 3},
+        "pool": 200,
+    }
+    assert spec.applied == ["calibrate", "mmr", "quota"]  # the fixed order, not the given one
+    assert parse_spec(['{"novelty": {"weight": 0.1}}', "calibrate"]).applied == ["novelty", "calibrate"]  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_spec(["calibrate:lambda"])
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_spec(["{nope"])
+    with pytest.raises(ConfigError, match=r"--rerank: calibrate\.lambda: must be in \[0, 1\], got 2"):
+        parse_spec(["calibrate:lambda=2"])
