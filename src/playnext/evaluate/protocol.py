@@ -137,8 +137,10 @@ def evaluate(
     if world > 1:
         sums, nov_sum, pop_sum = _all_reduce_sums(sums, nov_sum, pop_sum, recommended)
     prefix = f"sampled{sampled_negatives}/" if sampled_negatives else ""
-    metrics = {
-        prefix + k: v / max(sums.get(COUNT + k, n), 1) for k, v in sums.items() if not k.startswith(COUNT)
+    metrics = {  # a metric defined for no user (no history has genres) is left out, not 0
+        prefix + k: v / max(sums.get(COUNT + k, n), 1)
+        for k, v in sums.items()
+        if not k.startswith(COUNT) and sums.get(COUNT + k, n) > 0
     }
     if not sampled_negatives:
         k0 = min(ks)
