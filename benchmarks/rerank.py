@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fastapi.testclient import TestClient
 
 from benchmarks.common import append_record, bench_record
 from benchmarks.deep import load
@@ -38,6 +39,7 @@ from playnext.data.split import EvalSet, Split, leave_one_out
 from playnext.evaluate.protocol import evaluate
 from playnext.experiment import Plan, item_features, run
 from playnext.rerank import ItemFeatures, list_reranker, spec_from
+from playnext.serve import Settings, create_app
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 LAMBDAS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9, 1.0)
@@ -160,10 +162,6 @@ def latency(
     model: Any, data: Interactions, split: Split, dataset: str, spec_doc: dict[str, Any], n: int
 ) -> dict[str, Any]:
     """p50 of POST /recommend (k = 10, explain off) with and without re-ranking, interleaved."""
-    from fastapi.testclient import TestClient
-
-    from playnext.serve import Settings, create_app
-
     art = Artifact.from_data(model, data, {"dataset": dataset})
     settings = Settings(text_encoder="none", cache_dir=None, torch_threads=1)
     users = split.test.users[: max(n, 1)]
