@@ -72,6 +72,13 @@ def test_pick_two_titles_and_see_recommendations(live_url: str, world: Interacti
             expect(recs.first.locator(".why")).to_contain_text("Because you liked")
             rec_titles = recs.locator(".title").all_inner_texts()
             assert not set(titles) & set(rec_titles)  # what you picked is not recommended back
+            expect(page.locator("#rerank-note")).to_have_text("")
+            page.locator("#variety").fill("10")  # "more variety": MMR at lambda 0.7
+            expect(page.locator("#rerank-note")).to_contain_text("Re-ranked: more variety")
+            page.locator("#match-mix").check()
+            expect(page.locator("#rerank-note")).to_contain_text("matched to your mix, more variety")
+            expect(recs).to_have_count(10)
+            assert not set(titles) & set(recs.locator(".title").all_inner_texts())
             page.fill("#describe", "a funny space adventure")
             page.press("#describe", "Enter")
             expect(page.locator("#describe-results li").first).to_be_visible()

@@ -86,8 +86,11 @@ async function recommend() {
   if (!picks.length) { $("recs").replaceChildren(); $("recs-empty").hidden = false; return; }
   const body = { session_id: sessionId, k: 10 };
   if ($("kind").value) body.kind = $("kind").value;
+  const rerank = rerankOptions();
+  if (rerank) body.rerank = rerank;
   try {
     const res = await api("POST", "/recommend", body);
+    $("rerank-note").textContent = rerankNote(res.rerank);
     $("recs").replaceChildren(...res.items.map((it) => {
       const li = el("li");
       li.dataset.itemId = it.item_id;
@@ -110,6 +113,29 @@ async function recommend() {
   } catch (e) { status("recommend failed: " + e.message); }
 }
 
+// "More variety" is MMR's lambda (0 … 0.7 in ten steps); "match the mix" calibrates the list to
+// the genres of the picks (Steck's calibration, lambda 0.5). See docs/rerank.md.
+function rerankOptions() {
+  const steps = Number($("variety").value);
+  const out = {};
+  if (steps > 0) out.mmr = { lambda: Math.round(steps * 7) / 100 };
+  if ($("match-mix").checked) out.calibrate = { lambda: 0.5 };
+  return Object.keys(out).length ? out : null;
+}
+
+function rerankNote(summary) {
+  if (!summary) return "";
+  const parts = summary.applied.map((name) => name === "mmr" ? "more variety" : name === "calibrate" ? "matched to your mix" : name);
+  const relaxed = summary.relaxed.map((r) => r.constraint + " " + r.key);
+  return "Re-ranked: " + parts.join(", ") + (relaxed.length ? " (could not meet: " + relaxed.join(", ") + ")" : "");
+}
+
+function varietyChanged() {
+  const steps = Number($("variety").value);
+  $("variety").setAttribute("aria-valuetext", steps ? "mmr lambda " + Math.round(steps * 7) / 100 : "off");
+  recommend();
+}
+
 async function reset() {
   try { await api("DELETE", "/sessions/" + sessionId); } catch (e) { /* already gone */ }
   picks = [];
@@ -122,6 +148,8 @@ let timer = null;
 $("title-search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(searchTitles, 200); });
 $("describe-form").addEventListener("submit", describe);
 $("kind").addEventListener("change", recommend);
+$("variety").addEventListener("change", varietyChanged);
+$("match-mix").addEventListener("change", recommend);
 $("reset").addEventListener("click", reset);
 
 (async function init() {
