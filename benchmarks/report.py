@@ -137,6 +137,9 @@ def results_doc(records: list[dict[str, Any]]) -> str:
     serving = serving_tables()
     if serving:
         parts += ["## Serving state: durability, workers, hot swaps", "", serving, ""]
+    rerank = rerank_tables()
+    if rerank:
+        parts += ["## Re-ranking trade-offs", "", rerank, ""]
     parts += ["## Every run", "", table(records), ""]
     return "\n".join(parts)
 
@@ -201,6 +204,46 @@ def serving_tables() -> str:
             )
         out.append("")
     return "\n".join(out).strip()
+
+
+def rerank_tables() -> str:
+    """The `benchmarks.rerank` records: each model's own lists against calibration and MMR at the
+    knee of their λ sweeps, and the latency re-ranking adds to /recommend."""
+    from benchmarks.common import _read
+
+    path = RESULTS / "rerank.json"
+    if not path.exists():
+        return ""
+    records = _read(path)
+    out = [
+        "λ swept 0 … 1 on the test users' top-10 (leave-one-out, full ranking); the knee is the point "
+        "farthest from the chord between λ = 0 and 1 (`python -m benchmarks.rerank`, "
+        "[rerank.md](rerank.md)). Models trained with their shipped recipe under the budget shown.",
+        "",
+        "| dataset | model | budget min | NDCG@10 | miscal. | ILD-genre | calibrate knee λ | NDCG@10 | "
+        "miscal. (× model's) | MMR knee λ | NDCG@10 | ILD-genre |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        m, cal, mmr = r["metrics"], r["knee"]["calibrate"], r["knee"]["mmr"]
+        budget = f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "saved"
+        out.append(
+            f"| {r['dataset']} | {r['model']} | {budget} | {m['NDCG@10']:.4f} | {m['Miscalibration@10']:.3f} "
+            f"| {m['ILD-genre@10']:.3f} | {cal['knee_lambda']:g} | {cal['knee']['NDCG@10']:.4f} "
+            f"({cal['ndcg_ratio']:.0%}) | {cal['knee']['Miscalibration@10']:.3f} "
+            f"({cal['Miscalibration@10_ratio']:.2f}) | {mmr['knee_lambda']:g} | "
+            f"{mmr['knee']['NDCG@10']:.4f} ({mmr['ndcg_ratio']:.0%}) | {mmr['knee']['ILD-genre@10']:.3f} |"
+        )
+    for r in records:
+        lat = r.get("latency")
+        if lat:
+            out += [
+                "",
+                f"POST /recommend, k = 10, {r['dataset']} {r['model']}, {lat['requests_each']} requests each "
+                f"({lat['how']}): p50 {lat['p50_ms_without']:.2f} ms without re-ranking, "
+                f"{lat['p50_ms_with']:.2f} ms with `{lat['rerank']}` (+{lat['p50_ms_added']:.2f} ms).",
+            ]
+    return "\n".join(out)
 
 
 def peers_table() -> str:
