@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from playnext.data.interactions import Columns
 
 By = Literal["genre", "kind"]
+DENSE_LIMIT = 1 << 21  # items × categories kept dense (16 MiB of float64)
 DEFAULT_ALPHA = 0.01
 """Steck's smoothing: the list's mix is q̃ = (1 − α)·q + α·p, so KL(p‖q̃) stays finite."""
 
@@ -104,9 +105,40 @@ class ItemFeatures:
         out: sp.csc_matrix = self._cache[key]
         return out
 
+    def dense(self, by: By) -> np.ndarray | None:
+        """The category matrix as a dense array when it is small (genres of a film catalog),
+        else None: numpy row gathers cost microseconds where sparse slicing costs ~100 µs."""
+        key = f"dense-{by}"
+        if key not in self._cache:
+            m = self.categories(by)
+            self._cache[key] = m.toarray() if m.shape[0] * m.shape[1] <= DENSE_LIMIT else None
+        out: np.ndarray | None = self._cache[key]
+        return out
+
+    def block(self, by: By, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Dense (len(rows), len(cols)) category shares."""
+        d = self.dense(by)
+        if d is not None:
+            return d[np.ix_(rows, cols)]
+        return self.categories(by)[rows][:, cols].toarray()
+
+    def mass(self, by: By) -> np.ndarray:
+        """(n,) each item's total category share: 1 with categories, 0 without."""
+        key = f"mass-{by}"
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.categories(by).sum(axis=1)).ravel()
+        out: np.ndarray = self._cache[key]
+        return out
+
     def history_mix(self, history: np.ndarray, by: By = "genre") -> np.ndarray:
         """p: the category distribution of `history` (dense (C,), sums to 1, or all 0)."""
-        return mix(self.categories(by), history)
+        d = self.dense(by)
+        if d is None:
+            return mix(self.categories(by), history)
+        h = np.asarray(history, dtype=np.int64)
+        total = d[h[(h >= 0) & (h < self.n)]].sum(0)
+        s = total.sum()
+        return total / s if s > 0 else total
 
 
 def mix(shares: sp.csr_matrix, items: np.ndarray) -> np.ndarray:

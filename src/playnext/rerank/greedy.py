@@ -24,7 +24,7 @@ import torch
 
 from playnext.data.interactions import Histories
 from playnext.errors import ConfigError
-from playnext.rerank.features import ItemFeatures, mix
+from playnext.rerank.features import ItemFeatures
 from playnext.rerank.spec import RerankSpec
 
 
@@ -177,7 +177,7 @@ def _greedy(
     n = len(cand)
     cal = _Calibration.start(rel, cand, history, features, spec, k)
     similarity: str | None = None
-    sim: np.ndarray | None = None
+    sim: Callable[[int], np.ndarray] | None = None
     mmr = spec.mmr
     lam_m = mmr.lam if mmr is not None else 0.0
     if mmr is not None and lam_m > 0:
@@ -200,7 +200,7 @@ def _greedy(
         if cal is not None:
             cal.add(i)
         if sim is not None:
-            maxsim = sim[:, i] if t == 0 else np.maximum(maxsim, sim[:, i])
+            maxsim = sim(i) if t == 0 else np.maximum(maxsim, sim(i))
         if quota is not None:
             quota.add(i)
     return np.asarray(picks, dtype=np.int64), similarity
@@ -238,14 +238,12 @@ class _Calibration:
         c = spec.calibrate
         if c is None or c.lam <= 0:
             return None
-        shares = features.categories(c.by)
-        p = mix(shares, history)
+        p = features.history_mix(history, c.by)
         support = np.flatnonzero(p > 0)
         if not len(support):  # a history without categories: nothing to calibrate to
             return None
-        sub = shares[cand]
-        sh = sub[:, support].toarray()  # (P, S)
-        mass = np.asarray(sub.sum(axis=1)).ravel()  # (P,) 1 for an item with categories, else 0
+        sh = features.block(c.by, cand, support)  # (P, S)
+        mass = features.mass(c.by)[cand]  # (P,) 1 for an item with categories, else 0
         return cls(rel, p[support], sh, mass, k, c.lam, c.alpha)
 
     def gain(self) -> np.ndarray:
@@ -305,16 +303,23 @@ class _Quota:
             self.have[kid] += 1
 
 
-def _similarity(cand: np.ndarray, features: ItemFeatures, by: str) -> tuple[np.ndarray, str]:
-    """(P, P) item similarity: cosine of vectors or Jaccard of genre sets."""
+def _similarity(cand: np.ndarray, features: ItemFeatures, by: str) -> tuple[Callable[[int], np.ndarray], str]:
+    """sim(·, i): every candidate's similarity to candidate i — cosine of vectors or Jaccard of
+    genre sets. Only the k picked columns are ever needed, so no (P, P) matrix is built (a
+    matrix product small enough to wake BLAS threads costs more than the whole greedy)."""
     if by in ("auto", "embedding") and features.vectors is not None:
-        v = features.vectors[cand]  # (P, D), unit rows
-        return v @ v.T, "embedding"
-    b = features.genre_bin[cand]
-    inter = (b @ b.T).toarray()  # (P, P)
-    size = np.asarray(b.sum(axis=1)).ravel()
-    union = size[:, None] + size[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0), "genres"
+        v = np.ascontiguousarray(features.vectors[cand], dtype=np.float64)  # (P, D), unit rows
+        return (lambda i: v @ v[i]), "embedding"
+    gb = features.genre_bin[cand]
+    b = gb[:, np.unique(gb.indices)].toarray()  # (P, G') 0/1, the pool's genres only
+    size = b.sum(1)
+
+    def jaccard(i: int) -> np.ndarray:
+        inter = b @ b[i]
+        union = size + size[i] - inter
+        return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+    return jaccard, "genres"
 
 
 def _relaxed(out: np.ndarray, features: ItemFeatures, spec: RerankSpec) -> list[Relaxed]:
