@@ -513,6 +513,40 @@ def serve(
     _run(go)
 
 
+@app.command("export")
+def export_model(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="The file to write (default: MODEL_DIR/model.onnx).")
+    ] = None,
+    check_users: Annotated[
+        int, typer.Option("--check-users", min=1, help="Users whose histories check the export.")
+    ] = 1024,
+    as_json: Annotated[bool, typer.Option("--json", help="The check record as one JSON object.")] = False,
+) -> None:
+    """Export a sequence model's scoring path (SASRec, HSTU, GRU4Rec, Caser) to ONNX, checked
+    against PyTorch with onnxruntime on real histories; refused if scores differ by > 1e-4."""
+
+    def go() -> None:
+        from playnext.export import export_onnx
+
+        if fmt != "onnx":
+            raise PlaynextError(f"--format {fmt}: only onnx is supported")
+        with _step("exporting to ONNX and checking against PyTorch", as_json):
+            done = export_onnx(model_dir, out_file, check_users=check_users)
+        if as_json:
+            sys.stdout.write(json.dumps({"path": str(done.path), **done.info}) + "\n")
+            return
+        info = done.info
+        out.print(
+            f"wrote {done.path} (opset {info['opset']}): max |onnx - torch| = {info['max_abs_diff']:.2e} "
+            f"on {info['n_checked']} users; inputs {', '.join(i['name'] for i in info['inputs'])}"
+        )
+
+    _run(go)
+
+
 @app.command()
 def models() -> None:
     """List registered models."""
