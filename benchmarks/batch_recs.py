@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -26,6 +27,17 @@ import pyarrow.parquet as pq
 from benchmarks.common import append_record, data_path, environment
 
 DATASET = "ml-1m"
+LOAD_ONLY = "import sys, playnext.cli, playnext.batch; playnext.batch.Artifact.load(sys.argv[1])"
+
+
+def child_peak_kib(cmd: list[str]) -> int:
+    """Peak RSS (KiB) of one child process, from its own resource usage (`os.wait4`)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{cmd}: exit {proc.returncode}")
+    return int(usage.ru_maxrss)
 
 
 def quick_artifact(model: str, minutes: float, out: Path, overrides: dict[str, Any] | None = None) -> Path:
@@ -70,6 +82,8 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"batch run failed:\n{proc.stderr[-3000:]}")
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        # what the same child holds before scoring anyone: libraries and the model folder
+        loaded_kib = child_peak_kib([sys.executable, "-c", LOAD_ONLY, str(model_dir)])
         meta = pq.read_metadata(out)
         size = out.stat().st_size
     rows, users = int(meta.num_rows), int(summary["users"])
@@ -86,6 +100,7 @@ def main() -> None:
             "metrics": {
                 "seconds": seconds,
                 "peak_rss_mb": peak_kib / 1024,
+                "loaded_rss_mb": loaded_kib / 1024,  # imports + model folder, no user scored
                 "rows": rows,
                 "users": users,
                 "users_per_second": users / seconds,

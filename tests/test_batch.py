@@ -22,6 +22,7 @@ from playnext import batch
 from playnext.artifact import Artifact
 from playnext.cli import app
 from playnext.data.synthetic import generate_world
+from playnext.errors import PlaynextError
 from playnext.models.registry import create
 
 runner = CliRunner()
@@ -212,3 +213,20 @@ def test_out_without_all_users_exits_2_and_single_user_is_unchanged(sasrec_dir: 
     assert [g["item_id"] for g in got] == [
         w["item_id"] for w in Artifact.load(sasrec_dir).recommend(user="u1", k=3)
     ]
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_one_writes(
+    sasrec_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "recs.parquet"
+    refused: list[str] = []
+
+    def meanwhile(i: int) -> None:
+        if i == 0:
+            for restart in (False, True):  # not even --restart pulls the folder from under it
+                with pytest.raises(PlaynextError, match="another batch run") as e:
+                    batch.recommend_all(sasrec_dir, out, batch.Job(k=5, chunk_users=50), restart=restart)
+                refused.append(str(e.value))
+
+    done = batch.recommend_all(sasrec_dir, out, batch.Job(k=5, chunk_users=50), on_part=meanwhile)
+    assert len(refused) == 2 and done.rows == 150 * 5 and done.parts_reused == 0

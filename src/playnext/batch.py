@@ -213,14 +213,16 @@ def _concatenate(work: Path, n_parts: int, out: Path) -> int:
 def _locked(work: Path, out: Path, manifest: dict[str, Any], restart: bool) -> Iterator[None]:
     """The parts folder, checked against (or started with) `manifest`, held under a lock so a
     second run on the same output fails instead of interleaving parts."""
-    if restart and work.exists():
-        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     with open(work / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise PlaynextError(f"{work}: another batch run is writing this output") from None
+        if restart:  # under the lock: never pull the folder from under a running writer
+            for p in work.iterdir():
+                if p.name != ".lock":
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
         _check_manifest(work, manifest)
         # files whose writer was killed mid-write: a part, or the final file's temporary sibling
         for tmp in [*work.glob(".part-*.tmp"), *out.parent.glob(f".{out.name}.*.tmp")]:
