@@ -86,27 +86,17 @@ class NextItemScores(nn.Module):
 
 
 class GRULastScores(nn.Module):
-    """GRU4Rec's last state without packing. `GRU4RecNet.encode` packs the right-aligned rows
-    (`pack_padded_sequence`), which neither exporter can trace: torch.export fails on it and the
-    TorchScript exporter silently drops the packing, giving wrong scores. Unpacked, a recurrence
-    over right-aligned rows gives the same state at each row's last item (later padding steps
-    cannot reach back), so this reads it there; an empty row gets the zero state `encode` gives
-    it. The check against `GRU4Rec.score` after export is what holds the two paths together."""
+    """GRU4Rec: the net's own `encode_last_unpacked` · item vectors (its packed `encode` cannot be
+    traced: torch.export fails on it and the TorchScript exporter silently drops the packing). The
+    check against `GRU4Rec.score` after export is what holds the two paths together."""
 
     def __init__(self, net: GRU4RecNet, n_items: int) -> None:
         super().__init__()
         self.net, self.n_items = net, n_items
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        seq = known_items(items, self.n_items)  # (B, T)
-        t = seq.shape[1]
-        lengths = (seq > 0).sum(1)  # (B,)
-        cols = torch.arange(t, device=seq.device)[None, :]  # (1, T)
-        right = seq.gather(1, (cols + (t - lengths)[:, None]) % t)  # (B, T) items first
-        y, _ = self.net.rnn(self.net.item_emb(right))  # (B, T, H)
-        last = y.gather(1, (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, y.shape[2]))[:, 0]
-        last = last * (lengths > 0)[:, None].to(last.dtype)  # (B, H)
-        return self.net.out(last) @ self.net.item_vectors().T  # (B, I)
+        h = self.net.encode_last_unpacked(known_items(items, self.n_items))  # (B, D)
+        return h @ self.net.item_vectors().T  # (B, I)
 
 
 class CaserScores(nn.Module):
