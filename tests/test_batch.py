@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,8 @@ def test_scores_in_chunks_of_bounded_size(
 KILLED = textwrap.dedent(
     """
     import os, signal, sys
+    import torch
+    torch.set_num_threads(1)  # the same kernels as the uninterrupted run: bit-identical scores
     from playnext import batch
     def die(i):
         if i == 2:
@@ -128,6 +130,18 @@ KILLED = textwrap.dedent(
 )
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Float sums differ across thread counts: both runs use one, as the killed child does."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_a_killed_run_resumes_to_the_identical_file(sasrec_dir: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole.parquet"
     batch.recommend_all(sasrec_dir, whole, batch.Job(k=10, chunk_users=16))
