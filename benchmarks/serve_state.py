@@ -209,13 +209,17 @@ def durability_run(
                     else:
                         failed_sends += 1
                 if not ok and killed.is_set():
-                    time.sleep(0.05)
+                    return  # the server is gone: this client's burst ends with its failed request
 
     half = args.events // 2
     threads = [threading.Thread(target=send, args=(args.events,)) for _ in range(args.clients)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 600
     while len(acked) < half:  # kill mid-burst, while every client has requests in flight
+        if time.monotonic() > deadline:
+            server.stop()
+            raise SystemExit(f"only {len(acked)} of {half} events acknowledged in 600 s")
         time.sleep(0.001)
     server.kill()
     killed.set()

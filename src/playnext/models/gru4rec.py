@@ -67,6 +67,21 @@ class GRU4RecNet(SequenceNet):
         )  # (B, T, H) left-aligned again
         return self.out(self.drop(y))  # (B, T, D)
 
+    def encode_last_unpacked(self, seq: torch.Tensor) -> torch.Tensor:
+        """The last position of `encode` without packing, for graph exporters (ONNX), which cannot
+        trace `pack_padded_sequence`. On items-first rows the recurrence reaches each row's last
+        item before any padding, so its state there is the packed one; an empty row gets zeros
+        (packing gives it the state after one padding step, which `_score` never reads)."""
+        t = seq.shape[1]
+        lengths = (seq > 0).sum(1)  # (B,)
+        cols = torch.arange(t, device=seq.device)[None, :]  # (1, T)
+        right = seq.gather(1, (cols + (t - lengths)[:, None]) % t)  # (B, T) items first
+        y, _ = self.rnn(self.drop(self.item_emb(right)))  # (B, T, H)
+        last = y.gather(1, (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, y.shape[2]))[
+            :, 0
+        ]  # (B, H)
+        return self.out(self.drop(last * (lengths > 0)[:, None].to(last.dtype)))  # (B, D)
+
 
 @register("gru4rec")
 class GRU4Rec(SequenceRecommender):
