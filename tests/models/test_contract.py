@@ -136,6 +136,24 @@ def test_save_load_gives_identical_scores(
     assert torch.equal(model.score(users, hist), loaded.score(users, hist))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_item_embeddings_are_the_vectors_scores_are_made_of(
+    name: str, split: Split, fitted: dict[str, Recommender]
+) -> None:
+    """Re-ranking (MMR) compares items by these vectors: a sequence model's scores for any history
+    are its state times them, so they are the model's own geometry; other models give None."""
+    model = fit(name, split, fitted)
+    vectors = model.item_embeddings()
+    if not issubclass(get(name), SequenceRecommender):
+        assert vectors is None or (vectors.shape[0] == model.n_items_ and np.isfinite(vectors).all())
+        return
+    assert vectors is not None and vectors.shape[0] == model.n_items_ and np.isfinite(vectors).all()
+    scores = model.score(split.test.users[:5], split.test.history.take(np.arange(5))).numpy().T  # (I, 5)
+    state, *_ = np.linalg.lstsq(vectors.astype(np.float64), scores.astype(np.float64), rcond=None)
+    residual = np.abs(vectors @ state - scores).max()
+    assert residual <= 1e-4 * np.abs(scores).max(), residual
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if issubclass(get(n), SequenceRecommender)])
 def test_scoring_shortcut_matches_the_full_forward_pass(
     name: str, split: Split, fitted: dict[str, Recommender]
