@@ -66,7 +66,7 @@ def test_calibration_strength_grows_with_lambda_and_zero_is_the_model_order() ->
 def test_calibration_by_kind() -> None:
     f, history, items, scores = drama_comedy()
     history = np.array([0, 1, 2, 3, 4, 250, 251, 252, 253, 254])  # half movies, half games
-    out = rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": 0.9, "by": "kind"}}), 10)
+    out = rerank(scores, items, history, f, spec_from({"calibrate": {"lambda": 1.0, "by": "kind"}}), 10)
     assert int((out.items >= 250).sum()) == 5
 
 
@@ -149,16 +149,32 @@ def test_unknown_quota_kind_is_a_config_error_naming_the_known() -> None:
 
 
 def test_novelty_weight_lifts_the_long_tail() -> None:
-    n = 50
-    tail = (np.arange(n) >= 25) & (np.arange(n) < 45)
+    n = 30
+    tail = np.arange(n) % 2 == 1  # the model alternates blockbusters (even) and tail items (odd)
     f = ItemFeatures.from_lists([[] for _ in range(n)], [None] * n, popularity=np.where(tail, 1.0, 1000.0))
-    # blockbusters 0..24 a little above the tail 25..44; 45..49 (blockbusters) far below both
-    scores = np.where(np.arange(n) < 25, 1.0, np.where(tail, 0.97, 0.0)) - np.arange(n) * 1e-4
-    empty = np.zeros(0, np.int64)
-    plain = rerank(scores, np.arange(n), empty, f, spec_from({"novelty": {"weight": 0}}), 5)
-    assert list(plain.items) == [0, 1, 2, 3, 4]
-    out = rerank(scores, np.arange(n), empty, f, spec_from({"novelty": {"weight": 0.5}}), 5)
-    assert list(out.items) == [25, 26, 27, 28, 29]
+    scores, items, empty = -np.arange(n, dtype=float), np.arange(n), np.zeros(0, np.int64)
+    assert list(rerank(scores, items, empty, f, spec_from({"novelty": {"weight": 0}}), 5).items) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    # the top blockbuster keeps its place against all but the best tail item
+    assert list(rerank(scores, items, empty, f, spec_from({"novelty": {"weight": 0.5}}), 5).items) == [
+        1,
+        0,
+        3,
+        5,
+        7,
+    ]
+    assert list(rerank(scores, items, empty, f, spec_from({"novelty": {"weight": 1.0}}), 5).items) == [
+        1,
+        3,
+        5,
+        7,
+        9,
+    ]
 
 
 def test_rerank_rows_matches_one_call_per_row_and_pads() -> None:
@@ -181,7 +197,6 @@ def reference_gains(
     chosen: list[int],
     lam_c: float,
     lam_m: float,
-    k: int,
     alpha: float,
 ) -> list[float]:
     """Each candidate's gain given the picks so far, from the definitions, with dicts and loops."""
@@ -191,7 +206,7 @@ def reference_gains(
         mass = sum(sum(cats[j].values()) for j in listed)
         q = {g: sum(cats[j].get(g, 0.0) for j in listed) / mass if mass else 0.0 for g in p}
         kl = sum(pg * math.log(pg / ((1 - alpha) * q[g] + alpha * pg)) for g, pg in p.items() if pg > 0)
-        gain = (1 - lam_c) * rel[i] - lam_c * k * kl if p and lam_c > 0 else rel[i]
+        gain = (1 - lam_c) * rel[i] - lam_c * kl if p and lam_c > 0 else rel[i]
         if lam_m > 0:
             sims = [
                 sum(a * b for a, b in zip(vecs[i], vecs[j], strict=True))
@@ -225,15 +240,17 @@ def test_every_pick_is_the_best_gain_by_the_definitions(
     spec = spec_from({"calibrate": {"lambda": lam_c}, "mmr": {"lambda": lam_m, "by": "embedding"}})
     out = rerank(scores, items, history, f, spec, k).items
     assert len(out) == min(k, n) and len(set(out)) == len(out)
-    lo, hi = scores.min(), scores.max()
-    rel = [(s - lo) / (hi - lo) if hi > lo else 1.0 for s in scores]
+    model_order = sorted(range(n), key=lambda i: (-scores[i], i))
+    rel = [0.0] * n
+    for place, i in enumerate(model_order, 1):
+        rel[i] = 1.0 / math.log2(1 + place)  # NDCG's weight of the model's place
     share = f.genre_share.toarray()
     cats = [{g: float(share[i, g]) for g in np.flatnonzero(share[i])} for i in range(n)]
     p_arr = f.history_mix(history)
     p = {int(g): float(p_arr[g]) for g in np.flatnonzero(p_arr)}
     chosen: list[int] = []
     for pick in out:
-        gains = reference_gains(rel, cats, vecs.tolist(), p, chosen, lam_c, lam_m, min(k, n), 0.01)
+        gains = reference_gains(rel, cats, vecs.tolist(), p, chosen, lam_c, lam_m, 0.01)
         best = max(g for i, g in enumerate(gains) if i not in chosen)
         assert gains[int(pick)] >= best - 1e-9, (chosen, int(pick), gains)
         chosen.append(int(pick))
@@ -310,7 +327,7 @@ def test_parse_spec_from_command_line_strings() -> None:
     assert spec is not None
     assert spec.describe() == {
         "calibrate": {"lambda": 0.4, "alpha": 0.01, "by": "kind"},
-        "mmr": {"lambda": 0.5, "by": "genres"},
+        "mmr": {"lambda": 0.3, "by": "genres"},
         "quota": {"min_per_kind": {"game": 2}, "max_per_genre": 3},
         "pool": 200,
     }

@@ -73,15 +73,15 @@ class _Part(BaseModel):
 
 
 class Novelty(_Part):
-    """relevance − weight · log(1 + popularity) / log(1 + max popularity)."""
+    """relevance − weight · log(1 + popularity) / log(1 + max popularity) (relevance ≤ 1)."""
 
-    weight: Unit = Field(0.2, description="Popularity penalty on the [0, 1] relevance, in [0, 1].")
+    weight: Unit = Field(0.2, description="Popularity penalty on the (0, 1] relevance, in [0, 1].")
 
 
 class Calibrate(_Part):
     """Steck (RecSys 2018): (1 − λ)·Σ relevance − λ·KL(p ‖ q̃), p the history's mix, q the list's."""
 
-    lam: Unit = Field(0.5, alias="lambda", description=LAMBDA_HELP)
+    lam: Unit = Field(0.3, alias="lambda", description=LAMBDA_HELP)
     alpha: Alpha = Field(
         0.01, description="Smoothing of the list's mix, q̃ = (1 − α)·q + α·p; in [1e-4, 0.5]."
     )
@@ -91,7 +91,7 @@ class Calibrate(_Part):
 class MMR(_Part):
     """Maximal marginal relevance: (1 − λ)·gain − λ·max similarity to what is already listed."""
 
-    lam: Unit = Field(0.5, alias="lambda", description=LAMBDA_HELP)
+    lam: Unit = Field(0.3, alias="lambda", description=LAMBDA_HELP)
     by: Literal["auto", "embedding", "genres"] = Field(
         "auto",
         description="Cosine of item vectors (the model's, else text) or Jaccard of genres; auto: "

@@ -114,12 +114,12 @@ async function recommend() {
 }
 
 // "More variety" is MMR's lambda (0 … 0.7 in ten steps); "match the mix" calibrates the list to
-// the genres of the picks (Steck's calibration, lambda 0.5). See docs/rerank.md.
+// the genres of the picks (Steck's calibration, lambda 0.3). See docs/rerank.md.
 function rerankOptions() {
   const steps = Number($("variety").value);
   const out = {};
   if (steps > 0) out.mmr = { lambda: Math.round(steps * 7) / 100 };
-  if ($("match-mix").checked) out.calibrate = { lambda: 0.5 };
+  if ($("match-mix").checked) out.calibrate = { lambda: 0.3 };
   return Object.keys(out).length ? out : null;
 }
 
