@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -65,6 +66,22 @@ class Recommender(ABC):
     @property
     def fitted(self) -> bool:
         return self.n_items_ is not None
+
+    # ---- growing a fitted model (the feedback loop's warm start) -------------------------------
+    warm_startable: ClassVar[bool] = False  # True: `extend_items` + `fine_tune` continue its weights
+
+    def extend_items(self, init_from: Sequence[Sequence[int]]) -> None:
+        """Append `len(init_from)` items after the known ones, new item j starting as the mean of
+        the known items `init_from[j]` (all known items when empty); known ids keep their rows.
+
+        Only models whose learned state is worth continuing implement it; for the others (EASE,
+        popularity: a closed form or a count, seconds to refit) a warm start is simply a refit.
+        """
+        raise NotImplementedError(f"{self.name} has no warm start: refit it (fit) on the new data")
+
+    def fine_tune(self, train: Interactions, valid: EvalSet | None = None) -> Self:
+        """Continue training the current state on `train` (same items: see `extend_items`)."""
+        raise NotImplementedError(f"{self.name} has no warm start: refit it (fit) on the new data")
 
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, users: np.ndarray, history: Histories) -> torch.Tensor:

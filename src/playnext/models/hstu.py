@@ -343,7 +343,9 @@ class HSTU(SequenceRecommender):
     def _build(self) -> HSTUNet:
         return HSTUNet(int(self.n_items_ or 0), self.config)
 
-    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+    def _fit(
+        self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
+    ) -> None:
         # the sampled-softmax gathers back-propagate through index_put(accumulate=True), whose
         # default CPU kernel adds duplicates in a thread-dependent order; the sorted one keeps a
         # refit bit-identical (the contract) at no measurable cost here
@@ -351,7 +353,7 @@ class HSTU(SequenceRecommender):
         before = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(before or cpu)
         try:
-            super()._fit(train_data, valid)
+            super()._fit(train_data, valid, start)
         finally:
             torch.use_deterministic_algorithms(before)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -120,11 +120,83 @@ class NeuralRecommender(Recommender):
         """How many terms `train_loss(batch)` averages over (rows here); weights ranks under DDP."""
         return len(next(iter(batch.values())))
 
-    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+    # ---- warm start: the per-item (and per-user) tables, grown in place -------------------------
+    warm_startable = True
+    # state-dict keys of tables with one row per item after `leading` rows (1: the padding row)
+    item_tables: ClassVar[dict[str, int]] = {"item_emb.weight": 1}
+    # tables with one row per user (new users start as the mean user)
+    user_tables: ClassVar[tuple[str, ...]] = ()
+
+    def extend_items(self, init_from: Sequence[Sequence[int]]) -> None:
+        """Grow every per-item tensor by `len(init_from)` rows, appended after the known items:
+        row j is the mean of the known rows `init_from[j]` (of all known rows when empty), so a
+        new item starts where its text or co-occurrence neighbours are; known rows are unchanged."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before extend_items()")
+        n_old = self.n_items_
+        if any(not 0 <= int(i) < n_old for nb in init_from for i in nb):
+            raise ValueError(f"init_from names items outside the known 0..{n_old - 1}")
+        state = {k: v.detach() for k, v in self.net_.state_dict().items()}
+        for key, lead in self.item_tables.items():
+            if key not in state:
+                continue  # an optional table this config does not build
+            old = state[key]
+            items = old[lead:]  # (I, …)
+            rows = [
+                items[torch.as_tensor(list(nb), dtype=torch.long, device=old.device)].mean(0)
+                if len(nb)
+                else items.mean(0)
+                for nb in init_from
+            ]
+            state[key] = torch.cat([old, torch.stack(rows)]) if rows else old
+        self.n_items_ = n_old + len(init_from)
+        self._rebuild(state)
+
+    def extend_users(self, n_users: int) -> None:
+        """Grow the per-user tables to `n_users` rows, new users starting as the mean user."""
+        if self.n_users_ is None or n_users <= self.n_users_:
+            return
+        state = {k: v.detach() for k, v in self.net_.state_dict().items()}
+        for key in self.user_tables:
+            if key in state:
+                old = state[key]  # (U, …)
+                extra = old.mean(0, keepdim=True).expand(n_users - len(old), *old.shape[1:])
+                state[key] = torch.cat([old, extra])
+        self.n_users_ = n_users
+        self._rebuild(state)
+
+    def _rebuild(self, state: dict[str, torch.Tensor]) -> None:
+        device = self.device
+        self.net_ = self._build()
+        self.net_.load_state_dict(state)
+        self.net_.to(device).eval()
+
+    def fine_tune(self, train: Interactions, valid: EvalSet | None = None) -> Self:
+        """Train on `train` from the current weights rather than a fresh network: the loop, the
+        schedule and the budget are the usual ones, read from the (caller-adjusted) config."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before fine_tune()")
+        if len(train) == 0:
+            raise ValueError("cannot fine-tune on an empty interaction log")
+        if train.n_items != self.n_items_:
+            raise ValueError(
+                f"train has {train.n_items} items, the model {self.n_items_}: extend_items first"
+            )
+        self.config.validate()
+        self.extend_users(train.n_users)
+        self.n_users_ = train.n_users
+        self._fit(train, valid, start={k: v.detach().clone() for k, v in self.net_.state_dict().items()})
+        return self
+
+    def _fit(
+        self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
+    ) -> None:
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.net_ = self._build()
+        if start is not None:
+            self.net_.load_state_dict(start)
         counts = train_data.item_counts()
         self.item_log_freq_ = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
         self._prepare(train_data)
