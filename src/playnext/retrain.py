@@ -559,4 +559,4 @@ def publish(model_dir: str | Path, root: str | Path) -> Path:
     return dest
 
 
-__all__ = ["EXIT_REFUSED", "Outcome", "RetrainOptions", "merge", "publish", "retrain"]
+__all__ = ["EXIT_REFUSED", "Outcome", "RetrainOptions", "known_scorer", "merge", "publish", "retrain"]
