@@ -17,3 +17,56 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"PLAYNEXT_DATA_DIR={root} is not a folder")
     return path
+
+
+_PG: dict[str, str] = {}
+
+
+def _postgres_server() -> str:
+    """A PostgreSQL server URL: PLAYNEXT_TEST_POSTGRES, else one started by .ci/postgres.sh in a
+    fixed temporary folder (reused by later runs; the `postgres` user must be able to enter it)."""
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("PLAYNEXT_TEST_POSTGRES")
+    if url:
+        return url
+    if "url" in _PG:
+        return _PG["url"]
+    script = Path(__file__).resolve().parent.parent / ".ci" / "postgres.sh"
+    folder = Path(tempfile.gettempdir()) / "playnext-test-pg"
+    r = subprocess.run(["bash", str(script), str(folder)], capture_output=True, text=True)
+    if r.returncode != 0:
+        reason = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests, but no server could be started: {reason}")
+        pytest.skip(f"no PostgreSQL server could be started ({reason}); set PLAYNEXT_TEST_POSTGRES")
+    _PG["url"] = r.stdout.strip().splitlines()[-1]
+    return _PG["url"]
+
+
+@pytest.fixture()
+def pg_url() -> str:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards is not needed: unique name)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = _postgres_server()
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(
+        base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a state store lives: a fresh SQLite folder or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state")
+    url: str = request.getfixturevalue("pg_url")
+    return url

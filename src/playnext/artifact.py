@@ -12,6 +12,9 @@ leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from safetensors.numpy import load_file, save_file
 
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import ConfigError, UnknownIdError
-from playnext.io import commit_dir
+from playnext.io import commit_dir, fsync_dir
 from playnext.models.base import Recommender
 
 
@@ -113,6 +116,45 @@ class Artifact:
         return [str(titles[int(i)]) for i in self.histories.take(uidx).items]
 
 
+CURRENT = "current"
+VERSIONS = "versions"
+
+
+def publish(model_dir: str | Path, root: str | Path, name: str | None = None) -> Path:
+    """Copy a model folder into `ROOT/versions/NAME` and re-point `ROOT/current` at it atomically.
+
+    Servers started with `--model-root ROOT` notice the new target and swap it in; the previous
+    version stays on disk (a rollback is `publish` of it, or re-pointing the link by hand)."""
+    src = Path(model_dir)
+    if not (src / "model.json").is_file():
+        raise ConfigError(f"{src}: not a model folder (no model.json)")
+    root = Path(root)
+    versions = root / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    name = name or time.strftime("%Y%m%d-%H%M%S-") + src.resolve().name
+    target = versions / name
+    if target.exists():
+        raise ConfigError(f"{target}: a version with this name exists already")
+    with commit_dir(target) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    link_tmp = root / f".{CURRENT}.{os.getpid()}.tmp"
+    link_tmp.unlink(missing_ok=True)
+    os.symlink(Path(VERSIONS) / name, link_tmp)  # relative: the root can move as a whole
+    os.replace(link_tmp, root / CURRENT)  # atomic: a reader sees the old target or the new one
+    fsync_dir(root)
+    return target
+
+
+def current_model(root: str | Path) -> Path:
+    """The folder `ROOT/current` points to (resolved), or a ConfigError saying how to make one."""
+    link = Path(root) / CURRENT
+    if not link.exists():
+        raise ConfigError(
+            f"{root}: no '{CURRENT}' model (publish one: playnext publish MODEL_DIR --root {root})"
+        )
+    return link.resolve()
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
@@ -123,4 +165,4 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-__all__ = ["Artifact", "UnknownIdError"]
+__all__ = ["Artifact", "UnknownIdError", "current_model", "publish"]

@@ -411,11 +411,27 @@ def _recs_table(recs: list[dict[str, Any]], title: str) -> None:
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")],
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")
+    ] = None,
+    model_root: Annotated[
+        Path | None,
+        typer.Option("--model-root", help="Serve ROOT/current; swap in models published there."),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            "--store",
+            help="State store: a folder (SQLite) or postgresql://… (default: `state` beside the model).",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes sharing the store.")] = 1,
     host: Annotated[str, typer.Option(help="Bind address (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     token: Annotated[
-        str | None, typer.Option(envvar="PLAYNEXT_TOKEN", help="Bearer token for POST /items.")
+        str | None,
+        typer.Option(envvar="PLAYNEXT_TOKEN", help="Bearer token for POST /items and /admin/model."),
     ] = None,
 ) -> None:
     """Serve a saved model over HTTP: API (docs at /docs) and a web page at /."""
@@ -423,7 +439,26 @@ def serve(
     def go() -> None:
         from playnext.serve.cli import serve as run_server
 
-        run_server(model_dir, host, port, token)
+        run_server(model_dir, host, port, token, model_root=model_root, state=state, workers=workers)
+
+    _run(go)
+
+
+@app.command()
+def publish(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder to publish.")],
+    root: Annotated[Path, typer.Option("--root", help="The model root servers watch (ROOT/current).")],
+    name: Annotated[str | None, typer.Option(help="Version name (default: time + folder name).")] = None,
+) -> None:
+    """Copy a model into ROOT/versions and re-point ROOT/current at it: serving workers swap it in."""
+
+    def go() -> None:
+        from playnext.artifact import Artifact
+        from playnext.artifact import publish as publish_model
+
+        Artifact.load(model_dir)  # refuse a folder that would not load before anyone sees it
+        version = publish_model(model_dir, root, name)
+        out.print(f"published {version} as {root}/current")
 
     _run(go)
 

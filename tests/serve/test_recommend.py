@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -109,7 +110,7 @@ def test_leave_one_out_explanations_agree_with_item_item(
 ) -> None:
     """For a linear item-item model, leaving one item out drops the score by exactly its weight."""
     loo = make_client()
-    engine = loo.app.state.engine  # type: ignore[attr-defined]
+    engine = loo.app.state.holder.engine  # type: ignore[attr-defined]
     engine._item_item = None  # force the generic path
     hist = world.items.to_external(world.sequences()[3][:6])
     a = client.post("/recommend", json={"history": hist, "k": 5}).json()["items"]
@@ -149,12 +150,15 @@ def test_numeric_ids_as_numbers_or_strings(make_client: Callable[..., TestClient
     assert c.post("/recommend", json={"user_id": 1, "k": 1}).status_code == 200
 
 
-def test_model_runs_on_torch_threads_setting_in_the_request_thread(artifact: Artifact) -> None:
+def test_model_runs_on_torch_threads_setting_in_the_request_thread(
+    artifact: Artifact, tmp_path: Path
+) -> None:
     """The count is per thread (OpenMP): it must be set in the thread that runs the model."""
     from playnext.serve.engine import Engine, Query
     from playnext.serve.settings import Settings
+    from playnext.state import StateStore
 
-    engine = Engine(artifact, Settings(torch_threads=1, text_encoder="none"))
+    engine = Engine(artifact, Settings(torch_threads=1, text_encoder="none"), StateStore.open(tmp_path))
     seen: list[int] = []
 
     def request() -> None:

@@ -40,12 +40,13 @@ def test_sessions_are_bounded(make_client: Callable[..., TestClient], world: Int
     items = world.items.external.to_list()
     for sid in ("a", "b"):
         c.post(f"/sessions/{sid}/events", json={"events": [{"item_id": items[0]}]})
-    c.get("/sessions/a")  # touch a: b is now the least recently used
+    c.post("/sessions/a/events", json={"events": [{"item_id": items[2]}]})  # b: least recently written
     c.post("/sessions/c/events", json={"events": [{"item_id": items[1]}]})
     assert c.get("/sessions/b").status_code == 404
     assert c.get("/sessions/a").status_code == 200
     r = c.post("/sessions/a/events", json={"events": [{"item_id": i} for i in items[1:6]]})
     assert r.json()["length"] == 3 and [e["item_id"] for e in r.json()["events"]] == items[3:6]
+    assert c.get("/sessions/b").status_code == 404  # reading never resurrects an evicted session
     assert c.delete("/sessions/a").status_code == 204
     assert c.delete("/sessions/a").status_code == 404
     r = c.post("/sessions/d/events", json={"events": [{"item_id": "unknown-9"}]})

@@ -1,15 +1,20 @@
-"""`create_app`: the FastAPI application around one saved model, and `run` to serve it with uvicorn.
+"""`create_app`: the FastAPI application around a saved model, and `run` to serve it with uvicorn.
 
     app = create_app("artifacts/demo", Settings(token="s3cret"))
     run(app)                                    # http://127.0.0.1:8000, docs at /docs
 
-The artifact (and the text index) is loaded in the lifespan, once, and injected with `Depends`.
+The state store is opened and the model (and the text index) loaded in the lifespan, once; the
+`ModelHolder` hands routes the current engine through `Depends` and swaps in published models.
+`app_from_env` is the factory each of several uvicorn worker processes calls.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -23,15 +28,17 @@ from fastapi.staticfiles import StaticFiles
 from playnext.artifact import Artifact
 from playnext.errors import PlaynextError
 from playnext.serve.catalog import ServeError
-from playnext.serve.engine import Engine
 from playnext.serve.metrics import Metrics
+from playnext.serve.routes.admin import router as admin_router
 from playnext.serve.routes.items import router as items_router
 from playnext.serve.routes.recommend import router as recommend_router
 from playnext.serve.routes.search import router as search_router
 from playnext.serve.routes.sessions import router as sessions_router
 from playnext.serve.routes.system import router as system_router
 from playnext.serve.settings import Settings
-from playnext.serve.text import TextEncoder
+from playnext.serve.swap import ModelHolder
+from playnext.serve.text import TextEncoder, make_encoder
+from playnext.state import Limits, StateError, StateStore
 
 log = logging.getLogger("playnext.serve")
 WEB = Path(__file__).resolve().parent / "web"
@@ -52,12 +59,13 @@ in a request body a 422; both name the ids. `k` and history length are bounded (
 
 
 def create_app(
-    source: str | Path | Artifact,
+    source: str | Path | Artifact | None,
     settings: Settings | None = None,
     *,
     encoder: TextEncoder | None = None,
 ) -> FastAPI:
-    """The app for a model folder (loaded at startup) or an already loaded `Artifact`.
+    """The app for a model folder (loaded at startup), an already loaded `Artifact`, or None with
+    `settings.model_root` (serves ROOT/current).
 
     `encoder` overrides `settings.text_encoder` (tests share one encoder across apps).
     """
@@ -66,28 +74,42 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         t0 = time.perf_counter()
-        artifact = source if isinstance(source, Artifact) else Artifact.load(source)
-        app.state.engine = Engine(artifact, settings, encoder)
-        app.state.started = time.time()
-        log.info(
-            "model %s with %d items ready in %.1fs",
-            artifact.model.name,
-            len(artifact.items),
-            time.perf_counter() - t0,
-        )
-        # the loaded model and catalog live as long as the server: keep the cyclic GC from
-        # re-walking them on every full collection (a pause of tens of ms in the latency tail)
-        gc.collect()
-        gc.freeze()
-        yield
-        app.state.engine = None
+        where, scratch = state_location(source, settings)
+        store = StateStore.open(where, limits(settings))
+        try:
+            enc = encoder if encoder is not None else make_encoder(settings.text_encoder)
+            holder = ModelHolder(source, settings, store, enc)
+            app.state.holder = holder
+            app.state.store = store
+            app.state.started = time.time()
+            log.info(
+                "model %s with %d items ready in %.1fs; state in %s %s",
+                holder.engine.model.name,
+                holder.engine.n_items,
+                time.perf_counter() - t0,
+                store.kind,
+                store.where,
+            )
+            # the loaded model and catalog live as long as the server: keep the cyclic GC from
+            # re-walking them on every full collection (a pause of tens of ms in the latency tail)
+            gc.collect()
+            gc.freeze()
+            holder.start()
+            yield
+            holder.stop()
+            app.state.holder = None
+        finally:
+            store.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     app = FastAPI(title="playnext", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.engine = None
+    app.state.holder = None
     app.state.started = time.time()
-    for router in (recommend_router, sessions_router, items_router, search_router, system_router):
+    routers = (recommend_router, sessions_router, items_router, search_router, system_router, admin_router)
+    for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
@@ -95,12 +117,47 @@ def create_app(
     async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), **exc.extra}, status_code=exc.status)
 
+    @app.exception_handler(StateError)
+    async def state_error(request: Request, exc: StateError) -> JSONResponse:
+        log.error("%s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.exception_handler(PlaynextError)
     async def playnext_error(request: Request, exc: PlaynextError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=app.state.metrics)
     return app
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_sessions=settings.max_sessions,
+        max_session_events=settings.max_session_events,
+        max_cold_items=settings.max_cold_items,
+        max_log_events=settings.max_log_events,
+    )
+
+
+def state_location(source: str | Path | Artifact | None, settings: Settings) -> tuple[str, Path | None]:
+    """Where the state store lives, and a scratch folder to delete at shutdown (only for a model
+    given in code with no `state`: its sessions need not outlive the process)."""
+    if settings.state is not None:
+        return settings.state, None
+    if settings.model_root is not None:
+        return str(Path(settings.model_root) / "state"), None
+    if isinstance(source, Artifact) or source is None:
+        scratch = Path(tempfile.mkdtemp(prefix="playnext-state-"))
+        return str(scratch), scratch
+    return str(Path(source).resolve().parent / "state"), None
+
+
+def app_from_env() -> FastAPI:
+    """The factory each uvicorn worker process calls (`playnext serve --workers N`): everything
+    comes from PLAYNEXT_* variables, the model folder from PLAYNEXT_MODEL_DIR."""
+    settings = Settings.from_env()
+    model_dir = os.environ.get("PLAYNEXT_MODEL_DIR") or None
+    return create_app(model_dir, settings)
 
 
 class GuardMiddleware:

@@ -3,36 +3,78 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 from playnext.errors import ConfigError
-from playnext.serve.settings import Settings
+from playnext.serve.settings import ENV_PREFIX, Settings
 
 
-def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
-    """Serve the model folder `model_dir` over HTTP until interrupted (docs at /docs, page at /).
+def serve(
+    model_dir: Path | None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    *,
+    model_root: Path | None = None,
+    state: str | None = None,
+    workers: int | None = None,
+) -> None:
+    """Serve a model folder (or ROOT/current, swapping published models) over HTTP until interrupted.
 
-    `token` (else the PLAYNEXT_TOKEN environment variable) protects POST /items; other
-    settings come from PLAYNEXT_* variables (see playnext.serve.settings).
+    `token` (else PLAYNEXT_TOKEN) protects POST /items and POST /admin/model; `state` is the state
+    store (a folder or a postgresql:// URL); other settings come from PLAYNEXT_* variables (see
+    playnext.serve.settings). Everything is checked before the server starts: a model folder that
+    does not load or a store that cannot be opened is one error (exit 2), not a worker crash loop.
     """
     import uvicorn
 
-    from playnext.serve.app import create_app
+    from playnext.artifact import current_model
+    from playnext.serve.app import create_app, limits, state_location
+    from playnext.state import StateStore
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "model.json").is_file():
+    if (model_dir is None) == (model_root is None):
+        raise ConfigError("give exactly one of --model-dir or --model-root")
+    first = Path(model_dir) if model_dir is not None else current_model(Path(str(model_root)))
+    if not (first / "model.json").is_file():
         raise ConfigError(
-            f"{model_dir}: not a model folder (no model.json); train one with `playnext train --out`"
+            f"{first}: not a model folder (no model.json); train one with `playnext train --out`"
         )
-    settings = Settings.from_env(host=host, port=port, token=token)
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        token=token,
+        model_root=Path(model_root).resolve() if model_root is not None else None,
+        state=state,
+        workers=workers,
+    )
     if settings.cache_dir is None:  # re-encoding item texts on every restart is slow on a CPU
         settings = settings.model_copy(update={"cache_dir": Path.home() / ".cache" / "playnext"})
+    source = Path(model_dir).resolve() if model_dir is not None else None
+    where, _ = state_location(source, settings)
+    settings = settings.model_copy(update={"state": where})
+    StateStore.open(where, limits(settings)).close()  # fail here, once, with the reason
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    log = logging.getLogger("playnext.serve")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("playnext.serve").warning("listening on %s: reachable beyond this machine", host)
-    app = create_app(model_dir, settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        log.warning("listening on %s: reachable beyond this machine", settings.host)
+    if settings.workers == 1:
+        uvicorn.run(create_app(source, settings), host=settings.host, port=settings.port, log_level="info")
+        return
+    # several processes: each builds its app from the environment (uvicorn imports the factory)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[ENV_PREFIX + name.upper()] = str(value)
+    os.environ["PLAYNEXT_MODEL_DIR"] = str(source) if source is not None else ""
+    uvicorn.run(
+        "playnext.serve.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,9 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--token", default=None)
+    ap.add_argument("--state", default=None)
+    ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
+    from playnext.errors import PlaynextError
+
     try:
-        serve(args.model_dir, args.host, args.port, args.token)
-    except ConfigError as e:
+        serve(args.model_dir, args.host, args.port, args.token, state=args.state, workers=args.workers)
+    except PlaynextError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,15 +12,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from playnext.serve.engine import Engine
 from playnext.serve.metrics import Metrics
 from playnext.serve.settings import Settings
+from playnext.serve.swap import ModelHolder
 
 _bearer = HTTPBearer(auto_error=False, description="The server's token (settings.token / PLAYNEXT_TOKEN).")
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine | None = getattr(request.app.state, "engine", None)
-    if engine is None:  # only when the app is used without its lifespan
+def get_holder(request: Request) -> ModelHolder:
+    holder: ModelHolder | None = getattr(request.app.state, "holder", None)
+    if holder is None:  # only when the app is used without its lifespan
         raise HTTPException(503, "model not loaded yet")
-    return engine
+    return holder
+
+
+def get_engine(request: Request) -> Engine:
+    """The engine at the start of the request: a swap during it does not change it."""
+    return get_holder(request).engine
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,5 +53,6 @@ def require_token(
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

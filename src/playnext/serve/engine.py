@@ -1,8 +1,10 @@
 """What the API does, without HTTP: recommend, explain, search, similar items, cold-start items.
 
-One `Engine` wraps a loaded `Artifact`. Histories are catalog indices (see catalog.py); the model
-only ever sees its own items, so cold-start items in a history are replaced by their nearest
-known item (by text) before scoring.
+One `Engine` wraps a loaded `Artifact` and reads and writes sessions, events and cold-start items
+through the shared `StateStore`, so every worker (and the next engine after a model swap) sees
+the same state. Histories are catalog indices (see catalog.py); the model only ever sees its own
+items, so cold-start items in a history are replaced by their nearest known item (by text)
+before scoring.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from playnext.artifact import Artifact
 from playnext.data.interactions import Histories
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
-from playnext.serve.sessions import SessionStore
 from playnext.serve.settings import Settings
 from playnext.serve.text import TextEncoder, encode_cached, item_text, make_encoder
+from playnext.state import ColdItemRow, NewEvent, SessionState, StateConflict, StateStore
 
 log = logging.getLogger("playnext.serve")
 
@@ -68,15 +70,23 @@ class _Cold:
 class Engine:
     """Serves one artifact; thread-safe (reads are lock-free, catalog growth takes a lock)."""
 
-    def __init__(self, artifact: Artifact, settings: Settings, encoder: TextEncoder | None = None) -> None:
+    def __init__(
+        self,
+        artifact: Artifact,
+        settings: Settings,
+        store: StateStore,
+        encoder: TextEncoder | None = None,
+    ) -> None:
         self.artifact = artifact
         self.settings = settings
+        self.store = store
         self.model = artifact.model
         self.n_known = len(artifact.items)
         self.catalog = Catalog(artifact.meta)
         self.popularity = np.bincount(artifact.histories.items.astype(np.int64), minlength=self.n_known)
-        self.sessions = SessionStore(settings.max_sessions, settings.max_session_events)
         self._cold = _Cold()
+        self._cold_seq = 0  # the newest store cold item applied here
+        self._cold_checked = 0.0
         self._lock = threading.Lock()
         b = getattr(self.model, "b_", None)  # an item-item weight matrix (EASE): exact contributions
         shape_ok = isinstance(b, torch.Tensor) and tuple(b.shape) == (self.n_known, self.n_known)
@@ -90,6 +100,7 @@ class Engine:
             self.text_index = VectorIndex(self.encoder.dim, ann_threshold=settings.ann_threshold)
             self.text_index.add(vecs)
         self.text_seconds = time.perf_counter() - t0
+        self.sync_cold(force=True)
 
     # ---- facts ----------------------------------------------------------------------------------
     @property
@@ -118,7 +129,16 @@ class Engine:
         }
 
     def item_index(self, item_id: object, status: int = 404) -> int:
-        return int(self.catalog.indices([item_id], "item id", status)[0])
+        return int(self.indices([item_id], "item id", status)[0])
+
+    def indices(self, ids: Sequence[object], what: str, status: int = 422) -> np.ndarray:
+        """Catalog indices; an unknown id first makes us look for cold items another worker added."""
+        try:
+            return self.catalog.indices(ids, what, status)
+        except UnknownIds:
+            if not self.sync_cold(force=True):
+                raise
+            return self.catalog.indices(ids, what, status)
 
     # ---- scoring ----------------------------------------------------------------------------
     def _resolve(self, q: Query, *, check_k: bool = True) -> _Context:
@@ -129,7 +149,7 @@ class Engine:
             raise ServeError(f"history has {len(q.history)} items; the limit is {s.max_history}")
         if q.user_id is None and q.history is None and q.session_id is None:
             raise ServeError("give a user_id, a history or a session_id")
-        c = self.catalog
+        self.sync_cold()
         n = self.n_items
         parts: list[np.ndarray] = []
         user = -1
@@ -139,12 +159,12 @@ class Engine:
             user = int(self.artifact.users.to_internal([q.user_id], kind="user")[0])
             parts.append(self.artifact.histories[user].astype(np.int64))
         if q.history is not None:
-            parts.append(c.indices(q.history, "item id(s) in history"))
+            parts.append(self.indices(q.history, "item id(s) in history"))
         if q.session_id is not None:
-            sess = self.sessions.get(q.session_id)
+            sess = self.store.session(q.session_id)
             if sess is None:
                 raise UnknownIds("session id", [q.session_id])
-            parts.append(np.asarray(sess.items(), dtype=np.int64))
+            parts.append(self.session_items(sess))
         history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         allowed = self._allowed(q)
         if q.exclude_seen and len(history):
@@ -154,8 +174,8 @@ class Engine:
     def _allowed(self, q: Query) -> np.ndarray:
         """The query's filters as one mask, so recommend and search apply them alike."""
         c = self.catalog
-        exclude = c.indices(q.exclude_items, "item id(s) in exclude_items") if q.exclude_items else None
-        only = c.indices(q.only_items, "item id(s) in only_items") if q.only_items is not None else None
+        exclude = self.indices(q.exclude_items, "item id(s) in exclude_items") if q.exclude_items else None
+        only = self.indices(q.only_items, "item id(s) in only_items") if q.only_items is not None else None
         return c.mask(
             self.n_items,
             kinds=q.kinds,
@@ -387,42 +407,42 @@ class Engine:
         return int(self.popularity[i]) if i < self.n_known else 0
 
     # ---- sessions -----------------------------------------------------------------------------
-    def add_events(self, session_id: str, item_ids: Sequence[object], events: list[str | None]) -> Any:
-        idx = self.catalog.indices(item_ids, "item id(s) in events")
-        return self.sessions.append(session_id, idx.tolist(), events)
+    def add_events(
+        self, session_id: str, events: Sequence[NewEvent], user_id: str | None = None
+    ) -> SessionState:
+        """Validate the ids against this catalog, then commit to the store (the 2xx guarantee)."""
+        self.indices([e.item_id for e in events], "item id(s) in events")
+        if user_id is not None and str(user_id) not in self.artifact.users:
+            raise UnknownIds("user id", [str(user_id)])
+        keys = [NewEvent(str(e.item_id), e.event, e.value, e.ts) for e in events]
+        return self.store.append(session_id, keys, None if user_id is None else str(user_id))
+
+    def session_items(self, sess: SessionState) -> np.ndarray:
+        """A session's items as catalog indices; items this model's catalog lacks (logged under
+        another model) are left out rather than failing the request."""
+        lookup = self.catalog.lookup
+        idx = [lookup.get(i, -1) for i in sess.item_ids()]
+        if any(i < 0 for i in idx) and self.sync_cold(force=True):
+            idx = [lookup.get(i, -1) for i in sess.item_ids()]
+        return np.asarray([i for i in idx if i >= 0], dtype=np.int64)
 
     # ---- cold-start items -------------------------------------------------------------------
     def add_item(self, rec: ItemRecord) -> dict[str, Any]:
-        """Add an item known only by its text; it is scored through its nearest known items."""
-        index = self._require_text()
-        assert self.encoder is not None
-        with self._lock:
-            if self.n_cold >= self.settings.max_cold_items:
-                raise ServeError(
-                    f"the server already holds {self.n_cold} added items (max_cold_items)", status=409
-                )
-            if rec.item_id in self.catalog.lookup:
-                raise ServeError(f"item id {rec.item_id} already exists", status=409)
-            vec = self.encoder.encode([item_text(rec.title, rec.kind, rec.genres, rec.year)])  # (1, D)
-            known = np.zeros(len(index), dtype=bool)
-            known[: self.n_known] = True
-            sims, nn = index.search(vec, self.settings.cold_neighbors, allowed=known)
-            ok = nn[0] >= 0
-            nn_row, sim_row = nn[0][ok], sims[0][ok]
-            # softmax over similarities: the closest texts dominate, near-ties share
-            w = np.exp((sim_row - sim_row.max()) / self.settings.cold_temperature)
-            w = (w / w.sum()).astype(np.float32)
-            kn = self.settings.cold_neighbors
-            nn_pad = np.full(kn, nn_row[0], dtype=np.int64)
-            w_pad = np.zeros(kn, dtype=np.float32)
-            nn_pad[: len(nn_row)], w_pad[: len(nn_row)] = nn_row, w
-            i = self.catalog.append(rec)
-            index.add(vec)
-            old = self._cold
-            self._cold = _Cold(
-                np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),
-                np.concatenate([old.w.reshape(-1, kn), w_pad[None]]),
-            )
+        """Add an item known only by its text; it is scored through its nearest known items.
+
+        The store commits it first (so every worker and the next retrain see it), then this
+        worker applies it; the others pick it up on their next poll or on first mention."""
+        self._require_text()
+        if rec.item_id in self.catalog.lookup:
+            raise ServeError(f"item id {rec.item_id} already exists", status=409)
+        try:
+            row = self.store.add_cold_item(rec.item_id, rec.title, rec.kind or "", rec.genres, rec.year)
+        except StateConflict as e:
+            raise ServeError(str(e), status=409) from None
+        self.sync_cold(force=True)
+        i = self.catalog.lookup[row.item_id]
+        c = self._cold
+        r = i - self.n_known
         return self.item(
             i,
             neighbors=[
@@ -431,8 +451,56 @@ class Engine:
                     "title": self.catalog.titles[int(j)],
                     "weight": float(x),
                 }
-                for j, x in zip(nn_row[:5], w[:5], strict=True)
+                for j, x in zip(c.nn[r, :5], c.w[r, :5], strict=True)
+                if x > 0
             ],
+        )
+
+    def sync_cold(self, force: bool = False) -> bool:
+        """Apply cold items committed by any worker since the last look; True when some were new.
+
+        Without `force` the store is asked at most every `cold_poll_seconds`."""
+        if self.encoder is None or self.text_index is None:
+            return False
+        now = time.monotonic()
+        if not force and now - self._cold_checked < self.settings.cold_poll_seconds:
+            return False
+        self._cold_checked = now
+        with self._lock:
+            rows = self.store.cold_items(after_seq=self._cold_seq)
+            if rows:
+                self._cold_seq = rows[-1].seq
+            # a retrained model may know some already
+            rows = [r for r in rows if r.item_id not in self.catalog.lookup]
+            if rows:
+                texts = [item_text(r.title, r.kind or None, r.genres, r.year) for r in rows]
+                vecs = self.encoder.encode(texts)  # (R, D): one batch, however many were added
+                for r, row in enumerate(rows):
+                    self._apply_cold(row, vecs[r : r + 1])
+        return bool(rows)
+
+    def _apply_cold(self, row: ColdItemRow, vec: np.ndarray) -> None:
+        index = self.text_index
+        assert index is not None
+        kind = row.kind or None
+        known = np.zeros(len(index), dtype=bool)
+        known[: self.n_known] = True
+        sims, nn = index.search(vec, self.settings.cold_neighbors, allowed=known)
+        ok = nn[0] >= 0
+        nn_row, sim_row = nn[0][ok], sims[0][ok]
+        # softmax over similarities: the closest texts dominate, near-ties share
+        w = np.exp((sim_row - sim_row.max()) / self.settings.cold_temperature)
+        w = (w / w.sum()).astype(np.float32)
+        kn = self.settings.cold_neighbors
+        nn_pad = np.full(kn, nn_row[0], dtype=np.int64)
+        w_pad = np.zeros(kn, dtype=np.float32)
+        nn_pad[: len(nn_row)], w_pad[: len(nn_row)] = nn_row, w
+        self.catalog.append(ItemRecord(row.item_id, row.title, kind, list(row.genres), row.year))
+        index.add(vec)
+        old = self._cold
+        self._cold = _Cold(
+            np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),
+            np.concatenate([old.w.reshape(-1, kn), w_pad[None]]),
         )
 
 

@@ -116,28 +116,48 @@ class AddedItem(Item):
 
 class EventIn(_Strict):
     item_id: Id
-    event: str | None = Field(None, max_length=32, description="play, like, click, … (kept, not weighed).")
+    event: str | None = Field(None, max_length=32, description="play, like, skip, rating, … (logged).")
+    value: float | None = Field(
+        None, allow_inf_nan=False, description="Watch fraction, rating, play hours, … (logged)."
+    )
+    timestamp: float | None = Field(
+        None, ge=0, le=1e11, description="Unix seconds when it happened (default: when received)."
+    )
 
 
 class EventsRequest(_Strict):
+    user_id: Id | None = Field(None, description="A known user this session belongs to (for retraining).")
     events: list[EventIn] = Field(min_length=1, max_length=1000)
 
 
 class SessionEvent(BaseModel):
     item_id: str
-    title: str
+    title: str | None = Field(description="Null for an item the serving model's catalog lacks.")
     event: str | None
+    value: float | None = None
+    timestamp: float
 
 
 class SessionOut(BaseModel):
     session_id: str
+    user_id: str | None = None
     length: int
     events: list[SessionEvent]
+
+
+class ModelStatus(BaseModel):
+    path: str | None = Field(description="The model folder being served (None: given in code).")
+    loaded_at: float
+    swaps: int = Field(description="Models swapped in since this worker started.")
+    last_error: str | None = Field(description="Why the last model offered was refused, if it was.")
 
 
 class Health(BaseModel):
     status: str
     model: str
+    serving: ModelStatus
+    store: str = Field(description="sqlite or postgresql, and where (never a password).")
+    pid: int
     n_users: int
     n_items: int
     n_cold_items: int
@@ -150,3 +170,12 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     unknown: list[str] | None = None
+
+
+class SwapRequest(_Strict):
+    model_dir: str = Field(min_length=1, max_length=4096, description="A model folder on the server.")
+
+
+class SwapOut(BaseModel):
+    model: str
+    serving: ModelStatus

@@ -24,9 +24,31 @@ class Settings(BaseModel):
     max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
     max_history: int = Field(500, ge=1, description="Longest history a request may send.")
     max_body_bytes: int = Field(64 * 1024, ge=256, description="Larger request bodies get 413.")
-    max_sessions: int = Field(10_000, ge=1, description="Live sessions kept (least recently used evicted).")
-    max_session_events: int = Field(200, ge=1, description="Events kept per session (oldest dropped).")
+    state: str | None = Field(
+        None,
+        description="The state store: a folder (SQLite, WAL), sqlite:///FILE or postgresql://…; default "
+        "a `state` folder beside the model folder (or model root); a temporary one for an in-memory model.",
+    )
+    model_root: Path | None = Field(
+        None, description="Serve ROOT/current and swap models when that link is re-pointed."
+    )
+    max_sessions: int = Field(
+        10_000,
+        ge=1,
+        description="Sessions kept (the least recently written evicted; its events stay logged).",
+    )
+    max_session_events: int = Field(200, ge=1, description="Events a session's view keeps (the last ones).")
+    max_log_events: int = Field(
+        5_000_000, ge=1, description="Events the log keeps for retraining (oldest dropped)."
+    )
     max_cold_items: int = Field(10_000, ge=0, description="Items that may be added at run time.")
+    cold_poll_seconds: float = Field(
+        1.0, ge=0.0, description="How often a worker looks for cold items other workers added."
+    )
+    swap_poll_seconds: float = Field(
+        1.0, ge=0.0, description="How often a worker looks for a newly published model (0: never)."
+    )
+    workers: int = Field(1, ge=1, le=64, description="Server processes sharing the state store.")
     explain_last: int = Field(10, ge=1, description="History items considered by leave-one-out explanations.")
     text_encoder: Literal["minilm", "hashing", "none"] = Field(
         "minilm", description="Item/query text embeddings: the offline MiniLM, a hashing fallback, or off."

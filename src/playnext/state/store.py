@@ -144,12 +144,19 @@ class ColdItemRow:
 class StateStore:
     """One database shared by every worker; each method is one transaction."""
 
-    def __init__(self, url: str, limits: Limits | None = None, *, sqlite_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        *,
+        sqlite_path: Path | None = None,
+        busy_ms: int = 10_000,
+    ) -> None:
         self.url = url
         self.limits = limits or Limits()
         self.sqlite_path = sqlite_path
         self.kind = "sqlite" if url.startswith("sqlite") else "postgresql"
-        self._read, self._write = _engines(url, self.kind)
+        self._read, self._write = _engines(url, self.kind, busy_ms)
         with self._guard("open"), self._write.begin() as conn:
             if self.kind == "postgresql":  # several workers may create the schema at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061726)"))
@@ -352,7 +359,7 @@ class StateStore:
             raise StateError(f"state store {self.where}: {what} failed: {reason}") from None
 
 
-def _engines(url: str, kind: str) -> tuple[Engine, Engine]:
+def _engines(url: str, kind: str, busy_ms: int) -> tuple[Engine, Engine]:
     """Readers and writers apart on SQLite: a write transaction starts with BEGIN IMMEDIATE (it takes
     the write lock at once, so two writers queue on busy_timeout instead of deadlocking), reads
     start a plain snapshot and never wait for writers (WAL)."""
@@ -361,13 +368,13 @@ def _engines(url: str, kind: str) -> tuple[Engine, Engine]:
         return eng, eng
     engines = []
     for begin in ("BEGIN", "BEGIN IMMEDIATE"):
-        eng = sa.create_engine(url, connect_args={"timeout": 10.0})
+        eng = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000})
 
         @sa_event.listens_for(eng, "connect")
         def _connect(dbapi_conn: Any, _rec: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
@@ -11,38 +11,56 @@ from playnext.serve.deps import EngineDep
 from playnext.serve.engine import Engine
 from playnext.serve.routes._common import ERRORS
 from playnext.serve.schemas import SESSION_ID, EventsRequest, SessionEvent, SessionOut
-from playnext.serve.sessions import Session
+from playnext.state import NewEvent, SessionState
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 SessionId = Annotated[str, Path(pattern=SESSION_ID, description="Any id the client picks.")]
+STORE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The state store is unavailable (the reason in `detail`)."}
+}
 
 
-def _out(engine: Engine, s: Session) -> SessionOut:
+def _out(engine: Engine, s: SessionState) -> SessionOut:
     c = engine.catalog
+    found = [c.lookup.get(e.item_id) for e in s.events]
     return SessionOut(
         session_id=s.id,
+        user_id=s.user_id,
         length=len(s.events),
-        events=[SessionEvent(item_id=c.ids[e.item], title=c.titles[e.item], event=e.event) for e in s.events],
+        events=[
+            SessionEvent(
+                item_id=e.item_id,
+                title=c.titles[i] if i is not None else None,
+                event=e.event,
+                value=e.value,
+                timestamp=e.ts,
+            )
+            for e, i in zip(s.events, found, strict=True)
+        ],
     )
 
 
-@router.post("/{session_id}/events", response_model=SessionOut, responses=ERRORS)
+@router.post("/{session_id}/events", response_model=SessionOut, responses={**ERRORS, **STORE_DOWN})
 def add_events(session_id: SessionId, body: EventsRequest, engine: EngineDep) -> SessionOut:
-    """Append events (creating the session); keeps the last `max_session_events`, LRU-evicts sessions."""
-    s = engine.add_events(session_id, [e.item_id for e in body.events], [e.event for e in body.events])
-    return _out(engine, s)
+    """Log events and append them to the session (created if new). A 200 means they are committed
+    to the state store; the session shows its last `max_session_events`; sessions are evicted
+    least recently written first."""
+    events = [NewEvent(str(e.item_id), e.event, e.value, e.timestamp) for e in body.events]
+    user = str(body.user_id) if body.user_id is not None else None
+    return _out(engine, engine.add_events(session_id, events, user))
 
 
-@router.get("/{session_id}", response_model=SessionOut, responses=ERRORS)
+@router.get("/{session_id}", response_model=SessionOut, responses={**ERRORS, **STORE_DOWN})
 def get_session(session_id: SessionId, engine: EngineDep) -> SessionOut:
-    s = engine.sessions.get(session_id)
+    s = engine.store.session(session_id)
     if s is None:
         raise UnknownIds("session id", [session_id], 404)
     return _out(engine, s)
 
 
-@router.delete("/{session_id}", status_code=204, responses=ERRORS)
+@router.delete("/{session_id}", status_code=204, responses={**ERRORS, **STORE_DOWN})
 def delete_session(session_id: SessionId, engine: EngineDep) -> Response:
-    if not engine.sessions.delete(session_id):
+    """Forget the session and its events (they leave the retraining log too)."""
+    if not engine.store.delete_session(session_id):
         raise UnknownIds("session id", [session_id], 404)
     return Response(status_code=204)

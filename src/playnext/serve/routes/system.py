@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
-from playnext.serve.deps import EngineDep, MetricsDep
-from playnext.serve.schemas import Health
+from playnext.serve.deps import HolderDep, MetricsDep
+from playnext.serve.schemas import Health, ModelStatus
+from playnext.state import StateError
 
 router = APIRouter(tags=["system"])
 INDEX_HTML = Path(__file__).resolve().parent.parent / "web" / "index.html"
 
 
-@router.get("/health", response_model=Health)
-def health(engine: EngineDep, request: Request) -> Health:
-    return Health(
-        status="ok",
+@router.get("/health", response_model=Health, responses={503: {"description": "The state store is down."}})
+def health(holder: HolderDep, request: Request) -> Any:
+    """200 while the model serves and the store answers; 503 with the reason when the store does not."""
+    engine = holder.engine
+    store = engine.store
+    status, sessions = "ok", -1
+    try:
+        sessions = store.n_sessions()
+    except StateError as e:
+        status = f"state store unavailable: {e}"
+    body = Health(
+        status=status,
         model=engine.model.name,
+        serving=ModelStatus.model_validate(vars(holder.serving)),
+        store=f"{store.kind} {store.where}",
+        pid=os.getpid(),
         n_users=len(engine.artifact.users),
         n_items=engine.n_items,
         n_cold_items=engine.n_cold,
-        sessions=len(engine.sessions),
+        sessions=sessions,
         text_encoder=engine.encoder.name if engine.encoder is not None else None,
         text_index=engine.text_index.kind if engine.text_index is not None else None,
         uptime_seconds=time.time() - request.app.state.started,
     )
+    if status != "ok":
+        return JSONResponse(body.model_dump(), status_code=503)
+    return body
 
 
 @router.get("/metrics", response_model=None, responses={200: {"content": {"text/plain": {}}}})

@@ -1,0 +1,32 @@
+"""POST /admin/model: swap in another model folder on every worker (token-protected)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from playnext.serve.catalog import ServeError
+from playnext.serve.deps import HolderDep, require_token
+from playnext.serve.schemas import ModelStatus, SwapOut, SwapRequest
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_token)])
+
+
+@router.post(
+    "/model",
+    response_model=SwapOut,
+    responses={
+        401: {"description": "No bearer token."},
+        403: {"description": "Wrong token."},
+        422: {"description": "The folder does not load as a model: refused, the old one keeps serving."},
+    },
+)
+async def swap_model(body: SwapRequest, holder: HolderDep) -> SwapOut:
+    """Load `model_dir` on this worker (requests keep being answered meanwhile), switch to it, and
+    publish it so every other worker switches within `swap_poll_seconds`. A folder that fails to
+    load is refused with the reason; nothing changes."""
+    try:
+        engine = await run_in_threadpool(holder.admin_swap, body.model_dir)
+    except Exception as e:
+        raise ServeError(f"model refused, still serving {holder.serving.path}: {e}", status=422) from None
+    return SwapOut(model=engine.model.name, serving=ModelStatus.model_validate(vars(holder.serving)))

@@ -1,0 +1,163 @@
+"""The durable state store, on SQLite and on PostgreSQL: one behaviour, two back ends."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from playnext.state import Limits, NewEvent, StateConflict, StateError, StateStore
+from playnext.state.store import DB_FILE, SCHEMA_VERSION
+
+
+def test_append_read_and_session_view_bound(store_where: str) -> None:
+    s = StateStore.open(store_where, Limits(max_session_events=3))
+    s.append("a", [NewEvent("i1", "play", 0.5, ts=10.0)], user_id="u1")
+    st = s.append("a", [NewEvent("i2"), NewEvent("i3", "skip"), NewEvent("i4", "like", 1.0)])
+    assert st.item_ids() == ["i2", "i3", "i4"]  # the last 3, oldest first
+    assert st.user_id == "u1"  # kept when a later write gives none
+    assert [e.event for e in st.events] == [None, "skip", "like"]
+    again = StateStore.open(store_where)  # a second process would see exactly this
+    got = again.session("a")
+    assert got is not None and got.item_ids() == ["i1", "i2", "i3", "i4"]
+    log = again.events()
+    assert [e.item_id for e in log] == ["i1", "i2", "i3", "i4"]  # the log keeps all four
+    assert log[0].ts == 10.0 and log[0].value == 0.5 and log[0].user_id == "u1"
+    assert [e.seq for e in again.events(after_seq=log[1].seq)] == [log[2].seq, log[3].seq]
+    assert again.last_seq() == log[-1].seq
+    assert again.session("nope") is None
+
+
+def test_lru_eviction_is_deterministic_and_keeps_the_log(store_where: str) -> None:
+    s = StateStore.open(store_where, Limits(max_sessions=2))
+    s.append("s1", [NewEvent("x")])
+    s.append("s2", [NewEvent("y")])
+    s.append("s1", [NewEvent("z")])  # s1 is now the most recent
+    s.append("s3", [NewEvent("w")])  # evicts s2
+    assert s.session("s2") is None and s.session("s1") is not None and s.session("s3") is not None
+    assert s.n_sessions() == 2
+    assert [e.item_id for e in s.events()] == ["x", "y", "z", "w"]  # evicted events stay for retraining
+
+
+def test_delete_forgets_the_session_and_its_events(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    s.append("gone", [NewEvent("a"), NewEvent("b")])
+    s.append("kept", [NewEvent("c")])
+    assert s.delete_session("gone") and not s.delete_session("gone")
+    assert [e.item_id for e in s.events()] == ["c"]
+
+
+def test_event_log_bound_drops_oldest(store_where: str) -> None:
+    s = StateStore.open(store_where, Limits(max_log_events=5))
+    for i in range(8):
+        s.append("s", [NewEvent(f"i{i}")])
+    assert [e.item_id for e in s.events()] == [f"i{i}" for i in range(3, 8)]
+
+
+def test_cold_items_and_meta(store_where: str) -> None:
+    s = StateStore.open(store_where, Limits(max_cold_items=2))
+    assert s.cold_seq() == 0
+    a = s.add_cold_item("new-1", "Film A", "movie", ["Drama", "War"], 2024)
+    with pytest.raises(StateConflict, match="already exists"):
+        s.add_cold_item("new-1", "again", "movie", [], None)
+    b = s.add_cold_item("new-2", "Game B", "game", [], None)
+    with pytest.raises(StateConflict, match="max_cold_items"):
+        s.add_cold_item("new-3", "one too many", "game", [], None)
+    rows = StateStore.open(store_where).cold_items()
+    assert [(r.item_id, r.genres, r.year) for r in rows] == [
+        ("new-1", ["Drama", "War"], 2024),
+        ("new-2", [], None),
+    ]
+    assert s.cold_seq() == b.seq and [r.item_id for r in s.cold_items(after_seq=a.seq)] == ["new-2"]
+    s.set_meta("model", {"path": "/m/v2", "n": 2})
+    s.set_meta("model", {"path": "/m/v3", "n": 3})
+    assert s.get_meta("model") == {"path": "/m/v3", "n": 3} and s.get_meta("absent") is None
+
+
+def test_concurrent_writers_lose_nothing(store_where: str) -> None:
+    """Threads standing in for workers append to shared and own sessions at once."""
+    s = StateStore.open(store_where)
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            other = StateStore.open(store_where)
+            for i in range(25):
+                other.append("shared", [NewEvent(f"w{w}-{i}")])
+                other.append(f"own-{w}", [NewEvent(f"w{w}-{i}")], user_id=f"u{w}")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    log = s.events()
+    assert len(log) == 200 and len({e.seq for e in log}) == 200
+    shared = StateStore.open(store_where, Limits(max_session_events=1000)).session("shared")
+    assert shared is not None and len(shared.events) == 100
+
+
+def test_sqlite_is_wal_and_durable(tmp_path: Path) -> None:
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    con = sqlite3.connect(tmp_path / DB_FILE)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_corrupt_sqlite_is_one_clear_error_and_untouched(tmp_path: Path) -> None:
+    db = tmp_path / DB_FILE
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    with pytest.raises(StateError, match=rf"{DB_FILE}.*not a database"):
+        StateStore.open(tmp_path)
+    assert db.read_bytes() == before
+
+
+def test_newer_schema_is_refused_and_kept(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    s.append("a", [NewEvent("x")])
+    s.set_meta("probe", 1)
+    import sqlalchemy as sa
+
+    from playnext.state.store import META
+
+    with s._write.begin() as conn:
+        conn.execute(
+            META.update().where(META.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1))
+        )
+    with pytest.raises(StateError, match="newer than this playnext"):
+        StateStore.open(store_where)
+    with s._read.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sa.table("playnext_events"))).scalar() == 1
+
+
+def test_locked_sqlite_is_a_state_error(tmp_path: Path) -> None:
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    holder = sqlite3.connect(tmp_path / DB_FILE, timeout=0.1, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        quick = StateStore(f"sqlite:///{tmp_path / DB_FILE}", sqlite_path=tmp_path / DB_FILE, busy_ms=200)
+    except StateError as e:  # opening already needs the lock
+        assert "locked" in str(e)
+    else:
+        with pytest.raises(StateError, match="locked"):
+            quick.append("a", [NewEvent("y")])
+    finally:
+        holder.execute("ROLLBACK")
+    assert [e.item_id for e in StateStore.open(tmp_path).events()] == ["x"]
+
+
+def test_unreachable_postgres_is_one_clear_error() -> None:
+    with pytest.raises(StateError, match=r"127\.0\.0\.1.*(refused|failed)"):
+        StateStore.open("postgresql://nobody:secret@127.0.0.1:1/nothing")
+
+
+def test_bad_store_url() -> None:
+    with pytest.raises(StateError, match="sqlite:///FILE or postgresql"):
+        StateStore.open("mysql://x/y")
