@@ -91,7 +91,8 @@ def replay(
         from fastapi.testclient import TestClient
 
         store.close()
-        settings = Settings.model_validate({"state": str(store_dir), "text_encoder": "none"})
+        # cold items need a text index to be served; hashing builds one instantly
+        settings = Settings.model_validate({"state": str(store_dir), "text_encoder": "hashing"})
         with TestClient(create_app(model_dir, settings)) as client:
             for user, items in later.items():
                 events = [{"item_id": i, "timestamp": ts + k} for k, i in enumerate(items[: HELD - 1])]
@@ -143,6 +144,8 @@ def main() -> None:
     ap.add_argument("--record", default="retrain_loop", help="results/<name>.json; '' writes nothing.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("httpx", "httpx2"):  # one line per replayed request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="retrain-loop-"))
     t_all = time.perf_counter()
@@ -226,7 +229,11 @@ def main() -> None:
         "minutes": minutes,
         "total_minutes": {"warm": chosen["seconds"] / 60, "scratch": scratch["seconds"] / 60},
         "test_metrics": results,
-        "warm_vs_scratch_ndcg": results["warm"]["NDCG@10"] / max(results["scratch"]["NDCG@10"], 1e-12),
+        "warm_vs_scratch_ndcg": (
+            results["warm"]["NDCG@10"] / results["scratch"]["NDCG@10"]
+            if results["scratch"]["NDCG@10"]
+            else None
+        ),
         "warm_time_share": minutes["warm"] / max(minutes["scratch"], 1e-12),
         "lr_factor_choice": {
             "chosen": chosen["lr_factor"],

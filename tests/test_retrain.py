@@ -226,7 +226,9 @@ def test_the_gate_refuses_a_worse_model_and_force_publishes_it(
     )
     assert forced.exit_code == 0, forced.output
     assert _json(forced.stdout)["status"] == "forced"
-    assert (root / "current").resolve() == (root / "versions" / "forced").resolve()
+    served_now = (root / "current").resolve()
+    assert served_now.parent == (root / "versions").resolve() and served_now.name.endswith("forced")
+    assert Artifact.load(root / "current").info["retrain"]["status"] == "forced"
 
 
 def test_from_scratch_trains_a_fresh_model_with_the_recipe(
@@ -254,17 +256,17 @@ def test_ease_is_refit(world: Interactions, tmp_path: Path) -> None:
 
 def test_publish_swaps_current_atomically_and_keeps_old_versions(current: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    first = publish(current, root)
+    first = publish(current, root, "v1")
     link = root / "current"
     assert link.is_symlink() and link.resolve() == first.resolve()
-    second = publish(current, root)  # same name again: a new version beside the first
-    assert second != first and first.is_dir() and second.is_dir()
+    second = publish(current, root, "v2")
+    assert first.is_dir() and second.is_dir()  # the old version stays for a rollback
     assert link.resolve() == second.resolve()
     assert Artifact.load(link).model.n_items_ == Artifact.load(current).model.n_items_
-    assert not [p for p in root.rglob(".*tmp*")]  # no staging leftovers
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging leftovers
     broken = tmp_path / "broken"
     broken.mkdir()
-    with pytest.raises(Exception, match="model"):
+    with pytest.raises(ConfigError, match="model"):
         publish(broken, root)
     assert link.resolve() == second.resolve()
 

@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from playnext.artifact import Artifact
+from playnext.artifact import Artifact, publish
 from playnext.data.interactions import META_SCHEMA, Columns, Histories, IdMap, Interactions
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
@@ -518,45 +518,13 @@ def retrain(
         outcome.refused = True
         outcome.message = f"refused: NEW ranks the held-out events worse ({numbers}); --force publishes it"
         return outcome
-    if publish_root is not None:
+    if publish_root is not None:  # the one publish: servers with --model-root ROOT swap it in
         outcome.published = publish(model_dir, publish_root)
     outcome.message = f"{comparison['status']}: {numbers}" + (
         f"; published to {outcome.published}" if outcome.published else ""
     )
     comparison["published"] = str(outcome.published) if outcome.published else None
     return outcome
-
-
-def publish(model_dir: str | Path, root: str | Path) -> Path:
-    """Copy `model_dir` to `root/versions/<name>` and point `root/current` at it atomically (a new
-    symlink renamed over the old one): a reader sees the old model or the new one, never neither;
-    earlier versions stay where they were. Returns the published version's folder."""
-    import shutil
-
-    src = Path(model_dir).resolve()
-    Artifact.load(src)  # never point `current` at a folder that does not load
-    root = Path(root)
-    versions = root / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    name, n = src.name, 1
-    while (versions / name).exists():
-        n += 1
-        name = f"{src.name}-{n}"
-    dest = versions / name
-    tmp = versions / f".{name}.tmp-{os.getpid()}"
-    shutil.copytree(src, tmp)
-    os.replace(tmp, dest)
-    link = root / "current"
-    staged = root / f".current.tmp-{os.getpid()}"
-    staged.unlink(missing_ok=True)
-    staged.symlink_to(Path("versions") / name)
-    os.replace(staged, link)  # rename(2): atomic, replaces the old link in one step
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return dest
 
 
 __all__ = ["EXIT_REFUSED", "Outcome", "RetrainOptions", "known_scorer", "merge", "publish", "retrain"]
