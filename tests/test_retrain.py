@@ -159,11 +159,14 @@ def test_extend_items_keeps_known_rows_and_starts_new_ones_at_their_neighbours(
     assert scores.shape == (1, n + 3) and torch.isfinite(scores).all()
 
 
-@pytest.mark.parametrize("model", [EASE(EASEConfig(l2=10.0))])
-def test_non_neural_models_refit_instead(model: Recommender) -> None:
+@pytest.mark.parametrize("name", ["ease", "popular"])
+def test_non_neural_models_refit_instead(name: str, world: Interactions) -> None:
+    model: Recommender = create(name).fit(world)
     assert not model.warm_startable
     with pytest.raises(NotImplementedError, match="refit"):
         model.extend_items([[0]])
+    with pytest.raises(NotImplementedError, match="refit"):
+        model.fine_tune(world)
 
 
 # ---- the command: warm start, watermark, gate, publish --------------------------------------------
