@@ -87,6 +87,14 @@ class Recommender(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, torch.Tensor]) -> None: ...
 
+    def _meta(self) -> dict[str, Any]:
+        """Learned facts that are not tensors (names), saved in model.json beside the config."""
+        return {}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        """Read back what `_meta` saved (before the weights, which may depend on it)."""
+        return None
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -97,6 +105,7 @@ class Recommender(ABC):
             "config": self.config.to_dict(),
             "n_items": self.n_items_,
             "n_users": self.n_users_,
+            **self._meta(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         atomic_write(directory / "weights.safetensors", lambda p: save_file(state, str(p)))
@@ -118,6 +127,7 @@ class Recommender(ABC):
             model = model_cls(model_cls.config_class.from_dict(meta["config"]))
             model.n_items_ = int(meta["n_items"])
             model.n_users_ = int(meta["n_users"])
+            model._load_meta(meta)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{directory / 'model.json'}: incomplete or invalid ({e!r})") from None
         try:
