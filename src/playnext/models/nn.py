@@ -132,6 +132,10 @@ class NeuralRecommender(Recommender):
     @abstractmethod
     def _build(self) -> nn.Module: ...
 
+    def _learn_vocab(self, train: Interactions) -> None:
+        """What the network's shape depends on beyond the item count (event types); none here."""
+        return None
+
     @abstractmethod
     def _prepare(self, train: Interactions) -> None:
         """Precompute the training arrays that `train_batches` slices."""
@@ -157,6 +161,7 @@ class NeuralRecommender(Recommender):
 
     def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
         cfg = self.config
+        self._learn_vocab(train_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.net_ = self._build()
@@ -234,7 +239,10 @@ class SequenceNet(nn.Module):
     """
 
     item_emb: nn.Embedding
-    action_emb: nn.Embedding | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_emb: nn.Embedding | None = None  # built by nets of typed configs
 
     def encode(self, seq: torch.Tensor, *, actions: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # (B, T) → (B, T, D)
@@ -304,15 +312,8 @@ class SequenceRecommender(NeuralRecommender):
         Both are stored minus one, as `left_pad` adds one (0 stays padding). A kind is
         2 · type + positive, type = len(event_types_) for an untyped event."""
         self._acts = self._kinds = None
-        self.event_types_ = ()
-        if not self.config.typed:
+        if not self.config.typed or seqs.events is None or seqs.values is None:
             return
-        if seqs.events is None or seqs.values is None:
-            raise ConfigError(
-                f"{self.name}: actions=true or targets={self.config.targets!r} need a log with event "
-                "types (an event column), and this one has none"
-            )
-        self.event_types_ = seqs.event_names
         acts = self.action_ids(seqs)
         n = len(self.event_types_)
         types = np.where(seqs.events >= 0, seqs.events, n)
@@ -320,6 +321,17 @@ class SequenceRecommender(NeuralRecommender):
         if self.config.actions:
             _, self._acts = B.next_item_arrays(Histories(seqs.indptr, acts - 1), self.config.max_len)
         _, self._kinds = B.next_item_arrays(Histories(seqs.indptr, kinds), self.config.max_len)
+
+    def _learn_vocab(self, train: Interactions) -> None:
+        self.event_types_ = ()
+        if not self.config.typed:
+            return
+        if not train.event_names:
+            raise ConfigError(
+                f"{self.name}: actions=true or targets={self.config.targets!r} need a log with event "
+                "types (an event column), and this one has none"
+            )
+        self.event_types_ = train.event_names
 
     def action_ids(self, history: Histories) -> np.ndarray:
         """(N,) action id of every stored event of `history`, against this model's event types:
