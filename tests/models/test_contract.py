@@ -432,7 +432,9 @@ def test_typed_events_beat_untyped_on_planted_skips(name: str, typed_split: Spli
     test, n = typed_split.test, typed_split.train.n_items
     ndcg = {}
     for actions in (False, True):
-        model = create(name, **params(name, actions=actions, epochs=TYPED_EPOCHS))
+        # HSTU's sampled softmax learns the two-hop rule too slowly for a test; its full softmax does
+        extra = {"loss": "ce"} if name == "hstu" else {}
+        model = create(name, **params(name, actions=actions, epochs=TYPED_EPOCHS, **extra))
         model.fit(typed_split.train)
         ndcg[actions] = evaluate(model_scorer(model), test, n, ks=(10,)).metrics["NDCG@10"]
     assert ndcg[True] >= ndcg[False] + 0.1, f"{name}: typed {ndcg[True]:.3f} vs untyped {ndcg[False]:.3f}"
