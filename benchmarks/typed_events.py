@@ -114,7 +114,8 @@ def main() -> None:
             {"model": "sasrec", "dataset": name, "seed": None, "params": params, **result}, args.tag
         )
         path = append_record("typed_events", record)
-        logging.info("%s: typed / untyped = %.3f → %s", name, result.get("typed_over_untyped", float("nan")), path)
+        ratio = result.get("typed_over_untyped", float("nan"))
+        logging.info("%s: typed / untyped = %.3f → %s", name, ratio, path)
 
 
 if __name__ == "__main__":
