@@ -134,8 +134,73 @@ def results_doc(records: list[dict[str, Any]]) -> str:
     ]
     if peers.exists():
         parts += ["## Against peers, measured in one run", "", peers_table(), ""]
+    serving = serving_tables()
+    if serving:
+        parts += ["## Serving state: durability, workers, hot swaps", "", serving, ""]
     parts += ["## Every run", "", table(records), ""]
     return "\n".join(parts)
+
+
+def serving_tables() -> str:
+    """The `benchmarks.serve_state` records as tables (each file read alone: they are not runs of
+    the evaluation protocol)."""
+    from benchmarks.common import _read
+
+    out: list[str] = []
+    path = RESULTS / "serve_durability.json"
+    if path.exists():
+        out += [
+            "SIGKILL of the whole server mid-burst, restart on the same store "
+            "(`python -m benchmarks.serve_state durability`):",
+            "",
+            "| store | dataset | workers | acknowledged | recovered | lost |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in _read(path):
+            m = r["metrics"]
+            out.append(
+                f"| {r['store']} | {r['dataset']} | {r['params']['workers']} | {m['acknowledged']} "
+                f"| {m['recovered']} | {m['lost']} |"
+            )
+        out.append("")
+    path = RESULTS / "serve_workers.json"
+    if path.exists():
+        out += [
+            "Open-loop mixed load (50% /recommend, 30% event writes, 20% session reads) on the same 2 "
+            "cores as the client; the highest rate whose p99 stayed ≤ 50 ms with no error "
+            "(`python -m benchmarks.serve_state workers`):",
+            "",
+            "| store | workers | req/s held | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in sorted(_read(path), key=lambda r: (r["store"], r["workers"])):
+            m = r["metrics"]
+            p50 = f"{m['p50_ms']:.1f}" if m.get("p50_ms") is not None else "–"
+            p99 = f"{m['p99_ms']:.1f}" if m.get("p99_ms") is not None else "–"
+            out.append(
+                f"| {r['store']} | {r['workers']} | {m['max_rate_p99_le_50ms']:g} | {p50} | {p99} "
+                f"| {m['errors'] if m.get('errors') is not None else '–'} |"
+            )
+        out.append("")
+    path = RESULTS / "hot_swap.json"
+    if path.exists():
+        out += [
+            "A new model published every 10 s under open-loop load "
+            "(`python -m benchmarks.serve_state swap`):",
+            "",
+            "| workers | req/s | seconds | swaps | failed requests | p50 ms | p99 ms "
+            "| p99 ms, 3 s after a swap |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in _read(path):
+            m, p = r["metrics"], r["params"]
+            out.append(
+                f"| {p['workers']} | {p['rate']:g} | {p['seconds']:g} | {m['swaps']} "
+                f"| {m['failed_requests']} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} "
+                f"| {m.get('swap_window_p99_ms', float('nan')):.1f} |"
+            )
+        out.append("")
+    return "\n".join(out).strip()
 
 
 def peers_table() -> str:

@@ -131,6 +131,24 @@ def test_merge_appends_new_items_and_events_without_moving_known_ids(
     assert new.counts["new_events"] == sum(len(i) for _, i in _cut(world)[1]) + 5
 
 
+def test_a_typed_log_keeps_its_events_and_values(tmp_path: Path) -> None:
+    typed = generate_world(n_users=40, n_items=60, seed=1, mean_length=10.0, typed_events=True)
+    art = Artifact.from_data(create("popular").fit(typed), typed, {})
+    store = StateStore.open(tmp_path / "state")
+    item, user = typed.items.external[0], typed.users.external[0]
+    store.append("s", [NewEvent(item, "skip", 0.2, 5.0), NewEvent(item, None, None, 6.0)], user_id=user)
+    new = merge(art, store.events(), [], encoder="none")
+    u = int(art.users.to_internal([user], kind="user")[0])
+    before, after = art.histories.take(np.array([u])), new.data.sequences().take(np.array([u]))
+    assert after.typed and len(after.items) == len(before.items) + 2
+    names = np.array([*after.event_names, "-"])
+    old_names = np.array([*before.event_names, "-"])
+    assert names[after.events][:-2].tolist() == old_names[before.events].tolist()
+    assert np.array_equal(after.values[:-2], before.values, equal_nan=True)
+    assert names[after.events][-2:].tolist() == ["skip", "-"]
+    assert after.values[-2] == pytest.approx(0.2) and after.values[-1] == 1.0
+
+
 @pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec", "caser", "mlp"])
 def test_extend_items_keeps_known_rows_and_starts_new_ones_at_their_neighbours(
     name: str, world: Interactions

@@ -18,7 +18,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from typer.core import TyperOption
 
@@ -372,24 +380,101 @@ def recommend(
         str | None, typer.Option("--history", help="Comma-separated item ids (anonymous).")
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
+    exclude_seen: Annotated[
+        bool, typer.Option(help="Mask the items already in the history (off for re-listening).")
+    ] = True,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Every user of the model folder, to Parquet (--out).")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="With --all-users: the Parquet file to write.")
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option("--restart", help="With --all-users: discard the parts of an earlier, different run."),
+    ] = False,
+    chunk_users: Annotated[
+        int, typer.Option("--chunk-users", min=0, help="With --all-users: users per part (0 = automatic).")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Top-k recommendations with titles for a user or an ad-hoc history."""
+    """Top-k recommendations with titles for a user or an ad-hoc history, or every user's top-k
+    streamed to Parquet (`--all-users --out recs.parquet`; rerun the same command to resume)."""
 
     def go() -> None:
         from playnext.artifact import Artifact
 
+        if all_users:
+            _recommend_all(model_dir, user, history, k, exclude_seen, out_file, restart, chunk_users, as_json)
+            return
+        if out_file is not None or restart:
+            raise PlaynextError("--out and --restart go with --all-users")
         if (user is None) == (history is None):
-            raise PlaynextError("give exactly one of --user or --history")
+            raise PlaynextError("give exactly one of --user or --history (or --all-users --out FILE)")
         art = Artifact.load(model_dir)
         hist = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
-        recs = art.recommend(user=user, history=hist, k=k)
+        recs = art.recommend(user=user, history=hist, k=k, exclude_seen=exclude_seen)
         if as_json:
             sys.stdout.write(json.dumps({"user": user, "history": hist, "items": recs}) + "\n")
             return
         _recs_table(recs, f"for user {user}" if user is not None else f"for history {', '.join(hist or [])}")
 
     _run(go)
+
+
+def _recommend_all(
+    model_dir: Path,
+    user: str | None,
+    history: str | None,
+    k: int,
+    exclude_seen: bool,
+    out_file: Path | None,
+    restart: bool,
+    chunk_users: int,
+    as_json: bool,
+) -> None:
+    from playnext import batch
+
+    if user is not None or history is not None:
+        raise PlaynextError("--all-users takes no --user or --history")
+    if out_file is None:
+        raise PlaynextError("--all-users needs --out FILE.parquet")
+    job = batch.Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users)
+    if as_json or not err.is_terminal:
+        done = batch.recommend_all(model_dir, out_file, job, restart=restart)
+    else:
+        with Progress(
+            TextColumn("recommending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("users"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as prog:
+            task = prog.add_task("users", total=None)
+            done = batch.recommend_all(
+                model_dir,
+                out_file,
+                job,
+                restart=restart,
+                progress=lambda n, total: prog.update(task, completed=n, total=total),
+            )
+    summary = {
+        "out": str(done.path),
+        "users": done.users,
+        "rows": done.rows,
+        "parts": done.parts,
+        "parts_reused": done.parts_reused,
+        "seconds": round(done.seconds, 3),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        reused = f", {done.parts_reused} of {done.parts} parts reused" if done.parts_reused else ""
+        err.print(f"{done.rows:,} rows for {done.users:,} users in {done.seconds:.1f}s{reused}")
+        out.print(f"wrote {done.path}")
 
 
 def _recs_table(recs: list[dict[str, Any]], title: str) -> None:
@@ -459,6 +544,40 @@ def publish(
         Artifact.load(model_dir)  # refuse a folder that would not load before anyone sees it
         version = publish_model(model_dir, root, name)
         out.print(f"published {version} as {root}/current")
+
+    _run(go)
+
+
+@app.command("export")
+def export_model(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (the only format so far).")] = "onnx",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="The file to write (default: MODEL_DIR/model.onnx).")
+    ] = None,
+    check_users: Annotated[
+        int, typer.Option("--check-users", min=1, help="Users whose histories check the export.")
+    ] = 1024,
+    as_json: Annotated[bool, typer.Option("--json", help="The check record as one JSON object.")] = False,
+) -> None:
+    """Export a sequence model's scoring path (SASRec, HSTU, GRU4Rec, Caser) to ONNX, checked
+    against PyTorch with onnxruntime on real histories; refused if scores differ by > 1e-4."""
+
+    def go() -> None:
+        from playnext.export import export_onnx
+
+        if fmt != "onnx":
+            raise PlaynextError(f"--format {fmt}: only onnx is supported")
+        with _step("exporting to ONNX and checking against PyTorch", as_json):
+            done = export_onnx(model_dir, out_file, check_users=check_users)
+        if as_json:
+            sys.stdout.write(json.dumps({"path": str(done.path), **done.info}) + "\n")
+            return
+        info = done.info
+        out.print(
+            f"wrote {done.path} (opset {info['opset']}): max |onnx - torch| = {info['max_abs_diff']:.2e} "
+            f"on {info['n_checked']} users; inputs {', '.join(i['name'] for i in info['inputs'])}"
+        )
 
     _run(go)
 

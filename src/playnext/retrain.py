@@ -188,15 +188,25 @@ def merge(
     lengths = old_rows + new_rows
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
+    # old rows sit at the start of each user's new row: one vectorised scatter
+    old_pos = np.repeat(indptr[: len(old)], old.lengths) + (
+        np.arange(len(old.items)) - np.repeat(old.indptr[:-1], old.lengths)
+    )
     item_col = np.empty(indptr[-1], dtype=np.int64)
-    event_col: list[str | None] = [None] * int(indptr[-1])
-    for u in range(len(old)):
-        item_col[indptr[u] : indptr[u] + old_rows[u]] = old[u]
+    item_col[old_pos] = old.items
+    # a typed log keeps its events and values (NaN: none given); untyped rows weigh 1
+    event_col = np.full(int(indptr[-1]), None, dtype=object)
+    value_col = np.ones(int(indptr[-1]), dtype=np.float32)
+    if old.events is not None and old.values is not None:
+        names = np.array([*old.event_names, None], dtype=object)
+        event_col[old_pos] = names[old.events]  # code -1 → None
+        value_col[old_pos] = old.values
     for u, evs in per_user.items():
         start = indptr[u] + old_rows[u]
         for j, e in enumerate(evs):
             item_col[start + j] = ids[e.item_id]
             event_col[start + j] = e.event
+            value_col[start + j] = e.value if e.value is not None else (np.nan if e.event else 1.0)
     user_col = np.repeat(np.arange(n_users, dtype=np.int64), lengths)
     frame = pl.DataFrame(
         {
@@ -205,8 +215,8 @@ def merge(
             # the artifact keeps order, not time: positions carry it (HSTU trains without Δt)
             c.TIMESTAMP: pl.Series([None] * len(user_col), dtype=pl.Int64),
             c.POSITION: pl.Series(np.arange(len(user_col)), dtype=pl.Int64),
-            c.WEIGHT: pl.Series(np.ones(len(user_col)), dtype=pl.Float32),
-            c.EVENT: pl.Series(event_col, dtype=pl.String),
+            c.WEIGHT: pl.Series(value_col, dtype=pl.Float32),
+            c.EVENT: pl.Series(event_col.tolist(), dtype=pl.String),
         }
     )
     data = Interactions(frame, user_map, items, meta, art.info.get("dataset", "custom"))

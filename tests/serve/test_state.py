@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,5 +201,9 @@ def test_model_root_swap_keeps_requests_in_flight_on_the_old_model(
     from playnext.serve.engine import Query
 
     assert old.recommend(Query(history=[h_item(c)], k=2, explain=False))  # the old one still answers
+    gone = weakref.ref(old)
+    del old
+    gc.collect()
+    assert gone() is None  # once the last request lets go, the old model is freed
     assert c.get("/health").json()["model"] == "popular"
     assert (root / "state" / "state.db").is_file()  # the default store lives in the root

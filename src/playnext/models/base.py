@@ -104,6 +104,14 @@ class Recommender(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, torch.Tensor]) -> None: ...
 
+    def _meta(self) -> dict[str, Any]:
+        """Learned facts that are not tensors (names), saved in model.json beside the config."""
+        return {}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        """Read back what `_meta` saved (before the weights, which may depend on it)."""
+        return None
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -114,6 +122,7 @@ class Recommender(ABC):
             "config": self.config.to_dict(),
             "n_items": self.n_items_,
             "n_users": self.n_users_,
+            **self._meta(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         atomic_write(directory / "weights.safetensors", lambda p: save_file(state, str(p)))
@@ -130,10 +139,14 @@ class Recommender(ABC):
             raise ConfigError(f"{directory}: no model.json — not a playnext model directory") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{directory / 'model.json'}: corrupt ({e})") from None
-        model_cls = get(meta["model"])
-        model = model_cls(model_cls.config_class.from_dict(meta["config"]))
-        model.n_items_ = int(meta["n_items"])
-        model.n_users_ = int(meta["n_users"])
+        try:
+            model_cls = get(meta["model"])
+            model = model_cls(model_cls.config_class.from_dict(meta["config"]))
+            model.n_items_ = int(meta["n_items"])
+            model.n_users_ = int(meta["n_users"])
+            model._load_meta(meta)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{directory / 'model.json'}: incomplete or invalid ({e!r})") from None
         try:
             state = load_file(str(directory / "weights.safetensors"))
         except Exception as e:  # safetensors raises several types for corrupt files

@@ -41,6 +41,10 @@ def serve(
         raise ConfigError(
             f"{first}: not a model folder (no model.json); train one with `playnext train --out`"
         )
+    if (workers or 1) > 1:
+        from playnext.artifact import Artifact
+
+        Artifact.load(first)  # each worker loads it: one clear error now instead of N crashing
     settings = Settings.from_env(
         host=host,
         port=port,

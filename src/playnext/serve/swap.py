@@ -107,8 +107,12 @@ class ModelHolder:
             new.n_items,
             time.perf_counter() - t0,
         )
+        # the startup freeze put the old model in the permanent generation, where a collection
+        # never looks: thaw, free it, and freeze the new one the same way
         del old
+        gc.unfreeze()
         gc.collect()
+        gc.freeze()
         return new
 
     def admin_swap(self, model_dir: str) -> Engine:
