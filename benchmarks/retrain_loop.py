@@ -134,6 +134,12 @@ def main() -> None:
     ap.add_argument("--warm-minutes", type=float, default=3.0)
     ap.add_argument("--scratch-minutes", type=float, default=15.0)
     ap.add_argument(
+        "--epochs",
+        default=None,
+        help="INITIAL,WARM,SCRATCH epoch budgets instead of minutes: on shared cores a minute buys "
+        "different amounts of training in each phase, an epoch does not",
+    )
+    ap.add_argument(
         "--lr-factors", default="0.1,0.3,1.0", help="Warm-start lr factors chosen among on the gate."
     )
     ap.add_argument("--text-encoder", default="minilm")
@@ -165,7 +171,12 @@ def main() -> None:
 
     # (1) the served model
     recipe = recipes.load("sasrec")
+    by_epochs = [int(x) for x in args.epochs.split(",")] if args.epochs else None
+    if by_epochs is not None and len(by_epochs) != 3:
+        raise SystemExit("--epochs takes INITIAL,WARM,SCRATCH")
     params = {**recipe.params, "max_minutes": args.initial_minutes, "patience": 0, "verbose": False}
+    if by_epochs is not None:
+        params.update(max_minutes=0.0, epochs=by_epochs[0])
     t0 = time.perf_counter()
     model = SASRec(SASRecConfig.from_dict(params)).fit(first)
     initial_s = time.perf_counter() - t0
@@ -182,14 +193,22 @@ def main() -> None:
     warm: list[dict[str, Any]] = []
     for f in [float(x) for x in args.lr_factors.split(",")]:
         opts = RetrainOptions(
-            budget_minutes=args.warm_minutes, lr_factor=f, force=True, text_encoder=args.text_encoder
+            budget_minutes=0.0 if by_epochs else args.warm_minutes,
+            epochs=by_epochs[1] if by_epochs else None,
+            lr_factor=f,
+            force=True,
+            text_encoder=args.text_encoder,
         )
         out = retrain(current, work / "state", work / f"warm-{f:g}", opts)
         log.info("warm lr x%g: gate %s in %.1f min", f, out.record["new_metrics"], out.record["seconds"] / 60)
         warm.append({**out.record, "model_dir": str(out.model_dir)})
     chosen = max(warm, key=lambda r: r["new_metrics"]["NDCG@10"])
     opts = RetrainOptions(
-        from_scratch=True, budget_minutes=args.scratch_minutes, force=True, text_encoder=args.text_encoder
+        from_scratch=True,
+        budget_minutes=0.0 if by_epochs else args.scratch_minutes,
+        epochs=by_epochs[2] if by_epochs else None,
+        force=True,
+        text_encoder=args.text_encoder,
     )
     scratch_out = retrain(current, work / "state", work / "scratch", opts)
     scratch = {**scratch_out.record, "model_dir": str(scratch_out.model_dir)}
@@ -220,11 +239,12 @@ def main() -> None:
         "replay_seconds": replay_s,
         "users": len(later),
         "cold_items": len(cold),
-        "budgets_minutes": {
-            "initial": args.initial_minutes,
-            "warm": args.warm_minutes,
-            "scratch": args.scratch_minutes,
-        },
+        "budgets_minutes": None
+        if by_epochs
+        else {"initial": args.initial_minutes, "warm": args.warm_minutes, "scratch": args.scratch_minutes},
+        "budgets_epochs": dict(zip(("initial", "warm", "scratch"), by_epochs, strict=True))
+        if by_epochs
+        else None,
         "epochs": {"old": initial_epochs, "warm": chosen["epochs"], "scratch": scratch["epochs"]},
         "minutes": minutes,
         "total_minutes": {"warm": chosen["seconds"] / 60, "scratch": scratch["seconds"] / 60},
@@ -268,7 +288,7 @@ def main() -> None:
             "epochs": epochs,
             "loop": loop,
         }
-        append_record(args.record, bench_record(rec, tag))
+        append_record(args.record, bench_record(rec, f"{tag}-by-epochs" if by_epochs else tag))
 
 
 if __name__ == "__main__":
