@@ -88,7 +88,16 @@ def run(name: str, seeds: list[int], epochs: int, minutes: float, variants: list
     v = out["variants"]
     if "typed" in v and "untyped" in v:
         out["typed_over_untyped"] = v["typed"]["NDCG@10_mean"] / max(1e-12, v["untyped"]["NDCG@10_mean"])
+    out["metrics"] = summary_metrics(out)
     return out
+
+
+def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The record's `metrics`: each variant's mean NDCG@10 over the seeds, and their ratio."""
+    m = {f"NDCG@10_{name}": float(v["NDCG@10_mean"]) for name, v in result["variants"].items()}
+    if "typed_over_untyped" in result:
+        m["typed_over_untyped"] = float(result["typed_over_untyped"])
+    return m
 
 
 def main() -> None:
