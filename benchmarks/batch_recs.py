@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from benchmarks.common import append_record, data_path, environment
+from benchmarks.common import append_record, data_path, environment, trained_fields
 
 DATASET = "ml-1m"
 LOAD_ONLY = "import sys, playnext.cli, playnext.batch; playnext.batch.Artifact.load(sys.argv[1])"
@@ -115,10 +115,7 @@ def main() -> None:
                 "parts": summary["parts"],
                 "command": f"playnext recommend --model-dir M --all-users --k {args.k} --out recs.parquet",
             },
-            "train_seconds": info.get("train_seconds", 0.0),
-            "model_params": info.get("params"),
-            "model_metrics": {k: info.get("metrics", {}).get(k) for k in ("NDCG@10", "HR@10")},
-            "n_params": info.get("n_params"),
+            **trained_fields(info),
             "environment": environment(),
         },
     )

@@ -6,8 +6,11 @@ import fcntl
 import json
 import logging
 import os
+import statistics
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +125,36 @@ def load_records() -> list[dict[str, Any]]:
         data = _read(p)
         out.extend(data if isinstance(data, list) else [data])
     return out
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Median milliseconds of `fn()` over `repeats` calls after `warmup` unrecorded ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def trained_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """What a record says about the model folder it measured (from its artifact.json)."""
+    return {
+        "train_seconds": info.get("train_seconds", 0.0),
+        "model_params": info.get("params"),
+        "model_metrics": {k: info.get("metrics", {}).get(k) for k in ("NDCG@10", "HR@10")},
+        "n_params": info.get("n_params"),
+    }
+
+
+def http_call(client: Any, path: str, body: dict[str, Any] | None) -> tuple[bool, str]:
+    """POST `body` (GET when None) with an httpx client: (2xx?, status and the start of the answer)."""
+    import httpx
+
+    try:
+        r = client.post(path, json=body) if body is not None else client.get(path)
+    except httpx.HTTPError as e:
+        return False, repr(e)
+    return r.is_success, f"{r.status_code} {r.text[:200]}"

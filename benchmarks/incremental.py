@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import append_record, environment
+from benchmarks.common import append_record, environment, median_ms
 from playnext.data.interactions import Histories
 from playnext.models.hstu import HSTU, HSTUConfig
 from playnext.models.sasrec import SASRec, SASRecConfig
@@ -40,17 +40,6 @@ def build(name: str, n_items: int, dim: int, blocks: int, heads: int, max_len: i
     model.n_items_, model.n_users_ = n_items, 1
     model.net_ = model._build().eval()
     return model
-
-
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def uncached_requests(model: SASRec | HSTU, history: list[int], n: int) -> Callable[[], Any]:
@@ -84,7 +73,7 @@ def main() -> None:
         model = build(name, args.n_items, args.dim, args.blocks, args.heads, max_len)
         for n in lengths:
             history = rng.integers(0, args.n_items, size=n + 2 * args.requests + 8).tolist()
-            uncached_ms = median_ms(uncached_requests(model, history, n), args.requests)
+            uncached_ms = median_ms(uncached_requests(model, history, n), args.requests, warmup=3)
             scorer = IncrementalScorer(model, defer_refresh=True)
             state, _ = scorer.start(history[:n])
             feed = iter(history[n:])

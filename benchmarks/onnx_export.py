@@ -14,9 +14,7 @@ to benchmarks/results/onnx_export.json; `--save` keeps the model folders (e.g. f
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +22,10 @@ import numpy as np
 import torch
 
 from benchmarks.batch_recs import DATASET, quick_artifact
-from benchmarks.common import append_record, environment
+from benchmarks.common import append_record, environment, median_ms, trained_fields
 
 SMALL = {"sasrec": {}, "hstu": {"n_blocks": 2, "dim": 64}}
 BATCHES = (1, 32, 256)
-
-
-def latency(fn: Any, repeats: int) -> float:
-    """Median milliseconds of `fn()` after two warm-up calls."""
-    fn(), fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def measure(model_dir: Path, repeats: int) -> dict[str, Any]:
@@ -57,8 +44,8 @@ def measure(model_dir: Path, repeats: int) -> dict[str, Any]:
         feed = graph.feed(users[:b], art.histories.take(users[:b]))
         tensors = [torch.from_numpy(feed[name]) for name in graph.inputs]
         with torch.inference_mode():
-            torch_ms = latency(lambda t=tensors: graph.module(*t), repeats)
-        ort_ms = latency(lambda f=feed: session.run(["scores"], f), repeats)
+            torch_ms = median_ms(lambda t=tensors: graph.module(*t), repeats)
+        ort_ms = median_ms(lambda f=feed: session.run(["scores"], f), repeats)
         rows[str(b)] = {"torch_ms": torch_ms, "onnxruntime_ms": ort_ms, "speedup": torch_ms / ort_ms}
         print(f"  batch {b}: torch {torch_ms:.1f} ms, onnxruntime {ort_ms:.1f} ms", flush=True)
     return {"export": done.info, "latency_ms": rows, "file_bytes": done.path.stat().st_size, "info": art.info}
@@ -108,10 +95,7 @@ def main() -> None:
                         **SMALL.get(name, {}),
                     },
                     "export": {k: v for k, v in ex.items() if k != "weights_sha256"},
-                    "train_seconds": info.get("train_seconds", 0.0),
-                    "model_params": info.get("params"),
-                    "model_metrics": {k: info.get("metrics", {}).get(k) for k in ("NDCG@10", "HR@10")},
-                    "n_params": info.get("n_params"),
+                    **trained_fields(info),
                     "environment": environment(),
                 },
             )

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.common import append_record, environment
+from benchmarks.common import append_record, environment, http_call
 
 QUERIES = [
     "a funny space adventure",
@@ -233,11 +233,7 @@ def run_load(
     def send(group: list[Request], record: bool, due: float | None = None) -> None:
         for i, (kind, path, body) in enumerate(group):
             t = due if due is not None and i == 0 else time.perf_counter()
-            try:
-                r = client().post(path, json=body) if body is not None else client().get(path)
-                ok, why = r.is_success, f"{r.status_code} {r.text[:200]}"
-            except httpx.HTTPError as e:
-                ok, why = False, repr(e)
+            ok, why = http_call(client(), path, body)
             dt = time.perf_counter() - t
             if record:
                 with lock:

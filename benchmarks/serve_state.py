@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.common import append_record, environment
+from benchmarks.common import append_record, environment, http_call
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -303,11 +303,7 @@ def open_loop(
         return local.c  # type: ignore[no-any-return,unused-ignore]
 
     def send(kind: str, path: str, body: dict[str, Any] | None, due: float, t0: float) -> None:
-        try:
-            r = client().post(path, json=body) if body is not None else client().get(path)
-            ok, why = r.is_success, f"{r.status_code} {r.text[:200]}"
-        except httpx.HTTPError as e:
-            ok, why = False, repr(e)
+        ok, why = http_call(client(), path, body)
         dt = time.perf_counter() - due
         with lock:
             lat.append((due - t0, kind, dt))

@@ -3,7 +3,8 @@
     DIR/model.json, weights.safetensors   the model (config + tensors)
     DIR/artifact.json                     dataset, protocol, metrics, chosen params
     DIR/users.parquet, items.parquet      external ids and item metadata (internal order)
-    DIR/histories.safetensors             every user's full history (CSR), for `--user`
+    DIR/histories.safetensors             every user's full history (CSR), for `--user`; for a
+                                          typed log also each event (names in its metadata)
 
 The folder is written beside the target and renamed into place, so an interrupted save never
 leaves a half-written model where a good one was.
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
@@ -55,13 +57,13 @@ class Artifact:
             (tmp / "artifact.json").write_text(json.dumps(self.info, indent=2, default=_json_default))
             pl.DataFrame({"user_id": self.users.external}).write_parquet(tmp / "users.parquet")
             self.meta.write_parquet(tmp / "items.parquet")
-            save_file(
-                {
-                    "indptr": self.histories.indptr.astype(np.int64),
-                    "items": self.histories.items.astype(np.int64),
-                },
-                str(tmp / "histories.safetensors"),
-            )
+            h = self.histories
+            arrays = {"indptr": h.indptr.astype(np.int64), "items": h.items.astype(np.int64)}
+            names = None
+            if h.events is not None and h.values is not None:
+                arrays |= {"events": h.events.astype(np.int32), "values": h.values.astype(np.float32)}
+                names = {"event_names": json.dumps(list(h.event_names))}
+            save_file(arrays, str(tmp / "histories.safetensors"), metadata=names)
         return Path(directory).resolve()
 
     @classmethod
@@ -75,6 +77,8 @@ class Artifact:
             users = IdMap(pl.read_parquet(directory / "users.parquet").get_column("user_id"))
             meta = pl.read_parquet(directory / "items.parquet")
             h = load_file(str(directory / "histories.safetensors"))
+            with safe_open(str(directory / "histories.safetensors"), "np") as f:
+                names = json.loads((f.metadata() or {}).get("event_names", "[]"))
         except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as e:
             raise ConfigError(f"{directory}: incomplete or corrupt model directory ({e})") from None
         items = IdMap(meta.get_column(Columns.ITEM_ID))
@@ -82,7 +86,10 @@ class Artifact:
             raise ConfigError(
                 f"{directory}: items.parquet has {len(items)} items, model expects {model.n_items_}"
             )
-        return cls(model, users, items, meta, Histories(h["indptr"], h["items"]), info)
+        histories = Histories(h["indptr"], h["items"])
+        if "events" in h:
+            histories = histories.with_events(h["events"], h["values"], names)
+        return cls(model, users, items, meta, histories, info)
 
     # ---- recommending -------------------------------------------------------------------------
     def recommend(

@@ -625,6 +625,72 @@ def export_model(
 
 
 @app.command()
+def retrain(
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="CURRENT: the model folder now served.")],
+    store: Annotated[str, typer.Option("--store", help="The server's state: a folder or a database URL.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to save NEW.")],
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-minutes",
+            min=0,
+            help="Training budget. Default: a fifth of the recipe's (warm), all of it.",
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Most epochs to train.")] = None,
+    from_scratch: Annotated[
+        bool, typer.Option("--from-scratch", help="A fresh model with CURRENT's recipe, not a warm start.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish NEW even if the gate finds it worse.")
+    ] = False,
+    publish_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--publish", help="Model root: copy NEW to ROOT/versions/ and point ROOT/current at it."
+        ),
+    ] = None,
+    lr_factor: Annotated[
+        float | None, typer.Option(help="Warm start: the recipe's learning rate times this.")
+    ] = None,
+    text_encoder: Annotated[
+        str, typer.Option(help="Text neighbours of new items: minilm | hashing | none.")
+    ] = "minilm",
+    as_json: Annotated[bool, typer.Option("--json", help="Exactly one JSON object on stdout.")] = False,
+) -> None:
+    """Retrain on the events the server logged since CURRENT: warm start (or from scratch), compare
+    NEW with CURRENT on each user's newest event, publish only if NEW is not worse (exit 3 if it is)."""
+
+    def go() -> int:
+        from playnext.retrain import EXIT_REFUSED, RetrainOptions
+        from playnext.retrain import retrain as run_retrain
+
+        options = RetrainOptions(
+            from_scratch=from_scratch,
+            budget_minutes=budget_minutes,
+            epochs=epochs,
+            force=force,
+            text_encoder=text_encoder,
+        )
+        if lr_factor is not None:
+            options.lr_factor = lr_factor
+        with _step("retraining", as_json):
+            done = run_retrain(model_dir, store, out_dir, options, publish_root=publish_root)
+        if as_json:
+            sys.stdout.write(json.dumps({**done.record, "message": done.message}, default=float) + "\n")
+        if done.refused:
+            err.print(done.message, highlight=False)
+            return EXIT_REFUSED
+        if not as_json:
+            out.print(done.message, highlight=False)
+        return 0
+
+    code = _run(go)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def models() -> None:
     """List registered models."""
     from playnext.models.registry import names

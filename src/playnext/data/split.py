@@ -86,11 +86,9 @@ def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
     train = data.replace(data.frame.filter(pl.Series(~(is_test | is_valid))))
     users = np.flatnonzero(lengths >= min_length).astype(np.int64)
     train_seqs = train.sequences().take(users)
-    valid_items = seqs.items[is_valid]
-    test_items = seqs.items[is_test]
     one = np.arange(len(users) + 1, dtype=np.int64)
-    valid_t = Histories(one, valid_items)
-    test_t = Histories(one, test_items)
+    valid_t = seqs.select(is_valid, one)  # with its event: the test history ends with it
+    test_t = Histories(one, seqs.items[is_test])
     test_hist = train_seqs.concat_rows(valid_t)
     valid = EvalSet(users, train_seqs, valid_t, train_seqs)
     test = EvalSet(users, test_hist, test_t, test_hist)

@@ -16,6 +16,7 @@ sampling rounds, never over users, items or interactions (10⁷ interactions in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,6 +232,8 @@ def generate_world(
     taste_alpha: float = 0.15,
     explore: float = 0.1,
     tie_rate: float = 0.02,
+    typed_events: bool = False,
+    skip_rate: float = 0.3,
 ) -> Interactions:
     """A deterministic synthetic log of users watching, listening to and playing a generated catalog.
 
@@ -239,11 +242,16 @@ def generate_world(
     genre tastes (small = few favourite genres); `explore` is the share of picks made by global
     popularity instead of taste; `tie_rate` the share of events logged in the same second as the
     previous one. Items are consumed once unless `allow_repeats`, which lets albums be replayed.
+
+    `typed_events` adds events with a planted meaning (`_typed_events`); the untyped log, the
+    default, is unchanged by it (its draws come from a separate random stream).
     """
     if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(_SPECS):
         raise ValueError(f"kinds must be distinct values from {KINDS}, got {kinds}")
     if n_users < 1 or n_items < len(kinds) or mean_length < 1:
         raise ValueError("need n_users >= 1, n_items >= len(kinds) and mean_length >= 1")
+    if not (0 <= skip_rate <= 1):
+        raise ValueError(f"need 0 <= skip_rate <= 1, got {skip_rate}")
     if not (0 <= explore <= 1 and 0 <= tie_rate < 1 and taste_alpha > 0 and zipf_exponent >= 0):
         raise ValueError("need 0 <= explore <= 1, 0 <= tie_rate < 1, taste_alpha > 0, zipf_exponent >= 0")
     rng = np.random.default_rng(seed)
@@ -270,7 +278,7 @@ def generate_world(
     keep_going = np.array([_SPECS[k].keep_going for k in kinds])[cat.kind]
     repeatable = np.array([allow_repeats and k == "music" for k in kinds])[cat.kind]
 
-    def draw(who: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def draw(who: np.ndarray, rng: np.random.Generator = rng) -> tuple[np.ndarray, np.ndarray]:
         """One series pick and how many of its items get consumed, for each entry of `who`."""
         g = np.searchsorted(taste_cdf, who + rng.random(len(who)), side="right") - who * n_genres
         s = by_genre[np.searchsorted(genre_cdf, g + rng.random(len(who)), side="right")]
@@ -341,15 +349,83 @@ def generate_world(
     clock += np.repeat(joined[active] - clock[first_event], n_events[active])  # per-user timestamps
 
     user_ids = pl.select(pl.format("u{}", pl.int_range(0, n_users))).to_series()
+    columns: dict[str, pl.Series] = {}
+    if typed_events:
+        trng = np.random.default_rng([seed, 1])  # the untyped world's stream stays untouched
+        visit = np.repeat(np.arange(len(v_len)), v_len)  # (total,) each event's visit
+        user, item, clock, events, values = _typed_events(
+            trng, user, item, clock, visit, v_first + v_len - 1, v_len < cat.length[v_series],
+            v_series, cat.start, lambda who: draw(who, trng)[0], skip_rate,
+        )  # fmt: skip
+        total = len(item)
+        columns = {Columns.EVENT: pl.Series(events), Columns.WEIGHT: pl.Series(values, dtype=pl.Float32)}
     raw = pl.DataFrame(
         {
             Columns.USER: user_ids.gather(user),
             Columns.ITEM: cat.meta.get_column(Columns.ITEM_ID).gather(item),
             Columns.TIMESTAMP: pl.Series(clock, dtype=pl.Int64),
             Columns.POSITION: pl.int_range(0, total, eager=True, dtype=pl.Int64),
+            **columns,
         }
     )
     return Interactions.from_frame(raw, meta=cat.meta, name="synthetic")
+
+
+TYPED_EVENTS = ("like", "skip", "watch")
+"""The event types of the typed world."""
+
+
+def _typed_events(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    item: np.ndarray,
+    clock: np.ndarray,
+    visit: np.ndarray,
+    visit_last: np.ndarray,
+    abandoned: np.ndarray,
+    v_series: np.ndarray,
+    series_start: np.ndarray,
+    draw: Callable[[np.ndarray], np.ndarray],
+    skip_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The untyped events, typed, with skips inserted: (user, item, clock, event, value).
+
+    What is planted, so that only a model reading the events can know it:
+    * a *skip* (value = fraction played, < 0.15): after any event but a user's last, with
+      probability `skip_rate`, the user starts a series drawn from their own taste (so it looks
+      like a new pick) and skips it: a dislike of that series, whose next item never follows —
+      the user returns to what they were doing. An untyped model cannot tell this skipped first
+      item from the first item of a new series they will go on with;
+    * a *partial* watch (value 0.1–0.45) ends a visit cut short: the series does not go on;
+    * otherwise a full *watch* (0.8–1.0), or a *like* (value 1, 15 %); both continue the series.
+    """
+    n = len(item)
+    value = rng.uniform(0.8, 1.0, n)
+    event = np.full(n, 2, dtype=np.int64)  # index into TYPED_EVENTS: watch
+    liked = rng.random(n) < 0.15
+    event[liked], value[liked] = 0, 1.0
+    partial = visit_last[abandoned]
+    event[partial], value[partial] = 2, rng.uniform(0.1, 0.45, len(partial))
+    last_of_user = np.append(user[1:] != user[:-1], True)
+    ins = (rng.random(n) < skip_rate) & ~last_of_user
+    at = np.flatnonzero(ins)
+    s = draw(user[at])
+    # never a series the user is in or goes on to next: the skip must not be confusable with them
+    ok = (s != v_series[visit[at]]) & (s != v_series[visit[np.minimum(at + 1, n - 1)]])
+    at, s = at[ok], s[ok]
+    ins = np.zeros(n, dtype=bool)
+    ins[at] = True
+    new_pos = np.arange(n) + np.cumsum(ins) - ins  # where each event moves to
+    out = n + len(at)
+    skip_pos = new_pos[at] + 1
+    o_user, o_item, o_clock = np.empty(out, user.dtype), np.empty(out, np.int64), np.empty(out, clock.dtype)
+    o_event, o_value = np.empty(out, np.int64), np.empty(out, np.float64)
+    o_user[new_pos], o_item[new_pos], o_clock[new_pos] = user, item, clock
+    o_event[new_pos], o_value[new_pos] = event, value
+    # a skip happens in the same second as the event it follows (the file order breaks the tie)
+    o_user[skip_pos], o_item[skip_pos], o_clock[skip_pos] = user[at], series_start[s], clock[at]
+    o_event[skip_pos], o_value[skip_pos] = 1, rng.uniform(0.0, 0.15, len(at))
+    return o_user, o_item, o_clock, np.array(TYPED_EVENTS)[o_event], o_value
 
 
 def next_in_series(data: Interactions) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -66,6 +67,22 @@ class Recommender(ABC):
     def fitted(self) -> bool:
         return self.n_items_ is not None
 
+    # ---- growing a fitted model (the feedback loop's warm start) -------------------------------
+    warm_startable: ClassVar[bool] = False  # True: `extend_items` + `fine_tune` continue its weights
+
+    def extend_items(self, init_from: Sequence[Sequence[int]]) -> None:
+        """Append `len(init_from)` items after the known ones, new item j starting as the mean of
+        the known items `init_from[j]` (all known items when empty); known ids keep their rows.
+
+        Only models whose learned state is worth continuing implement it; for the others (EASE,
+        popularity: a closed form or a count, seconds to refit) a warm start is simply a refit.
+        """
+        raise NotImplementedError(f"{self.name} has no warm start: refit it (fit) on the new data")
+
+    def fine_tune(self, train: Interactions, valid: EvalSet | None = None) -> Self:
+        """Continue training the current state on `train` (same items: see `extend_items`)."""
+        raise NotImplementedError(f"{self.name} has no warm start: refit it (fit) on the new data")
+
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
         """(B, n_items) float32 scores; `users` may hold -1 for anonymous sessions."""
@@ -92,6 +109,14 @@ class Recommender(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, torch.Tensor]) -> None: ...
 
+    def _meta(self) -> dict[str, Any]:
+        """Learned facts that are not tensors (names), saved in model.json beside the config."""
+        return {}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        """Read back what `_meta` saved (before the weights, which may depend on it)."""
+        return None
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -102,6 +127,7 @@ class Recommender(ABC):
             "config": self.config.to_dict(),
             "n_items": self.n_items_,
             "n_users": self.n_users_,
+            **self._meta(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         atomic_write(directory / "weights.safetensors", lambda p: save_file(state, str(p)))
@@ -123,6 +149,7 @@ class Recommender(ABC):
             model = model_cls(model_cls.config_class.from_dict(meta["config"]))
             model.n_items_ = int(meta["n_items"])
             model.n_users_ = int(meta["n_users"])
+            model._load_meta(meta)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{directory / 'model.json'}: incomplete or invalid ({e!r})") from None
         try:

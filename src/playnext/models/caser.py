@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -94,6 +94,8 @@ class Caser(NeuralRecommender):
     config_class = CaserConfig
     config: CaserConfig
     net_: CaserNet
+    item_tables: ClassVar[dict[str, int]] = {"item_emb.weight": 1, "out_emb.weight": 0, "out_bias": 0}
+    user_tables = ("user_emb.weight",)
 
     @classmethod
     def search_space(cls) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ class GRU4RecConfig(SequenceConfig):
 
 
 class GRU4RecNet(SequenceNet):
-    def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
+    def __init__(self, n_items: int, cfg: GRU4RecConfig, n_actions: int = 0) -> None:
         super().__init__()
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0, sparse=cfg.sparse_embeddings)
         self.drop = nn.Dropout(cfg.dropout)
@@ -51,14 +51,21 @@ class GRU4RecNet(SequenceNet):
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
+            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
+            nn.init.normal_(self.action_emb.weight, std=cfg.dim**-0.5)
+            with torch.no_grad():
+                self.action_emb.weight[0].zero_()
 
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor, *, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) left-padded ids (and (B, T) action ids) → (B, T, D) states."""
         t = seq.shape[1]
         lengths = (seq > 0).sum(1)  # (B,)
         cols = torch.arange(t, device=seq.device)[None, :]  # (1, T)
         shift = (t - lengths)[:, None]  # (B, 1) leading pads
         right = seq.gather(1, (cols + shift) % t)  # (B, T) right-padded: items first
-        x = self.drop(self.item_emb(right))  # (B, T, D)
+        acts = actions.gather(1, (cols + shift) % t) if actions is not None else None  # (B, T)
+        x = self.drop(self.embed_items(right, acts))  # (B, T, D)
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         y, _ = self.rnn(packed)
         y, _ = pad_packed_sequence(y, batch_first=True, total_length=t)  # (B, T, H)
@@ -95,4 +102,5 @@ class GRU4Rec(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "hidden": [128, 256]})
 
     def _build(self) -> GRU4RecNet:
-        return GRU4RecNet(int(self.n_items_ or 0), self.config)
+        n_actions = self.n_actions() if self.config.actions else 0
+        return GRU4RecNet(int(self.n_items_ or 0), self.config, n_actions)

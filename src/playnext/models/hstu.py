@@ -217,7 +217,7 @@ class HSTUBlock(nn.Module):
 
 
 class HSTUNet(SequenceNet):
-    def __init__(self, n_items: int, cfg: HSTUConfig) -> None:
+    def __init__(self, n_items: int, cfg: HSTUConfig, n_actions: int = 0) -> None:
         super().__init__()
         self.max_len = cfg.max_len
         self.n_time_buckets = cfg.n_time_buckets
@@ -233,43 +233,67 @@ class HSTUNet(SequenceNet):
             nn.init.normal_(self.pos_emb.weight, std=1.0 / self.scale)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
+            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
+            nn.init.normal_(self.action_emb.weight, std=cfg.item_init_std)
+            with torch.no_grad():
+                self.action_emb.weight[0].zero_()
 
-    def embed(self, seq: torch.Tensor, first_pos: int | torch.Tensor = 0) -> torch.Tensor:
+    def embed(
+        self, seq: torch.Tensor, first_pos: int | torch.Tensor = 0, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Block input of (B, T) left-padded +1 ids whose first real item sits at position
-        `first_pos` (an int or (B, 1)) of the history: scaled item embeddings (+ positions),
-        zero on padding."""
+        `first_pos` (an int or (B, 1)) of the history: scaled item (+ action) embeddings
+        (+ positions), zero on padding."""
         keep = seq > 0  # (B, T)
-        x = self.item_emb(seq) * self.scale  # (B, T, D)
+        x = self.embed_items(seq, actions) * self.scale  # (B, T, D)
         if self.pos_emb is not None:
             pos = (keep.cumsum(1) - 1).clamp(min=0) + first_pos  # (B, T)
             x = x + self.pos_emb(pos.clamp(max=self.max_len - 1))
         return self.drop(x) * keep[..., None]  # (B, T, D)
 
     def encode(
-        self, seq: torch.Tensor, times: torch.Tensor | None = None, last_only: bool = False
+        self,
+        seq: torch.Tensor,
+        times: torch.Tensor | None = None,
+        last_only: bool = False,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T) left-padded ids (+ optional (B, T) seconds) → (B, T, D) L2-normalised states;
-        (B, 1, D) with `last_only`, which skips the last block's other queries (for scoring)."""
+        """(B, T) left-padded ids (+ optional (B, T) seconds and action ids) → (B, T, D)
+        L2-normalised states; (B, 1, D) with `last_only`, which skips the last block's other
+        queries (for scoring)."""
         mask = self._self_mask(seq > 0)  # (B, T, T)
-        x = self.embed(seq)  # (B, T, D)
+        x = self.embed(seq, actions=actions)  # (B, T, D)
         buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, T, T) or None
         x, _ = self._run(x, mask, buckets, last_only)
         return F.normalize(x, dim=-1)  # (B, T|1, D)
 
-    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(seq, times, last_only=True)[:, -1]  # (B, D)
+    def encode_last(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.encode(seq, times, last_only=True, actions=actions)[:, -1]  # (B, D)
 
-    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+    def prefill(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> KVCache:
         """Keys and values of the last `max_len - 1` items: exactly those of `encode`, since
         positions and times enter relative to each other (and `abs_pos` counts from the first)."""
         lo = max(0, seq.shape[1] - self.max_len + 1)
         seq, times = seq[:, lo:], times[:, lo:] if times is not None else None  # (B, P)
+        actions = actions[:, lo:] if actions is not None else None  # (B, P)
         buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, P, P) or None
-        _, layers = self._run(self.embed(seq), self._self_mask(seq > 0), buckets, last_only=True)
+        x = self.embed(seq, actions=actions)  # (B, P, D)
+        _, layers = self._run(x, self._self_mask(seq > 0), buckets, last_only=True)
         return KVCache(layers, seq > 0, times)
 
     def step(
-        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        cache: KVCache,
+        times: torch.Tensor | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """One position through the blocks against the cache; the grown cache stays exact (the
         attention is normalised by the constant `max_len`) until a row holds `max_len` items,
@@ -283,7 +307,7 @@ class HSTUNet(SequenceNet):
         )
         buckets = pair_buckets(times, all_times, self.n_time_buckets)  # (B, 1, P + 1) or None
         mask = keep[:, None, :].to(self.item_emb.weight.dtype)  # (B, 1, P + 1)
-        x = self.embed(items, first_pos=cache.n_real())  # (B, 1, D)
+        x = self.embed(items, first_pos=cache.n_real(), actions=actions)  # (B, 1, D)
         x, layers = self._run(x, mask, buckets, past=cache)  # (B, 1, D)
         extendable = bool((keep.sum(1) < self.max_len).all())
         return F.normalize(x[:, -1], dim=-1), KVCache(layers, keep, all_times, extendable)  # (B, D)
@@ -341,9 +365,11 @@ class HSTU(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
 
     def _build(self) -> HSTUNet:
-        return HSTUNet(int(self.n_items_ or 0), self.config)
+        return HSTUNet(int(self.n_items_ or 0), self.config, self.n_actions() if self.config.actions else 0)
 
-    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+    def _fit(
+        self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
+    ) -> None:
         # the sampled-softmax gathers back-propagate through index_put(accumulate=True), whose
         # default CPU kernel adds duplicates in a thread-dependent order; the sorted one keeps a
         # refit bit-identical (the contract) at no measurable cost here
@@ -351,17 +377,18 @@ class HSTU(SequenceRecommender):
         before = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(before or cpu)
         try:
-            super()._fit(train_data, valid)
+            super()._fit(train_data, valid, start)
         finally:
             torch.use_deterministic_algorithms(before)
 
     # ---- training -----------------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
         seqs = train.sequences()
+        self._prepare_events(seqs)
         ts = train.frame.get_column(Columns.TIMESTAMP)
         self.user_items_, self.user_times_ = None, None
         if self.config.time_bias and len(ts) and ts.null_count() == 0:
-            self.user_items_ = seqs
+            self.user_items_ = Histories(seqs.indptr, seqs.items)  # the times' key: items only
             self.user_times_ = ts.cast(pl.Int64).to_numpy().astype(np.int64)
         _, self._seqs = B.next_item_arrays(seqs, self.config.max_len)
         self._times = None
@@ -380,8 +407,9 @@ class HSTU(SequenceRecommender):
         return {"times": torch.from_numpy(times)}
 
     def train_loss(self, batch: Batch) -> torch.Tensor:
-        h = self.net_.encode(batch["inputs"], batch.get("times"))  # (B, T, D), unit norm
+        h = self.net_.encode(batch["inputs"], batch.get("times"), actions=batch.get("actions"))  # (B, T, D)
         mask = batch["targets"] > 0  # (B, T) positions with a next item
+        weights = batch["target_weights"][mask] if "target_weights" in batch else None  # (N,)
         neg = batch.get("negatives")
         if neg is not None and neg.dim() == 3:
             neg = neg[mask]  # (N, K)
@@ -393,6 +421,7 @@ class HSTU(SequenceRecommender):
             negatives=neg,
             in_batch=self.config.in_batch_negatives,
             item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
+            weights=weights,
         )
 
     # ---- scoring ------------------------------------------------------------------------------
@@ -425,7 +454,8 @@ class HSTU(SequenceRecommender):
             seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
             times = self.times_for(users[idx], rows, seq.shape[1])
             t = torch.from_numpy(times).to(self.device) if times is not None else None
-            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), t)  # (b, D)
+            acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
+            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), t, actions=acts)  # (b, D)
             out[torch.from_numpy(idx)] = (h @ items.T).float().cpu()  # (b, I)
         return out
 

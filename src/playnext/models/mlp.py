@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -119,6 +119,8 @@ class MLP(NeuralRecommender):
     config_class = MLPConfig
     config: MLPConfig
     net_: MLPNet
+    item_tables: ClassVar[dict[str, int]] = {"item_mlp.weight": 0, "item_gmf.weight": 0}
+    user_tables = ("user_mlp.weight", "user_gmf.weight")
 
     @classmethod
     def search_space(cls) -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -17,9 +17,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from playnext.config import require
+from playnext.config import choice, require
+from playnext.data.events import positive_mask, value_buckets
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet
+from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate
 from playnext.models.base import ModelConfig, Recommender
 from playnext.models.cache import KVCache
@@ -30,6 +32,10 @@ from playnext.train.loop import LOSS_SCALE, Batch, TrainReport, train
 from playnext.train.losses import LOSSES, dot_product_loss
 
 SCORE_CHUNK = 512  # rows per forward pass when scoring: bounds attention memory
+TARGETS = ("all", "positive", "weighted")
+# action ids: 0 = padding, 1 = an untyped event (or a type the model was not trained with),
+# 2 + type · n_value_buckets + bucket for the model's own event types
+UNTYPED_ACTION = 1
 
 
 @dataclasses.dataclass
@@ -67,15 +73,44 @@ class SequenceConfig(NeuralConfig):
     # ML-1M rows average 108 of 200 positions), each batch's mean loss re-weighted by its share
     # of the epoch's positions so the objective stays the per-position mean it is without buckets
     length_buckets: int = 0
+    # typed events (docs/models.md): an action embedding (event type, bucketed value) added to
+    # each input item's; off by default, so saved models and recipes read as before
+    actions: bool = False
+    n_value_buckets: int = 4
+    # which events are next-item targets: every one; only positive ones (skips and low ratings
+    # stay inputs); or every one with its type's weight from `event_weights` ("skip:0.2", …)
+    targets: str = "all"
+    event_weights: list[str] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         super().validate()
         require(self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}")
+        require(self.n_value_buckets >= 1, f"n_value_buckets must be >= 1, got {self.n_value_buckets}")
+        choice(self.targets, TARGETS, "targets")
+        self.type_weights()
         require(self.length_buckets >= 0, f"length_buckets must be >= 0, got {self.length_buckets}")
         require(
             not self.sparse_embeddings or self.loss != "ce",
             "sparse_embeddings needs loss='sampled_softmax' or 'bce' (full softmax touches every item row)",
         )
+
+    def type_weights(self) -> dict[str, float]:
+        """`event_weights` as {type: weight}; a type not listed weighs 1."""
+        out: dict[str, float] = {}
+        for entry in self.event_weights:
+            name, sep, w = entry.partition(":")
+            try:
+                out[name.strip()] = float(w)
+            except ValueError:
+                sep = ""
+            require(bool(sep and name.strip()) and out.get(name.strip(), -1.0) >= 0,
+                    f"event_weights entries are 'type:weight' with weight >= 0, got {entry!r}")  # fmt: skip
+        return out
+
+    @property
+    def typed(self) -> bool:
+        """Whether the model reads events at all (as inputs or to choose its targets)."""
+        return self.actions or self.targets != "all"
 
 
 class NeuralRecommender(Recommender):
@@ -96,6 +131,10 @@ class NeuralRecommender(Recommender):
 
     @abstractmethod
     def _build(self) -> nn.Module: ...
+
+    def _learn_vocab(self, train: Interactions) -> None:
+        """What the network's shape depends on beyond the item count (event types); none here."""
+        return None
 
     @abstractmethod
     def _prepare(self, train: Interactions) -> None:
@@ -120,11 +159,84 @@ class NeuralRecommender(Recommender):
         """How many terms `train_loss(batch)` averages over (rows here); weights ranks under DDP."""
         return len(next(iter(batch.values())))
 
-    def _fit(self, train_data: Interactions, valid: EvalSet | None) -> None:
+    # ---- warm start: the per-item (and per-user) tables, grown in place -------------------------
+    warm_startable = True
+    # state-dict keys of tables with one row per item after `leading` rows (1: the padding row)
+    item_tables: ClassVar[dict[str, int]] = {"item_emb.weight": 1}
+    # tables with one row per user (new users start as the mean user)
+    user_tables: ClassVar[tuple[str, ...]] = ()
+
+    def extend_items(self, init_from: Sequence[Sequence[int]]) -> None:
+        """Grow every per-item tensor by `len(init_from)` rows, appended after the known items:
+        row j is the mean of the known rows `init_from[j]` (of all known rows when empty), so a
+        new item starts where its text or co-occurrence neighbours are; known rows are unchanged."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before extend_items()")
+        n_old = self.n_items_
+        if any(not 0 <= int(i) < n_old for nb in init_from for i in nb):
+            raise ValueError(f"init_from names items outside the known 0..{n_old - 1}")
+        state = {k: v.detach() for k, v in self.net_.state_dict().items()}
+        for key, lead in self.item_tables.items():
+            if key not in state:
+                continue  # an optional table this config does not build
+            old = state[key]
+            items = old[lead:]  # (I, …)
+            rows = [
+                items[torch.as_tensor(list(nb), dtype=torch.long, device=old.device)].mean(0)
+                if len(nb)
+                else items.mean(0)
+                for nb in init_from
+            ]
+            state[key] = torch.cat([old, torch.stack(rows)]) if rows else old
+        self.n_items_ = n_old + len(init_from)
+        self._rebuild(state)
+
+    def extend_users(self, n_users: int) -> None:
+        """Grow the per-user tables to `n_users` rows, new users starting as the mean user."""
+        if self.n_users_ is None or n_users <= self.n_users_:
+            return
+        state = {k: v.detach() for k, v in self.net_.state_dict().items()}
+        for key in self.user_tables:
+            if key in state:
+                old = state[key]  # (U, …)
+                extra = old.mean(0, keepdim=True).expand(n_users - len(old), *old.shape[1:])
+                state[key] = torch.cat([old, extra])
+        self.n_users_ = n_users
+        self._rebuild(state)
+
+    def _rebuild(self, state: dict[str, torch.Tensor]) -> None:
+        device = self.device
+        self.net_ = self._build()
+        self.net_.load_state_dict(state)
+        self.net_.to(device).eval()
+
+    def fine_tune(self, train: Interactions, valid: EvalSet | None = None) -> Self:
+        """Train on `train` from the current weights rather than a fresh network: the loop, the
+        schedule and the budget are the usual ones, read from the (caller-adjusted) config."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before fine_tune()")
+        if len(train) == 0:
+            raise ValueError("cannot fine-tune on an empty interaction log")
+        if train.n_items != self.n_items_:
+            raise ValueError(
+                f"train has {train.n_items} items, the model {self.n_items_}: extend_items first"
+            )
+        self.config.validate()
+        self.extend_users(train.n_users)
+        self.n_users_ = train.n_users
+        self._fit(train, valid, start={k: v.detach().clone() for k, v in self.net_.state_dict().items()})
+        return self
+
+    def _fit(
+        self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
+    ) -> None:
         cfg = self.config
+        self._learn_vocab(train_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.net_ = self._build()
+        if start is not None:
+            self.net_.load_state_dict(start)
         counts = train_data.item_counts()
         self.item_log_freq_ = torch.from_numpy(np.log((counts + 1.0) / (counts.sum() + len(counts)))).float()
         self._prepare(train_data)
@@ -193,30 +305,56 @@ class SequenceNet(nn.Module):
     """What SequenceRecommender needs from a network, and what serving asks of one.
 
     `times` arguments are (B, ·) seconds aligned with the ids, for nets with a time bias;
-    the others ignore them. Attention nets also serve from a KV cache (`prefill`, `step`).
+    the others ignore them. `actions` are (B, ·) action ids aligned with the ids (see
+    `UNTYPED_ACTION`) for nets built with an action embedding; None reads every event as
+    untyped. Attention nets also serve from a KV cache (`prefill`, `step`).
     """
 
     item_emb: nn.Embedding
 
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:  # (B, T) → (B, T, D)
-        raise NotImplementedError
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_emb: nn.Embedding | None = None  # built by nets of typed configs
 
-    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor, *, actions: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError  # (B, T) → (B, T, D)
+
+    def encode_last(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, T) → (B, D), the state that scores the next item; nets that can skip the other
         positions' last-layer work override it (scoring and serving call only this)."""
-        return self.encode(seq)[:, -1]
+        return self.encode(seq, actions=actions)[:, -1]
+
+    def embed_items(self, seq: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
+        """(B, T) ids → (B, T, D) item embeddings, plus each event's action embedding when the
+        net has one: additive, so the sequence keeps one position per event (the KV cache still
+        appends one key per event) and an untyped history costs nothing extra."""
+        x = self.item_emb(seq)  # (B, T, D)
+        if self.action_emb is None:
+            return x
+        if actions is None:
+            actions = torch.where(seq > 0, UNTYPED_ACTION, 0)  # (B, T) every event untyped
+        return x + self.action_emb(actions)  # (B, T, D)
 
     def item_vectors(self) -> torch.Tensor:
         """(I, D) output embeddings of the real items: scores = state · item_vectors().T."""
         return self.item_emb.weight[1:]
 
-    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+    def prefill(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> KVCache:
         """The cache of a step that appends one item to (B, T) left-padded ids: the keys and
         values of their last `max_len - 1` positions, where they sit once that item arrives."""
         raise NotImplementedError(f"{type(self).__name__} has no KV cache")
 
     def step(
-        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        cache: KVCache,
+        times: torch.Tensor | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Append (B, 1) ids to the cached rows: (B, D) the state `encode_last` gives for the
         extended rows, and the cache grown by this position (see `KVCache.extendable`)."""
@@ -229,12 +367,76 @@ class SequenceRecommender(NeuralRecommender):
 
     config: SequenceConfig
     net_: SequenceNet
+    # the event types it was trained with (typed configs only): action ids and the types the
+    # serving API accepts follow this order
+    event_types_: tuple[str, ...] = ()
+    _acts: Histories | None = None
+    _kinds: Histories | None = None
 
     def _prepare(self, train: Interactions) -> None:
-        _, self._seqs = B.next_item_arrays(train.sequences(), self.config.max_len)
+        seqs = train.sequences()
+        self._prepare_events(seqs)
+        _, self._seqs = B.next_item_arrays(seqs, self.config.max_len)
+
+    def _prepare_events(self, seqs: Histories) -> None:
+        """Typed configs: each event's action id and its target kind, cropped as the items are.
+
+        Both are stored minus one, as `left_pad` adds one (0 stays padding). A kind is
+        2 · type + positive, type = len(event_types_) for an untyped event."""
+        self._acts = self._kinds = None
+        if not self.config.typed or seqs.events is None or seqs.values is None:
+            return
+        acts = self.action_ids(seqs)
+        n = len(self.event_types_)
+        types = np.where(seqs.events >= 0, seqs.events, n)
+        kinds = 2 * types + positive_mask(seqs.events, seqs.values, seqs.event_names)
+        if self.config.actions:
+            _, self._acts = B.next_item_arrays(Histories(seqs.indptr, acts - 1), self.config.max_len)
+        _, self._kinds = B.next_item_arrays(Histories(seqs.indptr, kinds), self.config.max_len)
+
+    def _learn_vocab(self, train: Interactions) -> None:
+        self.event_types_ = ()
+        if not self.config.typed:
+            return
+        if not train.event_names:
+            raise ConfigError(
+                f"{self.name}: actions=true or targets={self.config.targets!r} need a log with event "
+                "types (an event column), and this one has none"
+            )
+        self.event_types_ = train.event_names
+
+    def action_ids(self, history: Histories) -> np.ndarray:
+        """(N,) action id of every stored event of `history`, against this model's event types:
+        an untyped event, or one of a type it was not trained with, is `UNTYPED_ACTION`."""
+        if history.events is None or history.values is None or not self.event_types_:
+            return np.full(len(history.items), UNTYPED_ACTION, dtype=np.int64)
+        own = {name: i for i, name in enumerate(self.event_types_)}
+        remap = np.array([own.get(n, -1) for n in history.event_names] + [-1], dtype=np.int64)
+        codes = remap[history.events]  # (N,) -1: untyped or unknown
+        buckets = value_buckets(codes, history.values, self.event_types_, self.config.n_value_buckets)
+        return np.where(codes >= 0, 2 + codes * self.config.n_value_buckets + buckets, UNTYPED_ACTION)
+
+    def n_actions(self) -> int:
+        """Rows of the action table: padding, untyped, then every (type, bucket)."""
+        return 2 + len(self.event_types_) * self.config.n_value_buckets
 
     def _release(self) -> None:
         self._seqs = Histories(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._acts = self._kinds = None
+
+    def _type_weights(self) -> torch.Tensor:
+        """(2 · (types + 1),) loss weight of each target kind, as `targets` asks."""
+        n = len(self.event_types_)
+        if self.config.targets == "positive":
+            return torch.tensor([0.0, 1.0] * (n + 1))
+        w = self.config.type_weights()
+        return torch.tensor([w.get(t, 1.0) for t in (*self.event_types_, "") for _ in (0, 1)])
+
+    def _meta(self) -> dict[str, Any]:
+        return {"event_types": list(self.event_types_)} if self.event_types_ else {}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        self.event_types_ = tuple(str(t) for t in meta.get("event_types", ()))
 
     def steps_per_epoch(self, batch_size: int, world_size: int) -> int:
         return -(-(len(self._seqs) // world_size) // batch_size)
@@ -258,6 +460,15 @@ class SequenceRecommender(NeuralRecommender):
         for rows in groups:
             inputs, targets = B.split_next(self._seqs.take(rows))
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            if self._acts is not None:
+                batch["actions"] = torch.from_numpy(B.split_next(self._acts.take(rows))[0])  # (B, T)
+            if self._kinds is not None:
+                kinds = torch.from_numpy(B.split_next(self._kinds.take(rows))[1])  # (B, T) kind + 1
+                weights = self._type_weights()[(kinds - 1).clamp(min=0)] * (kinds > 0)  # (B, T)
+                if self.config.targets == "positive":
+                    batch["targets"][weights == 0] = B.PAD  # negative events are never targets
+                else:
+                    batch["target_weights"] = weights
             if mean_terms:
                 batch[LOSS_SCALE] = torch.tensor(float(terms[rows].sum()) / mean_terms)
             batch.update(self._batch_extras(rows))
@@ -271,8 +482,9 @@ class SequenceRecommender(NeuralRecommender):
         return int((batch["targets"] > 0).sum())  # the loss is a mean over positions with a target
 
     def train_loss(self, batch: Batch) -> torch.Tensor:
-        h = self.net_.encode(batch["inputs"])  # (B, T, D)
+        h = self.net_.encode(batch["inputs"], actions=batch.get("actions"))  # (B, T, D)
         mask = batch["targets"] > 0  # (B, T) positions with a next item
+        weights = batch["target_weights"][mask] if "target_weights" in batch else None  # (N,)
         neg = batch.get("negatives")
         if neg is not None and neg.dim() == 3:
             neg = neg[mask]  # (N, K)
@@ -292,15 +504,25 @@ class SequenceRecommender(NeuralRecommender):
             negatives=neg,
             in_batch=self.config.in_batch_negatives,
             item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
+            weights=weights,
         )
+
+    def score_actions(self, rows: Histories, width: int) -> torch.Tensor | None:
+        """(b, width) left-padded action ids of `rows` for a net with an action embedding, else None."""
+        if not self.config.actions:
+            return None
+        acts = Histories(rows.indptr, self.action_ids(rows) - 1)  # left_pad adds the one back
+        return torch.from_numpy(B.left_pad(acts, self.config.max_len, min_width=width)).to(self.device)
 
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
         n_items = int(self.n_items_ or 0)
         out = torch.zeros(len(history), n_items)
         weight = self.net_.item_emb.weight[1:]  # (I, D)
         for idx in self._score_chunks(history):
-            seq = torch.from_numpy(B.left_pad(history.take(idx), self.config.max_len))  # (b, T)
-            h = self.net_.encode_last(known_items(seq, n_items).to(self.device))  # (b, D) last position
+            rows = history.take(idx)
+            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+            acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
+            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), actions=acts)  # (b, D)
             out[torch.from_numpy(idx)] = (h @ weight.T).float().cpu()  # (b, I)
         return out
 

@@ -84,7 +84,7 @@ class Block(nn.Module):
 
 
 class SASRecNet(SequenceNet):
-    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+    def __init__(self, n_items: int, cfg: SASRecConfig, n_actions: int = 0) -> None:
         super().__init__()
         self.max_len = cfg.max_len
         self.scale = math.sqrt(cfg.dim)
@@ -100,33 +100,52 @@ class SASRecNet(SequenceNet):
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
+            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
+            nn.init.normal_(self.action_emb.weight, std=1.0 / self.scale)
+            with torch.no_grad():
+                self.action_emb.weight[0].zero_()
 
-    def encode(self, seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """(B, T) left-padded ids → (B, T, D) states; (B, 1, D) with `last_only`, which runs the
-        last block for the last position only (scoring needs nothing else)."""
+    def encode(
+        self, seq: torch.Tensor, last_only: bool = False, *, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T) left-padded ids (and (B, T) action ids) → (B, T, D) states; (B, 1, D) with
+        `last_only`, which runs the last block for the last position only (scoring needs
+        nothing else)."""
         first = self.max_len - seq.shape[1]  # last item ↔ last position
-        x, _ = self._run(seq, first, _self_mask(seq > 0), last_only)  # (B, T|1, D)
+        x, _ = self._run(seq, first, _self_mask(seq > 0), last_only, actions=actions)  # (B, T|1, D)
         return self.ln(x)  # (B, T|1, D)
 
-    def encode_last(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(seq, last_only=True)[:, -1]  # (B, D)
+    def encode_last(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.encode(seq, last_only=True, actions=actions)[:, -1]  # (B, D)
 
-    def prefill(self, seq: torch.Tensor, times: torch.Tensor | None = None) -> KVCache:
+    def prefill(
+        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+    ) -> KVCache:
         """Keys and values of the last `max_len - 1` items one position back from where `encode`
         puts them, since the appended item takes the last position. Valid for one step only:
         every append moves every earlier item, so nothing cached survives it."""
-        seq = seq[:, max(0, seq.shape[1] - self.max_len + 1) :]  # (B, P)
-        _, layers = self._run(seq, self.max_len - 1 - seq.shape[1], _self_mask(seq > 0), last_only=True)
+        lo = max(0, seq.shape[1] - self.max_len + 1)
+        seq, actions = seq[:, lo:], actions[:, lo:] if actions is not None else None  # (B, P)
+        first = self.max_len - 1 - seq.shape[1]
+        _, layers = self._run(seq, first, _self_mask(seq > 0), last_only=True, actions=actions)
         return KVCache(layers, seq > 0)
 
     def step(
-        self, items: torch.Tensor, cache: KVCache, times: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        cache: KVCache,
+        times: torch.Tensor | None = None,
+        *,
+        actions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         cache.check_step(items)
         new = items > 0  # (B, 1)
         # the new position attends to the real cached items and to itself (as `encode`'s rows do)
         mask = torch.cat([cache.keep, torch.ones_like(new)], 1)[:, None, None, :]  # (B, 1, 1, P + 1)
-        x, layers = self._run(items, self.max_len - 1, mask, past=cache)  # (B, 1, D)
+        x, layers = self._run(items, self.max_len - 1, mask, past=cache, actions=actions)  # (B, 1, D)
         keep = torch.cat([cache.keep, new], 1)  # (B, P + 1)
         return self.ln(x)[:, -1], KVCache(layers, keep, extendable=False)  # (B, D)
 
@@ -137,12 +156,13 @@ class SASRecNet(SequenceNet):
         mask: torch.Tensor,
         last_only: bool = False,
         past: KVCache | None = None,
+        actions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[KV, ...]]:
         """The blocks over (B, T) ids at positions first_pos.. after `past`'s: the last block's
         output (B, T|1, D), before the final LayerNorm, and every layer's keys and values."""
         t = seq.shape[1]
         pos = torch.arange(first_pos, first_pos + t, device=seq.device)  # (T,)
-        x = self.drop(self.item_emb(seq) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
+        x = self.drop(self.embed_items(seq, actions) * self.scale + self.pos_emb(pos)[None])  # (B, T, D)
         blocks = list(self.blocks)
         layers = []
         for i, block in enumerate(blocks):
@@ -174,4 +194,4 @@ class SASRec(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
 
     def _build(self) -> SASRecNet:
-        return SASRecNet(int(self.n_items_ or 0), self.config)
+        return SASRecNet(int(self.n_items_ or 0), self.config, self.n_actions() if self.config.actions else 0)

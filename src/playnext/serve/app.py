@@ -37,8 +37,8 @@ from playnext.serve.routes.sessions import router as sessions_router
 from playnext.serve.routes.system import router as system_router
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
-from playnext.serve.text import TextEncoder, make_encoder
 from playnext.state import Limits, StateError, StateStore
+from playnext.text import TextEncoder, make_encoder
 
 log = logging.getLogger("playnext.serve")
 WEB = Path(__file__).resolve().parent / "web"

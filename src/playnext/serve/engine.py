@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from playnext.artifact import Artifact
+from playnext.data.events import event_type
 from playnext.data.interactions import Histories
 from playnext.rerank import ItemFeatures, RerankSpec, rerank
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
 from playnext.serve.settings import Settings
-from playnext.serve.text import TextEncoder, encode_cached, item_text, make_encoder
 from playnext.state import ColdItemRow, NewEvent, SessionState, StateConflict, StateStore
+from playnext.text import TextEncoder, encode_cached, item_text, make_encoder
 
 log = logging.getLogger("playnext.serve")
 
@@ -67,6 +68,9 @@ class _Context:
     model_history: np.ndarray  # internal model item ids (cold items mapped to known neighbours)
     allowed: np.ndarray  # (n,) bool
     n: int
+    # a typed model's events of model_history: codes into Engine.event_types (-1: untyped), values
+    events: np.ndarray | None = None
+    values: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,10 @@ class Engine:
         b = getattr(self.model, "b_", None)  # an item-item weight matrix (EASE): exact contributions
         shape_ok = isinstance(b, torch.Tensor) and tuple(b.shape) == (self.n_known, self.n_known)
         self._item_item: torch.Tensor | None = b if shape_ok else None
+        # a model trained with actions reads session events; any other only logs them
+        cfg = getattr(self.model, "config", None)
+        typed = bool(getattr(cfg, "actions", False))
+        self.event_types: tuple[str, ...] = tuple(getattr(self.model, "event_types_", ())) if typed else ()
         t0 = time.perf_counter()
         self.encoder = encoder if encoder is not None else make_encoder(settings.text_encoder)
         self.text_index: VectorIndex | None = None
@@ -164,24 +172,88 @@ class Engine:
         self.sync_cold()
         n = self.n_items
         parts: list[np.ndarray] = []
+        events: list[tuple[np.ndarray, np.ndarray]] = []  # per part: codes, values
         user = -1
         if q.user_id is not None:
             if str(q.user_id) not in self.artifact.users:
                 raise UnknownIds("user id", [str(q.user_id)])
             user = int(self.artifact.users.to_internal([q.user_id], kind="user")[0])
             parts.append(self.artifact.histories[user].astype(np.int64))
+            events.append(self._stored_events(user))
         if q.history is not None:
             parts.append(self.indices(q.history, "item id(s) in history"))
+            events.append(self._untyped(len(parts[-1])))
         if q.session_id is not None:
             sess = self.store.session(q.session_id)
             if sess is None:
                 raise UnknownIds("session id", [q.session_id])
-            parts.append(self.session_items(sess))
+            items, codes, values = self._session_events(sess)
+            parts.append(items)
+            events.append((codes, values))
         history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         allowed = self._allowed(q)
         if q.exclude_seen and len(history):
             allowed[history[history < n]] = False
-        return _Context(user, history, self._to_model(history), allowed, n)
+        keep = self._model_mask(history)
+        if not self.event_types:
+            return _Context(user, history, self._to_model(history)[keep], allowed, n)
+        codes = np.concatenate([e[0] for e in events]) if events else np.zeros(0, np.int32)
+        values = np.concatenate([e[1] for e in events]) if events else np.zeros(0, np.float32)
+        model_history = self._to_model(history)[keep]
+        return _Context(user, history, model_history, allowed, n, codes[keep], values[keep])
+
+    def _untyped(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(n, -1, np.int32), np.full(n, np.nan, np.float32)
+
+    def _stored_events(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's training events against this model's types (untyped if not stored)."""
+        h = self.artifact.histories
+        lo, hi = int(h.indptr[user]), int(h.indptr[user + 1])
+        if h.events is None or h.values is None or not self.event_types:
+            return self._untyped(hi - lo)
+        own = {t: i for i, t in enumerate(self.event_types)}
+        remap = np.array([own.get(n, -1) for n in h.event_names] + [-1], dtype=np.int32)
+        return remap[h.events[lo:hi]], h.values[lo:hi]
+
+    def _session_events(self, sess: SessionState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A session's items (catalog indices) with their events against this model's types."""
+        lookup = self.catalog.lookup
+        if any(e.item_id not in lookup for e in sess.events):
+            self.sync_cold(force=True)
+        own = {t: i for i, t in enumerate(self.event_types)}
+        found = [(lookup[e.item_id], e) for e in sess.events if e.item_id in lookup]
+        items = np.asarray([i for i, _ in found], dtype=np.int64)
+        codes = np.asarray([own.get(e.event or "", -1) for _, e in found], dtype=np.int32)
+        values = np.asarray([np.nan if e.value is None else e.value for _, e in found], dtype=np.float32)
+        return items, codes, values
+
+    def check_events(self, events: Sequence[NewEvent]) -> None:
+        """A model trained with actions takes only its own event types, in their value ranges."""
+        if not self.event_types:
+            return
+        for e in events:
+            if e.event is None:
+                continue
+            if e.event not in self.event_types:
+                known = ", ".join(self.event_types)
+                raise ServeError(
+                    f"unknown event type {e.event!r}: this model was trained with {known}",
+                    known_event_types=list(self.event_types),
+                )
+            t = event_type(e.event)
+            if e.value is not None and not t.low <= e.value <= t.high:
+                raise ServeError(f"a {e.event!r} value must be in [{t.low:g}, {t.high:g}], got {e.value:g}")
+
+    def _history_tensor(
+        self, rows: list[np.ndarray], ctx: _Context | None, masks: list[np.ndarray]
+    ) -> Histories:
+        """Model histories of `rows` (each `ctx.model_history[mask]`), with the events of a typed model."""
+        hist = Histories.from_lists(rows)
+        if ctx is None or ctx.events is None or ctx.values is None:
+            return hist
+        codes = np.concatenate([ctx.events[m] for m in masks]) if masks else np.zeros(0, np.int32)
+        values = np.concatenate([ctx.values[m] for m in masks]) if masks else np.zeros(0, np.float32)
+        return hist.with_events(codes, values, self.event_types)
 
     def _allowed(self, q: Query) -> np.ndarray:
         """The query's filters as one mask, so recommend and search apply them alike."""
@@ -198,8 +270,14 @@ class Engine:
             only=only,
         )
 
+    def _model_mask(self, history: np.ndarray) -> np.ndarray:
+        """Which history entries `_to_model` keeps (a cold item without a neighbour is dropped)."""
+        is_cold = history >= self.n_known
+        ci = history - self.n_known
+        return ~is_cold | (ci < len(self._cold.nn))
+
     def _to_model(self, history: np.ndarray) -> np.ndarray:
-        """Model item ids: cold items become their nearest known item, or are dropped."""
+        """Model item ids: cold items become their nearest known item, or -1 (see `_model_mask`)."""
         cold = self._cold
         out = history.copy()
         is_cold = out >= self.n_known
@@ -209,7 +287,7 @@ class Engine:
             mapped = np.full(len(ci), -1, dtype=np.int64)
             mapped[ok] = cold.nn[ci[ok], 0]
             out[is_cold] = mapped
-        return out[out >= 0]
+        return out
 
     def _pin_threads(self) -> None:
         """torch's intra-op thread count belongs to the calling thread (OpenMP), and requests run
@@ -218,11 +296,14 @@ class Engine:
         if n and torch.get_num_threads() != n:
             torch.set_num_threads(n)
 
-    def _model_scores(self, user: int, model_history: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _model_scores(
+        self, user: int, model_history: np.ndarray, ctx: _Context | None = None
+    ) -> tuple[np.ndarray, bool]:
         """(n_known,) model scores, and whether they are personal (else popularity)."""
         if user < 0 and len(model_history) == 0:
             return self.popularity.astype(np.float32), False
-        hist = Histories.from_lists([model_history])
+        every = np.ones(len(model_history), dtype=bool)
+        hist = self._history_tensor([model_history], ctx, [every])
         self._pin_threads()
         s = self.model.score(np.array([user], dtype=np.int64), hist)[0]  # (I,)
         return np.nan_to_num(s.numpy().astype(np.float32), nan=-np.inf), True
@@ -246,7 +327,7 @@ class Engine:
     def recommend_ranked(self, q: Query) -> Ranked:
         """Top-k for the query, re-ranked when `q.rerank` asks for it."""
         ctx = self._resolve(q)
-        known, personal = self._model_scores(ctx.user, ctx.model_history)
+        known, personal = self._model_scores(ctx.user, ctx.model_history, ctx)
         scores = self._full_scores(known, ctx.n)
         summary = None
         if q.rerank is not None and q.rerank.active:
@@ -328,10 +409,11 @@ class Engine:
             b = self._item_item[torch.from_numpy(cand)][:, torch.from_numpy(targets)]  # (H, T)
             return "item-item", cand, b.numpy()
         cand = np.array(list(dict.fromkeys(hist[::-1].tolist()))[: self.settings.explain_last])
-        rows = [hist] + [hist[hist != h] for h in cand]
+        masks = [np.ones(len(hist), dtype=bool)] + [hist != h for h in cand]
+        rows = [hist[m] for m in masks]
         users = np.full(len(rows), ctx.user, dtype=np.int64)
         self._pin_threads()
-        raw = self.model.score(users, Histories.from_lists(rows))[:, torch.from_numpy(targets)]  # (1+H, T)
+        raw = self.model.score(users, self._history_tensor(rows, ctx, masks))[:, torch.from_numpy(targets)]
         s = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).numpy()
         return "leave-one-out", cand, s[0][None, :] - s[1:]
 
@@ -422,7 +504,7 @@ class Engine:
         taste = np.zeros(len(cand), dtype=np.float32)
         personal = False
         if has_who and (ctx.user >= 0 or len(ctx.model_history)):
-            known, personal = self._model_scores(ctx.user, ctx.model_history)
+            known, personal = self._model_scores(ctx.user, ctx.model_history, ctx)
             taste = _percentile(self._full_scores(known, ctx.n))[cand]
         a = alpha if personal else 0.0
         final = (1 - a) * sims_c + a * taste
@@ -472,8 +554,10 @@ class Engine:
     def add_events(
         self, session_id: str, events: Sequence[NewEvent], user_id: str | None = None
     ) -> SessionState:
-        """Validate the ids against this catalog, then commit to the store (the 2xx guarantee)."""
+        """Validate the ids (and, for a model trained with actions, the event types) against this
+        catalog and model, then commit to the store (the 2xx guarantee)."""
         self.indices([e.item_id for e in events], "item id(s) in events")
+        self.check_events(events)
         if user_id is not None and str(user_id) not in self.artifact.users:
             raise UnknownIds("user id", [str(user_id)])
         keys = [NewEvent(str(e.item_id), e.event, e.value, e.ts) for e in events]

@@ -28,17 +28,15 @@ def full_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets)
 
 
-def bce(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Mean BCE: (N,) positive logits labelled 1, (N, K) negative logits labelled 0."""
-    pos_loss = F.binary_cross_entropy_with_logits(pos.float(), torch.ones_like(pos, dtype=torch.float32))
-    neg_loss = (
-        F.binary_cross_entropy_with_logits(
-            neg.float(), torch.zeros_like(neg, dtype=torch.float32), reduction="none"
-        )
-        .sum(-1)
-        .mean()
-    )
-    return pos_loss + neg_loss
+def bce(pos: torch.Tensor, neg: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean BCE: (N,) positive logits labelled 1, (N, K) negative logits labelled 0
+    (`reduction="none"`: each row's (N,))."""
+    ones = torch.ones_like(pos, dtype=torch.float32)
+    pos_loss = F.binary_cross_entropy_with_logits(pos.float(), ones, reduction=reduction)
+    neg_loss = F.binary_cross_entropy_with_logits(
+        neg.float(), torch.zeros_like(neg, dtype=torch.float32), reduction="none"
+    ).sum(-1)
+    return pos_loss + (neg_loss.mean() if reduction == "mean" else neg_loss)
 
 
 def sampled_softmax(
@@ -48,6 +46,7 @@ def sampled_softmax(
     cand_ids: torch.Tensor,
     log_q: torch.Tensor,
     pos_log_q: torch.Tensor,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Softmax over [positive, candidates] with logQ correction and accidental hits masked.
 
@@ -60,7 +59,8 @@ def sampled_softmax(
     cand = cand.float() - log_q  # (N, C)
     cand = cand.masked_fill(cand_ids == targets[:, None], float("-inf"))  # accidental hits
     logits = torch.cat([(pos.float() - pos_log_q)[:, None], cand], dim=1)  # (N, 1 + C)
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+    zeros = torch.zeros(len(pos), dtype=torch.long, device=pos.device)
+    return F.cross_entropy(logits, zeros, reduction=reduction)
 
 
 def dot_product_loss(
@@ -73,6 +73,7 @@ def dot_product_loss(
     in_batch: bool = False,
     item_log_freq: torch.Tensor | None = None,
     rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Loss for models whose logits are `h · W[item] (+ b[item])` — every sequence model here.
 
@@ -80,8 +81,18 @@ def dot_product_loss(
     weight: (I, D); negatives: (K,) shared ids for sampled_softmax, (N, K) ids for bce.
     `item_log_freq` (I,) is log training frequency, needed only for in-batch logQ. `rows(ids)`
     replaces `weight[ids]` where the table must get a sparse gradient (sampled losses only).
+    `weights` (N,) make it a weighted mean Σ w·loss / Σ w (typed events' per-type weights);
+    without them every loss is computed exactly as before.
     """
     n_items = weight.shape[0]
+    red = "mean" if weights is None else "none"
+
+    def reduce(per_row: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return per_row
+        w = weights.to(per_row.device, torch.float32)
+        return (per_row * w).sum() / w.sum().clamp(min=1e-12)
+
     take: Callable[[torch.Tensor], torch.Tensor] = rows if rows is not None else weight.__getitem__
 
     def logits_for(ids: torch.Tensor) -> torch.Tensor:
@@ -91,6 +102,9 @@ def dot_product_loss(
     if kind == "ce":
         if rows is not None:
             raise ValueError("full softmax uses every item row; sparse rows need a sampled loss")
+        if weights is not None:  # per-row losses: the (N, I) logits are materialised
+            logits = h.float() @ weight.float().T + (bias.float() if bias is not None else 0.0)
+            return reduce(F.cross_entropy(logits, targets, reduction="none"))
         return chunked_softmax_ce(h, weight, targets, bias)
     pos = (h * take(targets)).sum(-1)  # (N,)
     if bias is not None:
@@ -101,7 +115,7 @@ def dot_product_loss(
         neg = torch.einsum("nd,nkd->nk", h, take(negatives))  # (N, K)
         if bias is not None:
             neg = neg + bias[negatives]
-        return bce(pos, neg)
+        return reduce(bce(pos, neg, red))
     if kind == "sampled_softmax":
         parts_ids: list[torch.Tensor] = []
         parts_q: list[torch.Tensor] = []
@@ -121,7 +135,9 @@ def dot_product_loss(
         if not parts_ids:
             raise ValueError("sampled_softmax needs uniform negatives or in_batch=True")
         cand_ids = torch.cat(parts_ids)  # (C,)
-        return sampled_softmax(pos, logits_for(cand_ids), targets, cand_ids, torch.cat(parts_q), pos_q)
+        return reduce(
+            sampled_softmax(pos, logits_for(cand_ids), targets, cand_ids, torch.cat(parts_q), pos_q, red)
+        )
     raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from playnext.data.events import check_values
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers.common import build, find_folder, ids, meta_row
 from playnext.data.readers.registry import register
@@ -31,6 +32,7 @@ def _steam(path: Path, name: str, *, events: str = "pairs") -> Interactions:
     kinds: dict[str, Kind] = {"user_id": "int", "game_title": "text", "behavior": "id", "value": "float"}
     df = typed(t, kinds)
     check_allowed(df, "behavior", ("purchase", "play"), file)
+    check_values(df, "value", file, event_field="behavior")  # hours are never negative
     df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(C.POSITION))
     play = pl.col("behavior") == "play"
     if events == "all":

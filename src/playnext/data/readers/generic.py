@@ -19,6 +19,7 @@ from playnext.data.columns import (
     parquet_table,
     parse_separator,
 )
+from playnext.data.events import check_values
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers.common import build, ids, meta_row
 from playnext.data.readers.registry import register
@@ -29,7 +30,11 @@ C = Columns
 SEQ_KINDS: dict[str, Kind] = {"user": "id", "item": "id"}
 
 
-def _from_mapped(df: pl.DataFrame, cols: Mapping[str, str], name: str, kind: str | None) -> Interactions:
+def _from_mapped(
+    df: pl.DataFrame, cols: Mapping[str, str], name: str, kind: str | None, path: Path
+) -> Interactions:
+    if C.WEIGHT in cols and C.EVENT in cols:
+        check_values(df, cols[C.WEIGHT], path, event_field=cols[C.EVENT])
     raw = df.select([pl.col(src).alias(ours) for ours, src in cols.items() if ours != C.TITLE])
     if C.WEIGHT in raw.columns:
         raw = raw.with_columns(pl.col(C.WEIGHT).fill_null(1.0))
@@ -44,6 +49,13 @@ def _from_mapped(df: pl.DataFrame, cols: Mapping[str, str], name: str, kind: str
     return build(raw, meta, name, kind)
 
 
+def _value_col(weight_col: str | int | None, value_col: str | int | None) -> str | int | None:
+    """The event value is the weight column: `value_col` says so in the typed-event vocabulary."""
+    if weight_col is not None and value_col is not None:
+        raise ConfigError("give weight_col or value_col (the same column), not both")
+    return weight_col if weight_col is not None else value_col
+
+
 @register("csv")
 def _csv(
     path: Path,
@@ -54,6 +66,7 @@ def _csv(
     timestamp_col: str | int | None = None,
     weight_col: str | int | None = None,
     event_col: str | int | None = None,
+    value_col: str | int | None = None,
     title_col: str | int | None = None,
     separator: str = ",",
     has_header: bool = True,
@@ -62,6 +75,8 @@ def _csv(
     """Any delimited text file. Columns are named (with a header) or given as 0-based indices.
 
     Timestamps may be unix seconds or ISO date-times. Rows keep file order as the tie-breaker.
+    `event_col` names each row's event type (play, skip, rating, …) and `value_col` its value
+    (an alias of `weight_col`); values outside a registered type's range are refused.
     A multi-character separator such as '::' splits lines literally, without quoting.
     """
     sep = parse_separator(separator)
@@ -71,11 +86,11 @@ def _csv(
     names = header_names(text, sep, has_header)
     given = {
         C.USER: user_col, C.ITEM: item_col, C.TIMESTAMP: timestamp_col,
-        C.WEIGHT: weight_col, C.EVENT: event_col, C.TITLE: title_col,
+        C.WEIGHT: _value_col(weight_col, value_col), C.EVENT: event_col, C.TITLE: title_col,
     }  # fmt: skip
     cols = map_columns(names, has_header, given, path)
     t = delimited_table(text, sep, names, header=has_header)
-    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind)
+    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind, path)
 
 
 @register("parquet")
@@ -88,6 +103,7 @@ def _parquet(
     timestamp_col: str | int | None = None,
     weight_col: str | int | None = None,
     event_col: str | int | None = None,
+    value_col: str | int | None = None,
     title_col: str | int | None = None,
     kind: str | None = None,
 ) -> Interactions:
@@ -96,7 +112,7 @@ def _parquet(
     names = parquet_columns(path)
     given = {
         C.USER: user_col, C.ITEM: item_col, C.TIMESTAMP: timestamp_col,
-        C.WEIGHT: weight_col, C.EVENT: event_col, C.TITLE: title_col,
+        C.WEIGHT: _value_col(weight_col, value_col), C.EVENT: event_col, C.TITLE: title_col,
     }  # fmt: skip
     cols = map_columns(names, True, given, path)
     try:
@@ -104,7 +120,7 @@ def _parquet(
     except PARQUET_ERRORS as e:
         raise DataError(f"not a readable Parquet file: {first_line(e)}", path=path) from None
     t = parquet_table(df.lazy(), df.schema, cols, path)
-    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind)
+    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind, path)
 
 
 def seq_table(path: Path) -> Table:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from playnext.data.events import check_values
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers.common import build, find_folder, ids, meta_row
 from playnext.data.readers.registry import register
@@ -35,7 +36,7 @@ _MOVIES_CSV = ("movieId", "title", "genres")
 
 
 def _ratings(df: pl.DataFrame, user: str, item: str, rating: str, ts: str) -> pl.DataFrame:
-    """Explicit ratings: the rating is the weight."""
+    """Explicit ratings: `rating` events whose value (the weight column) is the rating."""
     return df.select(
         *ids(user, item),
         pl.col(ts).alias(C.TIMESTAMP),
@@ -56,6 +57,7 @@ def _ml100k(path: Path, name: str) -> Interactions:
     fields = ("user id", "item id", "rating", "timestamp")
     t = split_lines(open_text(folder / "u.data"), "\t", fields)
     df = typed(t, {"user id": "int", "item id": "int", "rating": "float", "timestamp": "int"})
+    check_values(df, "rating", t.text.path, event="rating")
     raw = _ratings(df, "user id", "item id", "rating", "timestamp")
     return build(raw, _ml100k_items(folder), name, "movie")
 
@@ -110,6 +112,7 @@ def _ml_dat_meta(folder: Path) -> pl.DataFrame | None:
 def _ratings_dat(path: Path) -> pl.DataFrame:
     t = split_lines(open_text(path), "::", _ML_DAT)
     df = typed(t, {"UserID": "int", "MovieID": "int", "Rating": "float", "Timestamp": "int"})
+    check_values(df, "Rating", path, event="rating")
     return _ratings(df, *_ML_DAT)
 
 
@@ -156,5 +159,6 @@ def _ml_csv(path: Path, name: str) -> Interactions:
     """ratings.csv (userId,movieId,rating,timestamp) and movies.csv (quoted titles), streamed."""
     folder = find_folder(path, ("ratings.csv",))
     df = typed(ratings_csv_table(folder / "ratings.csv"), ML_CSV_KINDS)
+    check_values(df, "rating", folder / "ratings.csv", event="rating")
     meta = movies_csv_meta(folder / "movies.csv") if (folder / "movies.csv").is_file() else None
     return build(_ratings(df, *ML_CSV), meta, name, "movie")

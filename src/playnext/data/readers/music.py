@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from playnext.data.events import check_values
 from playnext.data.interactions import META_SCHEMA, Columns, Interactions
 from playnext.data.readers.common import build, find_folder, ids, meta_row
 from playnext.data.readers.registry import register
@@ -96,6 +97,7 @@ def _lastfm(path: Path, name: str, *, events: str = "plays") -> Interactions:
             split_lines(text, "\t", fields, header=True),
             {"userID": "int", "artistID": "int", "weight": "float"},
         )
+        check_values(plays, "weight", text.path, event="play")  # a play count is never negative
         if tagged is not None:
             first = tagged.group_by("userID", "artistID").agg(pl.col(C.TIMESTAMP).min())
             plays = plays.join(first, on=["userID", "artistID"], how="left", maintain_order="left")

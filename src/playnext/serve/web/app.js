@@ -67,18 +67,25 @@ async function describe(ev) {
   } catch (e) { status("search failed: " + e.message); }
 }
 
-async function like(it, btn) {
-  if (btn) { btn.disabled = true; btn.textContent = "Liked"; }
+async function like(it, btn) { await send(it, btn, "like", "Liked", "Like"); }
+
+// a skip tells a model trained with typed events what you do not want (the item leaves the list)
+async function skip(it, btn) { await send(it, btn, "skip", "Skipped", "Skip", 0.0); }
+
+async function send(it, btn, event, done, label, value) {
+  if (btn) { btn.disabled = true; btn.textContent = done; }
+  const ev = { item_id: it.item_id, event };
+  if (value !== undefined) ev.value = value;
   try {
-    const s = await api("POST", "/sessions/" + sessionId + "/events", { events: [{ item_id: it.item_id, event: "like" }] });
+    const s = await api("POST", "/sessions/" + sessionId + "/events", { events: [ev] });
     picks = s.events;
     renderPicks();
     await recommend();
-  } catch (e) { status("could not save: " + e.message); if (btn) { btn.disabled = false; btn.textContent = "Like"; } }
+  } catch (e) { status("could not save: " + e.message); if (btn) { btn.disabled = false; btn.textContent = label; } }
 }
 
 function renderPicks() {
-  $("picks").replaceChildren(...picks.map((p) => el("li", "", p.title)));
+  $("picks").replaceChildren(...picks.map((p) => el("li", p.event === "skip" ? "skipped" : "", p.event === "skip" ? p.title + " (skipped)" : p.title)));
   $("picks-empty").hidden = picks.length > 0;
 }
 
@@ -99,11 +106,16 @@ async function recommend() {
       const likeBtn = el("button", "like", "Like");
       likeBtn.setAttribute("aria-label", "Like " + it.title);
       likeBtn.addEventListener("click", () => like(it, likeBtn));
+      const skipBtn = el("button", "skip secondary", "Skip");
+      skipBtn.setAttribute("aria-label", "Skip " + it.title);
+      skipBtn.addEventListener("click", () => skip(it, skipBtn));
+      const buttons = el("div", "actions");
+      buttons.append(likeBtn, skipBtn);
       const row = el("div");
       row.style.display = "flex"; row.style.justifyContent = "space-between"; row.style.gap = "8px";
       const text = el("div");
       text.append(title, el("div", "meta", metaLine(it)), el("div", "why", it.explanation ? it.explanation.text : ""));
-      row.append(text, likeBtn);
+      row.append(text, buttons);
       li.append(row);
       return li;
     }));

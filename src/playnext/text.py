@@ -19,7 +19,7 @@ import numpy as np
 
 from playnext.io import atomic_write, sha256_text
 
-log = logging.getLogger("playnext.serve")
+log = logging.getLogger("playnext.text")
 _TOKEN = re.compile(r"[a-z0-9]+(?:[&'-][a-z0-9]+)*")
 
 

@@ -1,0 +1,338 @@
+"""The feedback loop on the synthetic world: events logged to a SQLite store become the next model,
+which is compared with the current one on each user's newest event and published only if not worse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from playnext.artifact import Artifact
+from playnext.cli import app
+from playnext.data.interactions import Columns, Interactions
+from playnext.data.synthetic import generate_world
+from playnext.errors import ConfigError
+from playnext.models.base import Recommender
+from playnext.models.ease import EASE, EASEConfig
+from playnext.models.nn import NeuralRecommender
+from playnext.models.registry import create
+from playnext.models.sasrec import SASRec, SASRecConfig
+from playnext.retrain import RetrainOptions, merge, publish, watermark
+from playnext.state.store import NewEvent, StateStore
+
+runner = CliRunner()
+N_NEW = 3  # each user's last N_NEW events are what the server hears after training
+SASREC = {"dim": 16, "max_len": 20, "epochs": 3, "lr": 1e-2, "batch_size": 64, "dropout": 0.1}
+QUIET = {"verbose": False, "patience": 0, "warmup_epochs": 0.0}
+COLD = {"item_id": "brand-new-film", "title": "The Brand New Film", "kind": "movie", "genres": ["drama"]}
+
+
+def _cut(world: Interactions) -> tuple[Interactions, list[tuple[str, list[str]]]]:
+    """The world without each user's last N_NEW events, and those events per user (external ids)."""
+    seqs = world.sequences()
+    keep = np.ones(len(world), dtype=bool)
+    later = []
+    for u in range(world.n_users):
+        lo, hi = seqs.indptr[u], seqs.indptr[u + 1]
+        if hi - lo > N_NEW + 2:
+            keep[hi - N_NEW : hi] = False
+            later.append((world.users.external[u], world.items.to_external(seqs[u][-N_NEW:])))
+    return world.replace(world.frame.filter(pl.Series(keep))), later
+
+
+@pytest.fixture(scope="module")
+def world() -> Interactions:
+    return generate_world(n_users=150, n_items=120, seed=0, mean_length=15.0)
+
+
+@pytest.fixture(scope="module")
+def current(world: Interactions, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SASRec trained on everything but each user's last N_NEW events."""
+    train, _ = _cut(world)
+    params = {**SASREC, **QUIET}
+    model = SASRec(SASRecConfig.from_dict(params)).fit(train)
+    folder = tmp_path_factory.mktemp("current") / "model"
+    Artifact.from_data(model, train, {"model": "sasrec", "dataset": "synthetic", "params": params}).save(
+        folder
+    )
+    return folder
+
+
+def _store(folder: Path, world: Interactions, *, anonymous: bool = True, unseen: bool = True) -> Path:
+    """Replay every user's held-back events as a session with their user id (plus a cold item, an
+    anonymous session and an item no catalog has, unless told otherwise)."""
+    _, later = _cut(world)
+    store = StateStore.open(folder)
+    ts = 1_000.0
+    for user, items in later:
+        for item in items:
+            ts += 1.0
+            store.append(f"s-{user}", [NewEvent(item, "watch", 1.0, ts)], user_id=user)
+    store.add_cold_item(COLD["item_id"], COLD["title"], COLD["kind"], COLD["genres"], 2026)
+    first = later[0][1]
+    if anonymous:  # someone without an account watched the cold item after two known ones
+        store.append(
+            "anon", [NewEvent(i, None, None, ts + k) for k, i in enumerate([*first[:2], COLD["item_id"]])]
+        )
+    if unseen:
+        store.append("anon2", [NewEvent(first[0], ts=ts + 10), NewEvent("mystery-item", ts=ts + 11)])
+    store.close()
+    return folder
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` with its size and mtime: what 'nothing touched' compares."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _json(stdout: str) -> dict[str, Any]:
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, stdout
+    return json.loads(lines[0])
+
+
+def _cli(current: Path, store: Path, out: Path, *extra: str) -> Any:
+    args = ["retrain", "--model-dir", str(current), "--store", str(store), "--out", str(out)]
+    return runner.invoke(app, [*args, "--text-encoder", "hashing", "--epochs", "2", "--json", *extra])
+
+
+# ---- the data: the catalog grows, ids stay, histories extend ------------------------------------
+def test_merge_appends_new_items_and_events_without_moving_known_ids(
+    world: Interactions, current: Path, tmp_path: Path
+) -> None:
+    store = StateStore.open(_store(tmp_path / "state", world))
+    art = Artifact.load(current)
+    new = merge(art, store.events(), store.cold_items(), encoder="hashing")
+    n_known = len(art.items)
+    assert new.data.items.external[:n_known].to_list() == art.items.external.to_list()
+    assert new.data.items.external[n_known:].to_list() == [COLD["item_id"], "mystery-item"]
+    assert new.data.meta.row(n_known, named=True)[Columns.TITLE] == COLD["title"]
+    assert new.init_by == {"text": 1, "co-occurrence": 1, "mean": 0}
+    # a known user's history is theirs plus their new events, in order
+    user, items = _cut(world)[1][0]
+    u = int(art.users.to_internal([user], kind="user")[0])
+    grown = new.data.items.to_external(new.data.sequences()[u])
+    assert grown == art.items.to_external(art.histories[u]) + items
+    assert new.data.users.external[-2:].to_list() == ["session:anon", "session:anon2"]
+    # the gate asks each user's newest event from everything before it; NEW never trains on it
+    row = int(np.flatnonzero(new.gate.users == u)[0])
+    assert new.data.items.to_external(new.gate.targets[row]) == items[-1:]
+    assert len(new.train) == len(new.data) - len(new.gate)
+    assert new.counts["new_events"] == sum(len(i) for _, i in _cut(world)[1]) + 5
+
+
+def test_a_typed_log_keeps_its_events_and_values(tmp_path: Path) -> None:
+    typed = generate_world(n_users=40, n_items=60, seed=1, mean_length=10.0, typed_events=True)
+    art = Artifact.from_data(create("popular").fit(typed), typed, {})
+    store = StateStore.open(tmp_path / "state")
+    item, user = typed.items.external[0], typed.users.external[0]
+    store.append("s", [NewEvent(item, "skip", 0.2, 5.0), NewEvent(item, None, None, 6.0)], user_id=user)
+    new = merge(art, store.events(), [], encoder="none")
+    u = int(art.users.to_internal([user], kind="user")[0])
+    before, after = art.histories.take(np.array([u])), new.data.sequences().take(np.array([u]))
+    assert after.typed and len(after.items) == len(before.items) + 2
+    names = np.array([*after.event_names, "-"])
+    old_names = np.array([*before.event_names, "-"])
+    assert names[after.events][:-2].tolist() == old_names[before.events].tolist()
+    assert np.array_equal(after.values[:-2], before.values, equal_nan=True)
+    assert names[after.events][-2:].tolist() == ["skip", "-"]
+    assert after.values[-2] == pytest.approx(0.2) and after.values[-1] == 1.0
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec", "caser", "mlp"])
+def test_extend_items_keeps_known_rows_and_starts_new_ones_at_their_neighbours(
+    name: str, world: Interactions
+) -> None:
+    small = {"dim": 8, "epochs": 1, "batch_size": 256, **QUIET}
+    if name in ("sasrec", "hstu", "gru4rec", "caser"):
+        small["max_len"] = 5
+    model = create(name, **small).fit(world)
+    assert isinstance(model, NeuralRecommender) and model.warm_startable
+    before = {k: v.clone() for k, v in model.net_.state_dict().items()}
+    n = world.n_items
+    model.extend_items([[0, 2], [], [5]])
+    after = model.net_.state_dict()
+    assert model.n_items_ == n + 3
+    for key, lead in type(model).item_tables.items():
+        if key not in before:
+            continue
+        old, grown = before[key], after[key]
+        assert len(grown) == len(old) + 3
+        assert torch.equal(grown[: len(old)], old)  # known items untouched
+        known = old[lead:]
+        assert torch.allclose(grown[len(old)], known[[0, 2]].mean(0))
+        assert torch.allclose(grown[len(old) + 1], known.mean(0))
+        assert torch.allclose(grown[len(old) + 2], known[5])
+    scores = model.score(np.array([0]), world.sequences().take(np.array([0])))
+    assert scores.shape == (1, n + 3) and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name", ["ease", "popular"])
+def test_non_neural_models_refit_instead(name: str, world: Interactions) -> None:
+    model: Recommender = create(name).fit(world)
+    assert not model.warm_startable
+    with pytest.raises(NotImplementedError, match="refit"):
+        model.extend_items([[0]])
+    with pytest.raises(NotImplementedError, match="refit"):
+        model.fine_tune(world)
+
+
+# ---- the command: warm start, watermark, gate, publish --------------------------------------------
+def test_warm_start_grows_the_catalog_advances_the_watermark_and_then_has_nothing_new(
+    world: Interactions, current: Path, tmp_path: Path
+) -> None:
+    store = _store(tmp_path / "state", world)
+    before = _tree(current)
+    r = _cli(current, store, tmp_path / "next", "--force")
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    assert rec["method"] == "warm start" and rec["new_items"] == 2 and rec["new_users"] == 2
+    assert set(rec["current_metrics"]) == set(rec["new_metrics"]) == {"HR@10", "NDCG@10"}
+    assert rec["epochs"] == 2 and rec["seconds"] > 0
+    nxt = Artifact.load(tmp_path / "next")
+    old = Artifact.load(current)
+    assert len(nxt.items) == len(old.items) + 2
+    scores = nxt.model.score(np.array([-1]), nxt.histories.take(np.array([0])))
+    assert torch.isfinite(scores[0, len(old.items) :]).all()  # the new items are ranked too
+    assert nxt.recommend(history=[COLD["item_id"]], k=3)  # and usable as input
+    info = json.loads((tmp_path / "next" / "artifact.json").read_text())
+    s = StateStore.open(store)
+    assert watermark(info) == (s.last_seq(), s.cold_seq())
+    assert info["retrain"]["current_metrics"] == rec["current_metrics"]
+    assert info["retrained_from"] == str(current.resolve())
+    assert info["params"] == old.info["params"]  # the lineage's recipe, for a later from-scratch run
+    user = old.users.external[0]
+    assert len(nxt.history_titles(user)) == len(old.history_titles(user)) + N_NEW
+    assert _tree(current) == before
+
+    again = _cli(tmp_path / "next", store, tmp_path / "third")
+    assert again.exit_code == 0, again.output
+    assert _json(again.stdout)["status"] == "nothing new" and "no new events" in again.stdout
+    assert not (tmp_path / "third").exists()
+    # one more event: only it is new
+    s.append("late", [NewEvent(old.items.external[0], ts=9e9)], user_id=user)
+    third = _cli(tmp_path / "next", store, tmp_path / "third", "--force")
+    assert third.exit_code == 0, third.output
+    assert _json(third.stdout)["new_events"] == 1
+
+
+def test_the_gate_refuses_a_worse_model_and_force_publishes_it(
+    world: Interactions, current: Path, tmp_path: Path
+) -> None:
+    store = _store(tmp_path / "state", world, anonymous=False, unseen=False)
+    root = tmp_path / "root"
+    publish(current, root)
+    served = _tree(root)
+    # a learning rate 10,000× the recipe's wrecks the fine-tuning: NEW must be refused
+    bad = _cli(current, store, tmp_path / "bad", "--lr-factor", "1e4", "--publish", str(root))
+    assert bad.exit_code == 3, bad.output
+    rec = _json(bad.stdout)
+    assert rec["status"] == "refused"
+    assert rec["new_metrics"]["NDCG@10"] < rec["current_metrics"]["NDCG@10"]
+    said = " ".join(bad.stderr.split())
+    assert said.startswith("refused") and f"{rec['new_metrics']['NDCG@10']:.4f}" in said
+    assert _tree(root) == served  # nothing published
+    forced = _cli(
+        current, store, tmp_path / "forced", "--lr-factor", "1e4", "--publish", str(root), "--force"
+    )
+    assert forced.exit_code == 0, forced.output
+    assert _json(forced.stdout)["status"] == "forced"
+    served_now = (root / "current").resolve()
+    assert served_now.parent == (root / "versions").resolve() and served_now.name.endswith("forced")
+    assert Artifact.load(root / "current").info["retrain"]["status"] == "forced"
+
+
+def test_from_scratch_trains_a_fresh_model_with_the_recipe(
+    world: Interactions, current: Path, tmp_path: Path
+) -> None:
+    store = _store(tmp_path / "state", world)
+    r = _cli(current, store, tmp_path / "fresh", "--from-scratch", "--force")
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    assert rec["method"] == "from scratch" and rec["lr_factor"] is None
+    assert rec["params"]["lr"] == SASREC["lr"] and rec["epochs"] == 2
+
+
+def test_ease_is_refit(world: Interactions, tmp_path: Path) -> None:
+    train, _ = _cut(world)
+    Artifact.from_data(EASE(EASEConfig(l2=10.0)).fit(train), train, {"params": {"l2": 10.0}}).save(
+        tmp_path / "ease"
+    )
+    store = _store(tmp_path / "state", world)
+    r = _cli(tmp_path / "ease", store, tmp_path / "next", "--force")
+    assert r.exit_code == 0, r.output
+    assert _json(r.stdout)["method"] == "refit (ease has no warm start)"
+    assert len(Artifact.load(tmp_path / "next").items) == train.n_items + 2
+
+
+def test_publish_swaps_current_atomically_and_keeps_old_versions(current: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = publish(current, root, "v1")
+    link = root / "current"
+    assert link.is_symlink() and link.resolve() == first.resolve()
+    second = publish(current, root, "v2")
+    assert first.is_dir() and second.is_dir()  # the old version stays for a rollback
+    assert link.resolve() == second.resolve()
+    assert Artifact.load(link).model.n_items_ == Artifact.load(current).model.n_items_
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging leftovers
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(ConfigError, match="model"):
+        publish(broken, root)
+    assert link.resolve() == second.resolve()
+
+
+# ---- bad input: one line, exit 2, nothing touched -----------------------------------------------
+def test_bad_inputs_exit_2_and_touch_nothing(world: Interactions, current: Path, tmp_path: Path) -> None:
+    store = _store(tmp_path / "state", world)
+    root = tmp_path / "root"
+    publish(current, root)
+    before, served = _tree(current), _tree(root)
+
+    def fails(*args: str, match: str) -> None:
+        r = runner.invoke(app, ["retrain", *args, "--publish", str(root)])
+        assert r.exit_code == 2, r.output
+        said = " ".join(r.stderr.split())  # rich wraps the one message at the console's width
+        assert said.startswith("error:") and said.count("error:") == 1 and match in said, r.stderr
+        assert not (tmp_path / "out").exists()
+
+    out = ["--out", str(tmp_path / "out")]
+    fails("--model-dir", str(current), "--store", str(tmp_path / "nowhere"), *out, match="no state store")
+    fails(
+        "--model-dir",
+        str(current),
+        "--store",
+        "postgresql://nobody@127.0.0.1:1/none",
+        *out,
+        match="state store",
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text("{not json")
+    fails("--model-dir", str(broken), "--store", str(store), *out, match="corrupt")
+    empty = StateStore.open(tmp_path / "empty")
+    empty.append("s", [NewEvent(" ")])
+    empty.close()
+    fails("--model-dir", str(current), "--store", str(tmp_path / "empty"), *out, match="name no item")
+    assert _tree(current) == before and _tree(root) == served
+
+
+def test_options_are_checked_before_any_work() -> None:
+    for bad, match in (
+        ({"lr_factor": 0.0}, "lr_factor"),
+        ({"epochs": 0}, "epochs"),
+        ({"budget_minutes": -1.0}, "budget"),
+        ({"text_encoder": "bert"}, "text encoder"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            RetrainOptions(**bad).validate()
