@@ -39,6 +39,7 @@ import torch
 from playnext.artifact import Artifact
 from playnext.errors import ConfigError, PlaynextError
 from playnext.io import atomic_write, sha256_file, sha256_text, write_json
+from playnext.rerank import RerankSpec, rerank_rows
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -74,6 +75,7 @@ class Job:
     k: int
     exclude_seen: bool = True
     chunk_users: int = 0  # 0: as many as keep one chunk's scores under SCORE_BYTES (≤ 512)
+    rerank: RerankSpec | None = None  # applied to each user's scores, as `/recommend` applies it
 
     def validate(self) -> None:
         if not 1 <= self.k <= np.iinfo(np.int16).max:
@@ -137,7 +139,8 @@ def recommend_all(
         "version": MANIFEST_VERSION,
         "model_fingerprint": fingerprint(model_dir),
         "model": art.model.name,
-        **asdict(job),
+        **{k: v for k, v in asdict(job).items() if k != "rerank"},
+        "rerank": job.rerank.describe() if job.rerank is not None and job.rerank.active else None,
         "chunk_users": chunk,
         "n_users": n_users,
         "n_items": n_items,
@@ -174,9 +177,15 @@ def _top_k(art: Artifact, users: np.ndarray, job: Job, user_ids: pa.Array, item_
     if job.exclude_seen and len(hist.items):
         rows = torch.from_numpy(hist.row_ids())
         scores[rows, torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")
-    top = torch.topk(scores, min(job.k, scores.shape[1]), dim=1)  # (B, k)
-    values, indices = top.values.numpy(), top.indices.numpy()
-    keep = np.isfinite(values)  # (B, k) seen items never appear, even when k exceeds the rest
+    if job.rerank is not None and job.rerank.active:
+        lists = rerank_rows(scores, hist, art.features(), job.rerank, job.k)  # (B, k), -1 padded
+        picked = torch.from_numpy(np.maximum(lists, 0))
+        values, indices = scores.gather(1, picked).numpy(), lists  # each item's model score
+        keep = lists >= 0
+    else:
+        top = torch.topk(scores, min(job.k, scores.shape[1]), dim=1)  # (B, k)
+        values, indices = top.values.numpy(), top.indices.numpy()
+        keep = np.isfinite(values)  # (B, k) seen items never appear, even when k exceeds the rest
     row_of, rank_of = np.nonzero(keep)  # row-major: users in order, ranks ascending
     return pa.table(
         {

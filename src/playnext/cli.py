@@ -426,12 +426,9 @@ def recommend(
 
         spec = parse_spec(rerank)  # a bad value exits 2 before the model is loaded
         if all_users:
-            if spec is not None:
-                raise PlaynextError(
-                    "--rerank does not apply to --all-users yet: batch output writes the model's own "
-                    "top-k (playnext.rerank.rerank_rows re-ranks a block of score rows)"
-                )
-            _recommend_all(model_dir, user, history, k, exclude_seen, out_file, restart, chunk_users, as_json)
+            _recommend_all(
+                model_dir, user, history, k, exclude_seen, out_file, restart, chunk_users, as_json, spec
+            )
             return
         if out_file is not None or restart:
             raise PlaynextError("--out and --restart go with --all-users")
@@ -463,6 +460,7 @@ def _recommend_all(
     restart: bool,
     chunk_users: int,
     as_json: bool,
+    spec: Any = None,
 ) -> None:
     from playnext import batch
 
@@ -470,7 +468,7 @@ def _recommend_all(
         raise PlaynextError("--all-users takes no --user or --history")
     if out_file is None:
         raise PlaynextError("--all-users needs --out FILE.parquet")
-    job = batch.Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users)
+    job = batch.Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users, rerank=spec)
     if as_json or not err.is_terminal:
         done = batch.recommend_all(model_dir, out_file, job, restart=restart)
     else:
