@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,8 @@ def recommend_all(
         "version": MANIFEST_VERSION,
         "model_fingerprint": fingerprint(model_dir),
         "model": art.model.name,
-        **{k: v for k, v in asdict(job).items() if k != "rerank"},
+        "k": job.k,
+        "exclude_seen": job.exclude_seen,
         "rerank": job.rerank.describe() if job.rerank is not None and job.rerank.active else None,
         "chunk_users": chunk,
         "n_users": n_users,

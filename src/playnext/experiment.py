@@ -8,6 +8,7 @@ this layer is where a model, a split and the metrics meet.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
@@ -109,25 +110,11 @@ def select_and_test(
         test = judge(model, split.test)
         return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
     features = item_features(model, split.train)
-    plain = judge_on(
-        model,
-        split,
-        split.test,
-        ties=ties,
-        exclude_seen=exclude_seen,
-        distributed=distributed,
-        features=features,
+    on_test = functools.partial(
+        judge_on, ties=ties, exclude_seen=exclude_seen, distributed=distributed, features=features
     )
-    test = judge_on(
-        model,
-        split,
-        split.test,
-        ties=ties,
-        exclude_seen=exclude_seen,
-        distributed=distributed,
-        rerank=list_reranker(features, rerank, RERANK_K),
-        features=features,
-    )
+    plain = on_test(model, split, split.test)
+    test = on_test(model, split, split.test, rerank=list_reranker(features, rerank, RERANK_K))
     return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen, plain)
 
 

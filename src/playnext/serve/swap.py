@@ -60,22 +60,20 @@ class ModelHolder:
         if source is None and self.root is None:
             raise PlaynextError("give a model folder or a model root")
         # the store key under which admin swaps of this deployment are shared between workers
-        self.key = "serve.model:" + (
-            str(self.root.resolve()) if self.root is not None else str(Path(str(source)).resolve())
-        )
+        first: str | Path | Artifact
         if isinstance(source, Artifact):
-            self.key = "serve.model:<in-memory>"
-            first: str | Path | Artifact = source
+            self.key, first = "serve.model:<in-memory>", source
         elif self.root is not None:
-            first = current_model(self.root)
+            self.key, first = f"serve.model:{self.root.resolve()}", current_model(self.root)
         else:
             assert source is not None
             first = Path(source).resolve()
-            wanted = store.get_meta(self.key)  # an earlier admin swap of this same deployment
-            if isinstance(wanted, dict) and wanted.get("path"):
-                first = Path(wanted["path"])
-        self._seen_link = str(first) if self.root is not None else None
+            self.key = f"serve.model:{first}"
         self._seen_meta = store.get_meta(self.key)
+        wanted = self._seen_meta  # an earlier admin swap of this same deployment (model-dir mode)
+        if isinstance(first, Path) and self.root is None and isinstance(wanted, dict) and wanted.get("path"):
+            first = Path(wanted["path"])
+        self._seen_link = str(first) if self.root is not None else None
         self.engine = self._build(first)
         path = None if isinstance(first, Artifact) else str(first)
         self.serving = Serving(path=path, loaded_at=time.time())

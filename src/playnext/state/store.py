@@ -222,11 +222,11 @@ class StateStore:
                 },
             ).returning(SESSIONS.c.created)
             created = conn.execute(ins).scalar_one()
-            if rows:
-                conn.execute(EVENTS.insert(), rows)
+            if rows:  # the new sequence numbers come back with the insert: the log bound needs the top one
+                seqs = conn.execute(EVENTS.insert().returning(EVENTS.c.seq), rows).scalars().all()
+                self._trim_log(conn, max(seqs))
             if created == now:
                 self._evict_sessions(conn)
-            self._trim_log(conn)
             state = self._session(conn, session_id)
         assert state is not None
         return state
@@ -334,9 +334,8 @@ class StateStore:
         )
         conn.execute(SESSIONS.delete().where(SESSIONS.c.session_id.in_(oldest)))
 
-    def _trim_log(self, conn: Connection) -> None:
-        top = conn.execute(sa.select(sa.func.max(EVENTS.c.seq))).scalar_one()
-        if top is not None and top > self.limits.max_log_events:
+    def _trim_log(self, conn: Connection, top: int) -> None:
+        if top > self.limits.max_log_events:
             conn.execute(EVENTS.delete().where(EVENTS.c.seq <= top - self.limits.max_log_events))
 
     def _check_version(self, conn: Connection) -> None:
