@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from playnext.data.interactions import Columns, Histories, Interactions
+from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import DataError
 
 
@@ -172,3 +172,125 @@ def k_core(data: Interactions, k_user: int = 5, k_item: int = 5, max_rounds: int
         pl.Series(c.ITEM, data.items.external.to_numpy()[frame.get_column(c.ITEM).to_numpy()]),
     ).sort(c.POSITION)
     return Interactions.from_frame(raw, meta=data.meta, name=data.name)
+
+
+COLD_BY = ("time", "random")
+
+
+@dataclass(frozen=True)
+class ColdSplit:
+    """Items held out of training entirely, and the questions whose answer is one of them.
+
+    `warm` is the log without the cold items (its own item ids 0..W-1, users unchanged), split
+    by leave-one-out for training, model choice and the warm test. `cold` asks, for every user
+    who reaches a cold item after at least `min_history` warm events, for that first cold item:
+    its history is the user's warm events before it, its target is W + j for cold item j, and
+    `cold_meta` row j describes item j. `cold_counts[r, j]` is how many events cold item j had
+    before question r's target: the popularity a live system has seen by then, without training.
+    """
+
+    warm: Split
+    cold: EvalSet
+    cold_meta: pl.DataFrame
+    cold_items: IdMap
+    cold_counts: np.ndarray  # (questions, C)
+    protocol: dict[str, object]
+
+    @property
+    def n_warm(self) -> int:
+        return self.warm.train.n_items
+
+    @property
+    def n_cold(self) -> int:
+        return len(self.cold_items)
+
+
+def cold_item_split(
+    data: Interactions, fraction: float = 0.1, by: str = "time", seed: int = 0, min_history: int = 3
+) -> ColdSplit:
+    """Hold out a `fraction` of the items as never seen in training.
+
+    by="time": the items whose first event falls in the last `fraction` of the log's events
+    (stable time order: timestamp, then file position), i.e. the newest arrivals; by="random":
+    a seeded random `fraction` of the catalog, whatever its age (more questions, and popular
+    items among them).
+    """
+    if by not in COLD_BY:
+        raise ValueError(f"by must be one of {', '.join(COLD_BY)}, got {by!r}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    c = Columns
+    frame = data.frame
+    n = len(frame)
+    order = np.lexsort(
+        (frame.get_column(c.POSITION).to_numpy(), frame.get_column(c.TIMESTAMP).fill_null(0).to_numpy())
+    )
+    when = np.empty(n, dtype=np.int64)
+    when[order] = np.arange(n)  # each event's place in global time
+    items = data.item_idx
+    if by == "time":
+        first = np.full(data.n_items, n, dtype=np.int64)
+        np.minimum.at(first, items, when)
+        is_cold = first >= int(np.ceil((1 - fraction) * n))
+    else:
+        rng = np.random.default_rng(seed)
+        is_cold = np.zeros(data.n_items, dtype=bool)
+        is_cold[rng.choice(data.n_items, size=max(1, round(fraction * data.n_items)), replace=False)] = True
+    if not is_cold.any() or is_cold.all():
+        raise ValueError(f"cold split by {by} at {fraction} leaves {int(is_cold.sum())} cold items")
+    warm_ids, cold_ids = np.flatnonzero(~is_cold), np.flatnonzero(is_cold)
+    new_id = np.full(data.n_items, -1, dtype=np.int64)
+    new_id[warm_ids] = np.arange(len(warm_ids))
+    new_id[cold_ids] = len(warm_ids) + np.arange(len(cold_ids))  # a question's target id
+    warm_rows = ~is_cold[items]
+    warm_frame = frame.filter(pl.Series(warm_rows)).with_columns(
+        pl.Series(c.ITEM, new_id[items[warm_rows]].astype(np.int32))
+    )
+    warm_items = IdMap(data.items.external.gather(pl.Series(warm_ids)))
+    warm = Interactions(
+        warm_frame, data.users, warm_items, data.meta[warm_ids], data.name, data.vocab or data.event_names
+    )
+
+    # the questions: each user's first cold event, after at least `min_history` warm ones
+    users = data.user_idx
+    seqs = data.sequences()
+    first_cold = np.full(data.n_users, -1, dtype=np.int64)
+    cold_rows = np.flatnonzero(is_cold[items])[::-1]  # reversed: the earliest write wins
+    first_cold[users[cold_rows]] = cold_rows
+    q_users, q_rows, hist = [], [], []
+    for u in np.flatnonzero(first_cold >= 0):
+        lo, r = int(seqs.indptr[u]), int(first_cold[u])
+        before = seqs.items[lo:r]  # every event before it is warm
+        if len(before) >= min_history:
+            q_users.append(u)
+            q_rows.append(r)
+            hist.append(new_id[before])
+    q_rows_a = np.asarray(q_rows, dtype=np.int64)
+    history = Histories.from_lists(hist)
+    targets = Histories(np.arange(len(q_rows) + 1, dtype=np.int64), new_id[items[q_rows_a]])
+    cold = EvalSet(np.asarray(q_users, dtype=np.int64), history, targets, history)
+    counts = np.zeros((len(q_rows), len(cold_ids)), dtype=np.float32)
+    t_q = when[q_rows_a]
+    cold_events = np.flatnonzero(is_cold[items])
+    by_item = new_id[items[cold_events]] - len(warm_ids)
+    for j in range(len(cold_ids)):
+        times = np.sort(when[cold_events[by_item == j]])
+        counts[:, j] = np.searchsorted(times, t_q)  # events of item j strictly before each target
+    protocol = {
+        "split": "cold items",
+        "cold_by": by,
+        "cold_fraction": fraction,
+        "cold_items": len(cold_ids),
+        "warm_items": len(warm_ids),
+        "questions": "each user's first event on a cold item, history = the warm events before it",
+        "min_history": min_history,
+        "warm_protocol": "leave-one-out on the log without the cold items",
+    }
+    return ColdSplit(
+        leave_one_out(warm),
+        cold,
+        data.meta[cold_ids],
+        IdMap(data.items.external.gather(pl.Series(cold_ids))),
+        counts,
+        protocol,
+    )

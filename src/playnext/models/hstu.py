@@ -340,9 +340,9 @@ class HSTUNet(SequenceNet):
     def layers(self) -> list[HSTUBlock]:
         return [cast(HSTUBlock, b) for b in self.blocks]
 
-    def item_vectors(self) -> torch.Tensor:
-        """(I, D) L2-normalised output embeddings of the real items."""
-        return F.normalize(self.item_emb.weight[1:], dim=-1)
+    def out_vectors(self, v: torch.Tensor) -> torch.Tensor:
+        """Scores are cosines: output vectors are L2-normalised."""
+        return F.normalize(v, dim=-1)
 
 
 @register("hstu")
@@ -445,19 +445,14 @@ class HSTU(SequenceRecommender):
             out[r, width - len(kept) :] = kept
         return out
 
-    def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
-        n_items = int(self.n_items_ or 0)
-        out = torch.zeros(len(history), n_items)
-        items = self.net_.item_vectors()  # (I, D)
-        for idx in self._score_chunks(history):
-            rows = history.take(idx)
-            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-            times = self.times_for(users[idx], rows, seq.shape[1])
-            t = torch.from_numpy(times).to(self.device) if times is not None else None
-            acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
-            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), t, actions=acts)  # (b, D)
-            out[torch.from_numpy(idx)] = (h @ items.T).float().cpu()  # (b, I)
-        return out
+    def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
+        seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+        times = self.times_for(users, rows, seq.shape[1])
+        t = torch.from_numpy(times).to(self.device) if times is not None else None
+        acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
+        return self.net_.encode_last(
+            known_items(seq, int(self.n_items_ or 0)).to(self.device), t, actions=acts
+        )
 
     # ---- persistence: the timestamp lookup travels with the weights ---------------------------
     def _state(self) -> dict[str, torch.Tensor]:

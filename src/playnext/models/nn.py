@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import polars as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate
 from playnext.models.base import ModelConfig, Recommender
 from playnext.models.cache import KVCache
+from playnext.models.content import FEATURES, TEXT_ENCODERS, ContentTower, ContentVocab, text_dim
 from playnext.train import batches as B
 from playnext.train.config import RUN_ONLY_FIELDS, SELECT_METRIC, TrainConfig
 from playnext.train.device import load_device
@@ -81,6 +83,11 @@ class SequenceConfig(NeuralConfig):
     # stay inputs); or every one with its type's weight from `event_weights` ("skip:0.2", …)
     targets: str = "all"
     event_weights: list[str] = dataclasses.field(default_factory=list)
+    # item content (docs/models.md): a tower over these metadata features adds to each item's id
+    # embedding, and an item unseen in training is scored from its content alone
+    item_features: list[str] = dataclasses.field(default_factory=list)
+    text_encoder: str = "minilm"  # for "text": the offline MiniLM, or hashing (fast, for tests)
+    id_dropout: float = 0.1  # with item_features: P(an item's id part is dropped) per training step
 
     def validate(self) -> None:
         super().validate()
@@ -89,6 +96,15 @@ class SequenceConfig(NeuralConfig):
         choice(self.targets, TARGETS, "targets")
         self.type_weights()
         require(self.length_buckets >= 0, f"length_buckets must be >= 0, got {self.length_buckets}")
+        for f in self.item_features:
+            choice(f, FEATURES, "item_features entries")
+        require(len(set(self.item_features)) == len(self.item_features), "item_features has duplicates")
+        choice(self.text_encoder, TEXT_ENCODERS, "text_encoder")
+        require(0.0 <= self.id_dropout < 1.0, f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        require(
+            not (self.sparse_embeddings and self.item_features),
+            "item_features needs dense item tables (sparse_embeddings=false): every step reads the tower",
+        )
         require(
             not self.sparse_embeddings or self.loss != "ce",
             "sparse_embeddings needs loss='sampled_softmax' or 'bce' (full softmax touches every item row)",
@@ -131,6 +147,10 @@ class NeuralRecommender(Recommender):
 
     @abstractmethod
     def _build(self) -> nn.Module: ...
+
+    def _new_net(self) -> nn.Module:
+        """The network `_build` makes, with what the base class adds to every net (see overrides)."""
+        return self._build()
 
     def _learn_vocab(self, train: Interactions) -> None:
         """What the network's shape depends on beyond the item count (event types); none here."""
@@ -181,12 +201,15 @@ class NeuralRecommender(Recommender):
                 continue  # an optional table this config does not build
             old = state[key]
             items = old[lead:]  # (I, …)
-            rows = [
-                items[torch.as_tensor(list(nb), dtype=torch.long, device=old.device)].mean(0)
-                if len(nb)
-                else items.mean(0)
-                for nb in init_from
-            ]
+            if key.startswith("content."):  # metadata, not learned: unknown until told (see overrides)
+                rows = [torch.zeros_like(items[0]) for _ in init_from]
+            else:
+                rows = [
+                    items[torch.as_tensor(list(nb), dtype=torch.long, device=old.device)].mean(0)
+                    if len(nb)
+                    else items.mean(0)
+                    for nb in init_from
+                ]
             state[key] = torch.cat([old, torch.stack(rows)]) if rows else old
         self.n_items_ = n_old + len(init_from)
         self._rebuild(state)
@@ -206,7 +229,7 @@ class NeuralRecommender(Recommender):
 
     def _rebuild(self, state: dict[str, torch.Tensor]) -> None:
         device = self.device
-        self.net_ = self._build()
+        self.net_ = self._new_net()
         self.net_.load_state_dict(state)
         self.net_.to(device).eval()
 
@@ -231,10 +254,11 @@ class NeuralRecommender(Recommender):
         self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
     ) -> None:
         cfg = self.config
-        self._learn_vocab(train_data)
+        if start is None:  # a warm start keeps the vocabularies its weights were shaped by
+            self._learn_vocab(train_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.net_ = self._build()
+            self.net_ = self._new_net()
         if start is not None:
             self.net_.load_state_dict(start)
         counts = train_data.item_counts()
@@ -286,7 +310,7 @@ class NeuralRecommender(Recommender):
         return dict(self.net_.state_dict())
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.net_ = self._build()
+        self.net_ = self._new_net()
         self.net_.load_state_dict(state)
         # the device fit would use: a model saved after training on a GPU scores there again
         self.net_.to(load_device(self.config.device)).eval()
@@ -311,10 +335,28 @@ class SequenceNet(nn.Module):
     """
 
     item_emb: nn.Embedding
+    id_dropout: float
 
     def __init__(self) -> None:
         super().__init__()
         self.action_emb: nn.Embedding | None = None  # built by nets of typed configs
+        self.content: ContentTower | None = None  # attached by SequenceRecommender (item_features)
+        self.id_dropout = 0.0
+
+    def item_table(self) -> torch.Tensor:
+        """(I + 1, D) input vectors of the catalog, row 0 padding: the id table, plus the content
+        tower's vectors when there is one (each id row dropped with `id_dropout` in training)."""
+        w = self.item_emb.weight  # (I + 1, D)
+        if self.content is None:
+            return w
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(w.shape[0], 1, device=w.device) >= self.id_dropout  # (I + 1, 1)
+            w = w * keep.to(w.dtype)
+        return w + self.content()  # (I + 1, D)
+
+    def out_vectors(self, v: torch.Tensor) -> torch.Tensor:
+        """Item vectors as scoring uses them (HSTU normalises them); identity here."""
+        return v
 
     def encode(self, seq: torch.Tensor, *, actions: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # (B, T) → (B, T, D)
@@ -330,7 +372,8 @@ class SequenceNet(nn.Module):
         """(B, T) ids → (B, T, D) item embeddings, plus each event's action embedding when the
         net has one: additive, so the sequence keeps one position per event (the KV cache still
         appends one key per event) and an untyped history costs nothing extra."""
-        x = self.item_emb(seq)  # (B, T, D)
+        # (B, T, D); a content tower's table is built per call (its id rows dropped in training)
+        x = self.item_emb(seq) if self.content is None else F.embedding(seq, self.item_table(), padding_idx=0)
         if self.action_emb is None:
             return x
         if actions is None:
@@ -339,7 +382,7 @@ class SequenceNet(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         """(I, D) output embeddings of the real items: scores = state · item_vectors().T."""
-        return self.item_emb.weight[1:]
+        return self.out_vectors(self.item_table()[1:])
 
     def prefill(
         self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
@@ -367,6 +410,10 @@ class SequenceRecommender(NeuralRecommender):
 
     config: SequenceConfig
     net_: SequenceNet
+    item_tables: ClassVar[dict[str, int]] = {
+        "item_emb.weight": 1,
+        **{f"content.{b}": 1 for b in ("genres", "kind", "year", "text")},
+    }
     # the event types it was trained with (typed configs only): action ids and the types the
     # serving API accepts follow this order
     event_types_: tuple[str, ...] = ()
@@ -395,6 +442,7 @@ class SequenceRecommender(NeuralRecommender):
         _, self._kinds = B.next_item_arrays(Histories(seqs.indptr, kinds), self.config.max_len)
 
     def _learn_vocab(self, train: Interactions) -> None:
+        self._learn_content(train)
         self.event_types_ = ()
         if not self.config.typed:
             return
@@ -423,6 +471,21 @@ class SequenceRecommender(NeuralRecommender):
     def _release(self) -> None:
         self._seqs = Histories(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self._acts = self._kinds = None
+        self._content_feats = None  # the net's buffers hold them from here on
+
+    def extend_items(self, init_from: Sequence[Sequence[int]], meta: pl.DataFrame | None = None) -> None:
+        """As `NeuralRecommender.extend_items`; a model with a content tower also reads the new
+        items' features from `meta` (one row each, in order), else they start as unknown."""
+        n_old = int(self.n_items_ or 0)
+        super().extend_items(init_from)
+        if meta is not None and self.content_vocab_ is not None and self.net_.content is not None:
+            if meta.height != len(init_from):
+                raise ValueError(f"meta has {meta.height} rows for {len(init_from)} new items")
+            feats = self.content_vocab_.encode(meta)
+            with torch.no_grad():
+                for name, value in feats.items():
+                    buf = getattr(self.net_.content, name)
+                    buf[n_old + 1 :] = value.to(buf.device, buf.dtype)
 
     def _type_weights(self) -> torch.Tensor:
         """(2 · (types + 1),) loss weight of each target kind, as `targets` asks."""
@@ -433,10 +496,15 @@ class SequenceRecommender(NeuralRecommender):
         return torch.tensor([w.get(t, 1.0) for t in (*self.event_types_, "") for _ in (0, 1)])
 
     def _meta(self) -> dict[str, Any]:
-        return {"event_types": list(self.event_types_)} if self.event_types_ else {}
+        out: dict[str, Any] = {"event_types": list(self.event_types_)} if self.event_types_ else {}
+        if self.content_vocab_ is not None:
+            out["content"] = self.content_vocab_.to_dict()
+        return out
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self.event_types_ = tuple(str(t) for t in meta.get("event_types", ()))
+        self._content_feats = None  # the features are buffers of the saved weights
+        self.content_vocab_ = ContentVocab.from_dict(meta["content"]) if "content" in meta else None
 
     def steps_per_epoch(self, batch_size: int, world_size: int) -> int:
         return -(-(len(self._seqs) // world_size) // batch_size)
@@ -499,7 +567,7 @@ class SequenceRecommender(NeuralRecommender):
             self.config.loss,
             h[mask],
             batch["targets"][mask] - 1,
-            self.net_.item_emb.weight[1:],
+            self.net_.item_vectors(),  # (I, D)
             rows=rows,
             negatives=neg,
             in_batch=self.config.in_batch_negatives,
@@ -515,16 +583,69 @@ class SequenceRecommender(NeuralRecommender):
         return torch.from_numpy(B.left_pad(acts, self.config.max_len, min_width=width)).to(self.device)
 
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
-        n_items = int(self.n_items_ or 0)
-        out = torch.zeros(len(history), n_items)
-        weight = self.net_.item_emb.weight[1:]  # (I, D)
+        return self._score_against(users, history, self.net_.item_vectors())
+
+    def _score_against(self, users: np.ndarray, history: Histories, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, V) scores of each row's next-item state against (V, D) output vectors."""
+        out = torch.zeros(len(history), len(vectors))
         for idx in self._score_chunks(history):
-            rows = history.take(idx)
-            seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-            acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
-            h = self.net_.encode_last(known_items(seq, n_items).to(self.device), actions=acts)  # (b, D)
-            out[torch.from_numpy(idx)] = (h @ weight.T).float().cpu()  # (b, I)
+            h = self._states(users[idx], history.take(idx))  # (b, D)
+            out[torch.from_numpy(idx)] = (h @ vectors.T).float().cpu()  # (b, V)
         return out
+
+    def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
+        """(b, D) next-item states of `rows` (one scoring chunk)."""
+        seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
+        acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
+        return self.net_.encode_last(known_items(seq, int(self.n_items_ or 0)).to(self.device), actions=acts)
+
+    # ---- item content: the tower, and scoring items the model has never seen ------------------
+    content_vocab_: ContentVocab | None = None
+    _content_feats: dict[str, torch.Tensor] | None = None
+
+    def _new_net(self) -> nn.Module:
+        net = self._build()
+        assert isinstance(net, SequenceNet)
+        if self.content_vocab_ is not None:
+            std = float(net.item_emb.weight[1:].detach().std()) if net.item_emb.weight.shape[0] > 1 else 0.02
+            with torch.random.fork_rng(devices=[]):  # the id net's draws stay what they always were
+                torch.manual_seed(self.config.seed + 1)
+                net.content = ContentTower(self.content_vocab_, int(self.n_items_ or 0), self.config.dim, std)
+            net.id_dropout = self.config.id_dropout
+            if self._content_feats is not None:
+                net.content.set_features(self._content_feats)
+        return net
+
+    def _learn_content(self, train: Interactions) -> None:
+        self.content_vocab_, self._content_feats = None, None
+        feats = self.config.item_features
+        if not feats:
+            return
+        enc = self.config.text_encoder
+        vocab = ContentVocab.learn(train.meta, feats, enc, text_dim(enc) if "text" in feats else 0)
+        self.content_vocab_, self._content_feats = vocab, vocab.encode(train.meta)
+
+    @property
+    def has_content(self) -> bool:
+        """Whether items unseen in training can be scored from their metadata (`score_new_items`)."""
+        return self.content_vocab_ is not None
+
+    def content_vectors(self, meta: pl.DataFrame) -> torch.Tensor:
+        """(N, D) output vectors of the items `meta` describes (its rows, any ids), from their
+        content alone: how the model sees an item it was never trained on."""
+        if self.content_vocab_ is None or self.net_.content is None:
+            raise RuntimeError(f"{self.name}: trained without item_features, it cannot read item content")
+        feats = {k: v.to(self.device) for k, v in self.content_vocab_.encode(meta).items()}
+        with torch.no_grad():
+            return self.net_.out_vectors(self.net_.content(feats)).float()  # (N, D)
+
+    def score_new_items(self, users: np.ndarray, history: Histories, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, I + N) scores: the model's items, then N new ones given by `content_vectors`."""
+        if self.n_items_ is None:
+            raise RuntimeError(f"{self.name}: call fit() before score_new_items()")
+        with torch.no_grad():
+            v = torch.cat([self.net_.item_vectors(), vectors.to(self.device)])  # (I + N, D)
+            return self._score_against(np.asarray(users, dtype=np.int64), history, v).float()
 
     def item_embeddings(self) -> np.ndarray | None:
         with torch.no_grad():

@@ -27,7 +27,7 @@ from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
 from playnext.serve.settings import Settings
 from playnext.state import ColdItemRow, NewEvent, SessionState, StateConflict, StateStore
-from playnext.text import TextEncoder, encode_cached, item_text, make_encoder
+from playnext.text import TextEncoder, borrow_weights, encode_cached, item_text, make_encoder
 
 log = logging.getLogger("playnext.serve")
 
@@ -634,9 +634,7 @@ class Engine:
         sims, nn = index.search(vec, self.settings.cold_neighbors, allowed=known)
         ok = nn[0] >= 0
         nn_row, sim_row = nn[0][ok], sims[0][ok]
-        # softmax over similarities: the closest texts dominate, near-ties share
-        w = np.exp((sim_row - sim_row.max()) / self.settings.cold_temperature)
-        w = (w / w.sum()).astype(np.float32)
+        w = borrow_weights(sim_row[None], self.settings.cold_temperature)[0]
         kn = self.settings.cold_neighbors
         nn_pad = np.full(kn, nn_row[0], dtype=np.int64)
         w_pad = np.zeros(kn, dtype=np.float32)
