@@ -70,3 +70,19 @@ def store_where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "state")
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def typed_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SASRec trained with typed events (actions, positive targets) on the synthetic
+    world's like / skip / watch log, saved as a model folder (event types and typed histories)."""
+    from playnext.artifact import Artifact
+    from playnext.data.synthetic import generate_world
+    from playnext.models.sasrec import SASRec, SASRecConfig
+
+    world = generate_world(n_users=150, n_items=300, seed=0, typed_events=True)
+    cfg = SASRecConfig(dim=16, max_len=20, epochs=1, actions=True, targets="positive", verbose=False)
+    model = SASRec(cfg).fit(world)
+    folder = tmp_path_factory.mktemp("typed") / "model"
+    info = {"dataset": "synthetic", "model": "sasrec", "params": cfg.to_dict()}
+    return Artifact.from_data(model, world, info).save(folder)

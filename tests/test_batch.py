@@ -90,6 +90,24 @@ def test_parquet_is_every_users_recommend(model_dir: Path, tmp_path: Path, exclu
     assert not batch.parts_dir(out).exists()
 
 
+def test_a_typed_model_scores_each_users_stored_events(typed_model_dir: Path, tmp_path: Path) -> None:
+    """A model trained with actions reads every user's stored events in the batch too: the file is
+    the single-user `recommend` (which reads them), not the ranking of the untyped items."""
+    out = tmp_path / "recs.parquet"
+    batch.recommend_all(typed_model_dir, out, batch.Job(k=10, chunk_users=64))
+    frame = pl.read_parquet(out)
+    art = Artifact.load(typed_model_dir)
+    assert art.histories.typed and art.event_types == ("like", "skip", "watch")
+    for user, rows in frame.group_by("user_id", maintain_order=True):
+        want = art.recommend(user=str(user[0]), k=10)
+        assert_same_ranking(rows["item_id"].to_list(), rows["score"].to_list(), want)
+    users = np.arange(len(art.users))
+    hist = art.histories.take(users)
+    untyped = art.model.score(users, type(hist)(hist.indptr, hist.items))  # every event untyped
+    typed = art.model.score(users, hist)
+    assert not np.allclose(typed.numpy(), untyped.numpy(), atol=1e-4)  # so the events did count
+
+
 def test_reranked_parquet_is_every_users_reranked_recommend(model_dir: Path, tmp_path: Path) -> None:
     """Batch output re-ranks exactly as the single-user path (and the API) does."""
     from playnext.rerank import parse_spec

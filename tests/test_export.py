@@ -95,6 +95,14 @@ def test_other_models_are_refused_naming_the_supported_ones(world: Any, tmp_path
     assert r.exit_code == 2 and "only onnx" in r.output
 
 
+def test_a_model_trained_with_typed_events_is_refused(typed_model_dir: Path) -> None:
+    """Its graph would read every event as untyped: scores unlike the serving path's, so no file."""
+    r = runner.invoke(app, ["export", "--model-dir", str(typed_model_dir), "--format", "onnx"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "trained with typed events (actions=true)" in said, r.output
+    assert not (typed_model_dir / "model.onnx").exists()
+
+
 def test_an_export_that_disagrees_with_torch_is_refused_and_removed(
     world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

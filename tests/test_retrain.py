@@ -336,3 +336,85 @@ def test_options_are_checked_before_any_work() -> None:
     ):
         with pytest.raises(ConfigError, match=match):
             RetrainOptions(**bad).validate()
+
+
+# ---- typed events: what the store heard keeps teaching a typed model ---------------------------
+def _typed_store(folder: Path, art: Artifact, *extra: NewEvent) -> Path:
+    """Twenty known users each watched, skipped and liked three known items (plus `extra`)."""
+    store = StateStore.open(folder)
+    items = art.items.external.to_list()
+    ts = 1_000.0
+    for n, user in enumerate(art.users.external[:20].to_list()):
+        kinds = [("watch", 0.9), ("skip", 0.1), ("like", None)]
+        events = [NewEvent(items[(3 * n + j) % 60], e, v, ts + j) for j, (e, v) in enumerate(kinds)]
+        store.append(f"s-{user}", events, user_id=user)
+        ts += 10.0
+    if extra:
+        store.append("odd", list(extra))
+    store.close()
+    return folder
+
+
+def test_a_typed_model_keeps_learning_from_the_stores_event_types(
+    typed_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playnext.models.nn import UNTYPED_ACTION, SequenceRecommender
+    from playnext.retrain import known_scorer, retrain
+
+    art = Artifact.load(typed_model_dir)
+    store = _typed_store(tmp_path / "state", art)
+    seen: dict[str, Any] = {}
+    prepare = SequenceRecommender._prepare_events
+
+    def spy(self: SequenceRecommender, seqs: Any) -> None:
+        prepare(self, seqs)
+        seen.update(seqs=seqs, acts=self._acts, acts_of=self.action_ids(seqs))
+
+    monkeypatch.setattr(SequenceRecommender, "_prepare_events", spy)
+    done = retrain(
+        typed_model_dir, store, tmp_path / "next", RetrainOptions(text_encoder="none", epochs=1, force=True)
+    )
+    assert done.record["method"] == "warm start" and done.model_dir is not None
+    # the fine-tune data: each user's watch and skip (the like is the gate's question), typed
+    seqs = seen["seqs"]
+    names = np.array([*seqs.event_names, "-"])
+    for u in range(20):
+        hi = int(seqs.indptr[u + 1])
+        assert names[seqs.events[hi - 2 : hi]].tolist() == ["watch", "skip"]
+        np.testing.assert_allclose(seqs.values[hi - 2 : hi], [0.9, 0.1], rtol=1e-6)
+        assert (seen["acts_of"][hi - 2 : hi] != UNTYPED_ACTION).all()  # read as typed inputs
+    assert seen["acts"] is not None  # … which the training batches carry
+    new = Artifact.load(done.model_dir)
+    assert new.model.event_types_ == ("like", "skip", "watch")  # type: ignore[attr-defined]
+    assert new.histories.typed and new.event_types == ("like", "skip", "watch")
+    # the gate scores a typed model on its events too
+    data = merge(art, StateStore.open(store).events(), [], encoder="none")
+    score = known_scorer(art.model, len(art.users), data.data.n_items)
+    users, hist = data.gate.users, data.gate.history
+    assert hist.typed
+    torch.testing.assert_close(score(users, hist), art.model.score(users, hist))
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (
+            NewEvent("x", "purchase", 1.0, 5.0),
+            "unknown event type 'purchase': this model was trained with like, skip, watch",
+        ),
+        (NewEvent("x", "watch", 1.7, 5.0), "a 'watch' value must be in [0, 1]"),
+    ],
+)
+def test_store_events_a_typed_model_cannot_read_exit_2(
+    typed_model_dir: Path, tmp_path: Path, event: NewEvent, message: str
+) -> None:
+    """What the API answers with a 422 (another server may have logged it) stops a warm start
+    with exit 2, naming the event's store sequence and session; nothing is written."""
+    art = Artifact.load(typed_model_dir)
+    event = NewEvent(art.items.external[0], event.event, event.value, event.ts)
+    store = _typed_store(tmp_path / "state", art, event)
+    r = _cli(typed_model_dir, store, tmp_path / "out")
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert "event seq 61 (session odd)" in said and message in said
+    assert not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from playnext.data.events import check_event
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import ConfigError, UnknownIdError
 from playnext.io import commit_dir, fsync_dir
@@ -92,6 +94,30 @@ class Artifact:
         return cls(model, users, items, meta, histories, info)
 
     # ---- recommending -------------------------------------------------------------------------
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The event types the model reads as inputs (trained with `actions`), else none: the
+        only types a history's events may name (API, CLI and batch apply this one rule)."""
+        if not getattr(self.model.config, "actions", False):
+            return ()
+        return tuple(getattr(self.model, "event_types_", ()))
+
+    def typed_history(
+        self, items: np.ndarray, events: Sequence[tuple[str | None, float | None]], where: str = "events"
+    ) -> Histories:
+        """One history row of internal `items` with its events `(type or None, value or None)`,
+        checked against the model's types (`check_event`: another type is refused with the list)."""
+        if len(events) != len(items):
+            raise ConfigError(f"{where}: {len(events)} event(s) for {len(items)} history item(s)")
+        known = self.event_types
+        if not known:
+            raise ConfigError(f"{where}: this {self.model.name} model was trained without event types")
+        for n, (name, value) in enumerate(events, 1):
+            check_event(name, value, known, where=f"{where} entry {n}")
+        codes = np.array([-1 if e is None else known.index(e) for e, _ in events], dtype=np.int32)
+        values = np.array([np.nan if v is None else v for _, v in events], dtype=np.float32)
+        return Histories.from_lists([items]).with_events(codes, values, known)
+
     def recommend(
         self,
         *,
@@ -100,10 +126,11 @@ class Artifact:
         k: int = 10,
         exclude_seen: bool = True,
         rerank: RerankSpec | None = None,
+        events: Sequence[tuple[str | None, float | None]] | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k items with titles for a known user or an anonymous history of external item ids."""
         return self.recommend_ranked(
-            user=user, history=history, k=k, exclude_seen=exclude_seen, rerank=rerank
+            user=user, history=history, k=k, exclude_seen=exclude_seen, rerank=rerank, events=events
         )[0]
 
     def features(self) -> ItemFeatures:
@@ -121,16 +148,22 @@ class Artifact:
         k: int = 10,
         exclude_seen: bool = True,
         rerank: RerankSpec | None = None,
+        events: Sequence[tuple[str | None, float | None]] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """`recommend`, and what re-ranking did (None without `rerank`)."""
+        """`recommend`, and what re-ranking did (None without `rerank`). `events` types the
+        anonymous `history`, one `(type or None, value or None)` per item (see `typed_history`);
+        a known user's stored events are read as they were trained."""
         if (user is None) == (history is None):
             raise ConfigError("give exactly one of a user id or a history")
+        if events is not None and history is None:
+            raise ConfigError("events type an anonymous history; a user's own events are stored")
         if user is not None:
             uidx = self.users.to_internal([user], kind="user")
             hist = self.histories.take(uidx)
         else:
             uidx = np.array([-1])
-            hist = Histories.from_lists([self.items.to_internal(history or [], kind="item")])
+            items = self.items.to_internal(history or [], kind="item")
+            hist = Histories.from_lists([items]) if events is None else self.typed_history(items, events)
         scores = self.model.score(uidx, hist)[0].clone()  # (I,)
         if exclude_seen and len(hist.items):
             scores[torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")

@@ -9,6 +9,7 @@ never a traceback. With `--json`, stdout carries exactly one JSON object; progre
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -397,6 +398,14 @@ def recommend(
     history: Annotated[
         str | None, typer.Option("--history", help="Comma-separated item ids (anonymous).")
     ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            help="With --history, for a model trained with typed events: one TYPE[=VALUE] per item "
+            "(empty = untyped), e.g. watch=0.9,skip=0,,like. Types it was not trained with are refused.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000)] = 10,
     exclude_seen: Annotated[
         bool, typer.Option(help="Mask the items already in the history (off for re-listening).")
@@ -425,7 +434,10 @@ def recommend(
         from playnext.rerank import parse_spec
 
         spec = parse_spec(rerank)  # a bad value exits 2 before the model is loaded
+        typed = _parse_events(events) if events is not None else None
         if all_users:
+            if typed is not None:
+                raise PlaynextError("--events types a --history; --all-users reads each user's stored events")
             _recommend_all(
                 model_dir, user, history, k, exclude_seen, out_file, restart, chunk_users, as_json, spec
             )
@@ -434,10 +446,12 @@ def recommend(
             raise PlaynextError("--out and --restart go with --all-users")
         if (user is None) == (history is None):
             raise PlaynextError("give exactly one of --user or --history (or --all-users --out FILE)")
+        if typed is not None and history is None:
+            raise PlaynextError("--events types a --history; a --user's own events are stored")
         art = Artifact.load(model_dir)
         hist = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
         recs, summary = art.recommend_ranked(
-            user=user, history=hist, k=k, exclude_seen=exclude_seen, rerank=spec
+            user=user, history=hist, k=k, exclude_seen=exclude_seen, rerank=spec, events=typed
         )
         if as_json:
             doc = {"user": user, "history": hist, "items": recs, "rerank": summary}
@@ -448,6 +462,25 @@ def recommend(
             _rerank_note(summary)
 
     _run(go)
+
+
+def _parse_events(text: str) -> list[tuple[str | None, float | None]]:
+    """`--events`: comma-separated TYPE[=VALUE] entries aligned with `--history` (empty: untyped)."""
+    out: list[tuple[str | None, float | None]] = []
+    for n, entry in enumerate(text.split(","), 1):
+        name, eq, raw = (part.strip() for part in entry.partition("="))
+        if not name and eq:
+            raise PlaynextError(f"--events entry {n} ({entry!r}): a value needs a type, TYPE=VALUE")
+        value = None
+        if eq:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise PlaynextError(f"--events entry {n} ({entry!r}): the value is not a finite number")
+        out.append((name or None, value))
+    return out
 
 
 def _recommend_all(

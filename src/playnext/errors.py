@@ -39,6 +39,14 @@ class ConfigError(PlaynextError):
     """An invalid model or run configuration, caught before any work starts."""
 
 
+class UnknownEventTypeError(ConfigError):
+    """An event type a model was not trained with; `known` lists the ones it reads."""
+
+    def __init__(self, message: str, known: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.known = known
+
+
 class UnknownIdError(PlaynextError, KeyError):
     """External ids that the model has never seen."""
 

@@ -9,7 +9,8 @@ internal index + 1 (the row of items.parquet + 1), left-padded with 0, most rece
 trained with timestamps also takes `times` (B, max_len) int64 seconds aligned with `items`;
 Caser takes `users` (B,) int64 (internal index, -1 = anonymous) beside its window of items.
 The output `scores` (B, n_items) float32 is ordered like items.parquet — seen items are not
-masked (that is the caller's policy, as `exclude_seen` is here).
+masked (that is the caller's policy, as `exclude_seen` is here). A model trained with typed
+events (`actions=true`) is refused: its action ids are no input of these graphs.
 
 Before the file is renamed into place, onnxruntime scores real histories of the model folder's
 users and the result is compared with `Recommender.score` (the PyTorch path serving uses); a
@@ -181,6 +182,14 @@ def export_onnx(
     if model.name not in GRAPHS:
         raise ConfigError(
             f"{model_dir}: a {model.name} model has no ONNX export; supported: {', '.join(sorted(GRAPHS))}"
+        )
+    if getattr(model.config, "actions", False):
+        # the graphs take items (and times) only: a typed model's events would silently read as
+        # untyped, so its export would score differently from the serving path
+        raise ConfigError(
+            f"{model_dir}: this {model.name} model was trained with typed events (actions=true), which "
+            "the ONNX graph does not take yet; serve it with `playnext serve`, or export a model "
+            "trained without actions"
         )
     ort = _onnxruntime()
     graph = GRAPHS[model.name](model)

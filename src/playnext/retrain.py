@@ -37,6 +37,7 @@ import polars as pl
 import torch
 
 from playnext.artifact import Artifact, publish
+from playnext.data.events import check_event
 from playnext.data.interactions import META_SCHEMA, Columns, Histories, IdMap, Interactions
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
@@ -124,6 +125,19 @@ def watermark(info: dict[str, Any]) -> tuple[int, int]:
         return int(state.get("events_seq", 0)), int(state.get("cold_seq", 0))
     except (TypeError, ValueError, AttributeError):
         raise ConfigError(f"artifact.json: malformed state watermark {state!r}") from None
+
+
+def check_store_events(events: Sequence[EventRow], known: tuple[str, ...] | None, where: str) -> None:
+    """Refuse store events a typed model cannot learn from: values outside their type's range,
+    and, for a warm start (`known`: the types it was trained with, which its network's shape
+    fixes), a type it was not trained with. The API refuses both with a 422 (a server of another
+    model may have logged them); here they exit 2 naming the known types (`--from-scratch` learns
+    new types). Each refusal names the event by its store sequence and session."""
+    for e in events:
+        at = f"{where}, event seq {e.seq} (session {e.session_id})"
+        if e.event is None:
+            continue
+        check_event(e.event, e.value, known if known else (e.event,), where=at)
 
 
 def merge(
@@ -372,7 +386,7 @@ def known_scorer(model: Recommender, n_known_users: int, n_items: int) -> Any:
         lengths = np.bincount(hist.row_ids()[keep], minlength=len(hist))
         indptr = np.zeros(len(hist) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        known = Histories(indptr, hist.items[keep])
+        known = hist.select(keep, indptr)  # events kept: a typed model reads them as it serves
         out = torch.full((len(users), n_items), float("-inf"))
         out[:, :n_known] = model.score(np.where(users < n_known_users, users, -1), known)
         return out
@@ -436,6 +450,10 @@ def retrain(
             msg += f" ({len(cold)} new cold item(s) wait for events)"
         return Outcome({"status": "nothing new", "state": mark, "current": str(current)}, message=msg)
 
+    typed = tuple(getattr(art.model, "event_types_", ()))
+    if typed:  # values are a typed model's inputs; an untyped lineage only logs them
+        warm = not options.from_scratch and art.model.warm_startable
+        check_store_events(events, typed if warm else None, where)
     new = merge(art, events, cold, encoder=options.text_encoder, neighbours=options.neighbours)
     n_old_users = len(art.users)
     if not len(new.gate):

@@ -102,3 +102,38 @@ def test_cache_rebuilt_when_the_network_is_replaced_and_history_bounded(name: st
     for item in range(3 * MAX_LEN):
         scorer.append(state, item % N_ITEMS)
     assert len(state.items) == MAX_LEN  # all that a full pass reads
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_typed_events_through_the_cache_equal_the_full_score_path(name: str) -> None:
+    """A model trained with actions: each appended event's type and value reach the cached step,
+    and the scores equal `Recommender.score` on the typed history (not the untyped one)."""
+    from playnext.errors import ConfigError
+    from playnext.serve.incremental import action_ids, stream_scores
+
+    torch.manual_seed(1)
+    common = {"dim": 16, "n_heads": 2, "n_blocks": 2, "max_len": MAX_LEN, "dropout": 0.0, "actions": True}
+    model: SASRec | HSTU = (
+        SASRec(SASRecConfig.from_dict(common)) if name == "sasrec" else HSTU(HSTUConfig.from_dict(common))
+    )
+    model.n_items_, model.n_users_ = N_ITEMS, 1
+    model.event_types_ = ("like", "skip", "watch")
+    model.net_ = model._build().eval()
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, N_ITEMS, size=12).tolist()  # past MAX_LEN: the window slides
+    names = [["like", "skip", "watch", None][int(i)] for i in rng.integers(0, 4, size=12)]
+    values = [None if n in (None, "like") else float(v) for n, v in zip(names, rng.random(12), strict=True)]
+    acts = action_ids(model, names, values)
+    cached = stream_scores(model, items, 3, actions=acts)  # (9, I)
+    codes = np.array([-1 if n is None else model.event_types_.index(n) for n in names], dtype=np.int32)
+    vals = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+    for i in range(3, len(items)):
+        hist = Histories.from_lists([items[: i + 1]]).with_events(
+            codes[: i + 1], vals[: i + 1], model.event_types_
+        )
+        want = model.score(np.array([-1]), hist)[0].numpy()
+        np.testing.assert_allclose(cached[i - 3], want, atol=1e-4)
+    untyped = stream_scores(model, items, 3)
+    assert not np.allclose(cached, untyped, atol=1e-3)  # the events were read
+    with pytest.raises(ConfigError, match=r"unknown event type 'purchase'.*like, skip, watch"):
+        action_ids(model, ["purchase"], [None])

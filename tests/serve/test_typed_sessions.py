@@ -80,3 +80,14 @@ def test_untyped_models_still_log_any_event(client: TestClient, world: Interacti
         "/sessions/x/events", json={"events": [{"item_id": item, "event": "anything", "value": 9}]}
     )
     assert r.status_code == 200
+
+
+def test_health_lists_the_event_types_and_their_ranges(
+    make_client: Callable[..., TestClient], typed_artifact: Artifact, client: TestClient
+) -> None:
+    """What a client may send: the model's types with their value ranges; none for an untyped model."""
+    types = {t["name"]: t for t in make_client(typed_artifact).get("/health").json()["event_types"]}
+    assert list(types) == ["like", "skip", "watch"]
+    assert (types["watch"]["low"], types["watch"]["high"], types["watch"]["positive_from"]) == (0.0, 1.0, 0.5)
+    assert types["skip"]["positive"] is False and types["like"]["positive"] is True
+    assert client.get("/health").json()["event_types"] == []

@@ -70,6 +70,8 @@ def test_pick_two_titles_and_see_recommendations(live_url: str, world: Interacti
             expect(recs.first).to_be_visible()
             assert recs.count() == 10
             expect(recs.first.locator(".why")).to_contain_text("Because you liked")
+            # an untyped model reads no skips (/health lists no event types): no Skip button
+            expect(recs.locator("button.skip")).to_have_count(0)
             rec_titles = recs.locator(".title").all_inner_texts()
             assert not set(titles) & set(rec_titles)  # what you picked is not recommended back
             expect(page.locator("#rerank-note")).to_have_text("")

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from playnext.data.tables import LINE, snip
-from playnext.errors import DataError
+from playnext.errors import ConfigError, DataError, UnknownEventTypeError
 
 INF = math.inf
 
@@ -58,6 +58,44 @@ EVENT_TYPES: dict[str, EventType] = {
 def event_type(name: str) -> EventType:
     """The registered type, or an unbounded always-positive one for a name the registry lacks."""
     return EVENT_TYPES.get(name) or EventType(name, -INF, INF, -INF, "a dataset's own event type")
+
+
+def check_event(name: str | None, value: float | None, known: Sequence[str], where: str = "") -> None:
+    """Refuse an event that a model trained with the `known` types cannot read: another type (the
+    message lists the known ones) or a value outside its type's range. An untyped event passes.
+
+    One rule for every door events come in by (API, CLI, retrain); `where` locates the event."""
+    if name is None:
+        return
+    at = f"{where}: " if where else ""
+    if name not in known:
+        raise UnknownEventTypeError(
+            f"{at}unknown event type {name!r}: this model was trained with {', '.join(known)}", tuple(known)
+        )
+    t = event_type(name)
+    if value is not None and not t.low <= value <= t.high:
+        rng = f"[{t.low:g}, {t.high:g}]"
+        raise ConfigError(f"{at}a {name!r} value must be in {rng} ({t.meaning}), got {value:g}")
+
+
+def describe(names: Sequence[str]) -> list[dict[str, object]]:
+    """The types `names` as JSON-ready records for clients (an unbounded end is None): what a
+    server's `/health` lists, so a client sends only types and values the model takes."""
+    out: list[dict[str, object]] = []
+    for n in names:
+        t = event_type(n)
+        p = t.positive_from
+        out.append(
+            {
+                "name": t.name,
+                "low": t.low if math.isfinite(t.low) else None,
+                "high": t.high if math.isfinite(t.high) else None,
+                "positive": p is not None,  # whether the type can be a training target at all
+                "positive_from": p if p is not None and math.isfinite(p) else None,  # None: any value
+                "meaning": t.meaning,
+            }
+        )
+    return out
 
 
 def check_values(

@@ -254,7 +254,7 @@ class NeuralRecommender(Recommender):
         self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
     ) -> None:
         cfg = self.config
-        if start is None:  # a warm start keeps the vocabularies its weights were shaped by
+        if start is None:  # a warm start keeps its vocabularies: the network's shape depends on them
             self._learn_vocab(train_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -429,13 +429,15 @@ class SequenceRecommender(NeuralRecommender):
         """Typed configs: each event's action id and its target kind, cropped as the items are.
 
         Both are stored minus one, as `left_pad` adds one (0 stays padding). A kind is
-        2 · type + positive, type = len(event_types_) for an untyped event."""
+        2 · type + positive, type = len(event_types_) for an untyped event, or for one of a type
+        the model was not trained with (a warm start keeps its types; the log may name others)."""
         self._acts = self._kinds = None
         if not self.config.typed or seqs.events is None or seqs.values is None:
             return
         acts = self.action_ids(seqs)
         n = len(self.event_types_)
-        types = np.where(seqs.events >= 0, seqs.events, n)
+        own = {name: i for i, name in enumerate(self.event_types_)}
+        types = np.array([own.get(name, n) for name in seqs.event_names] + [n], dtype=np.int64)[seqs.events]
         kinds = 2 * types + positive_mask(seqs.events, seqs.values, seqs.event_names)
         if self.config.actions:
             _, self._acts = B.next_item_arrays(Histories(seqs.indptr, acts - 1), self.config.max_len)

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from playnext.artifact import Artifact
-from playnext.data.events import event_type
+from playnext.data.events import check_event
 from playnext.data.interactions import Histories
+from playnext.errors import ConfigError, UnknownEventTypeError
 from playnext.rerank import ItemFeatures, RerankSpec, rerank
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
 from playnext.serve.index import VectorIndex
@@ -106,9 +107,7 @@ class Engine:
         shape_ok = isinstance(b, torch.Tensor) and tuple(b.shape) == (self.n_known, self.n_known)
         self._item_item: torch.Tensor | None = b if shape_ok else None
         # a model trained with actions reads session events; any other only logs them
-        cfg = getattr(self.model, "config", None)
-        typed = bool(getattr(cfg, "actions", False))
-        self.event_types: tuple[str, ...] = tuple(getattr(self.model, "event_types_", ())) if typed else ()
+        self.event_types: tuple[str, ...] = artifact.event_types
         t0 = time.perf_counter()
         self.encoder = encoder if encoder is not None else make_encoder(settings.text_encoder)
         self.text_index: VectorIndex | None = None
@@ -232,17 +231,12 @@ class Engine:
         if not self.event_types:
             return
         for e in events:
-            if e.event is None:
-                continue
-            if e.event not in self.event_types:
-                known = ", ".join(self.event_types)
-                raise ServeError(
-                    f"unknown event type {e.event!r}: this model was trained with {known}",
-                    known_event_types=list(self.event_types),
-                )
-            t = event_type(e.event)
-            if e.value is not None and not t.low <= e.value <= t.high:
-                raise ServeError(f"a {e.event!r} value must be in [{t.low:g}, {t.high:g}], got {e.value:g}")
+            try:
+                check_event(e.event, e.value, self.event_types)
+            except UnknownEventTypeError as err:
+                raise ServeError(str(err), known_event_types=list(err.known)) from None
+            except ConfigError as err:
+                raise ServeError(str(err)) from None
 
     def _history_tensor(
         self, rows: list[np.ndarray], ctx: _Context | None, masks: list[np.ndarray]

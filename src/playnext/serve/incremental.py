@@ -13,6 +13,9 @@ only keeps the books: which cache belongs to which user, and when it must be reb
 A user's history is kept to the last `max_len` events, all a full pass reads. Scores equal a
 full forward pass (`full_scores`) — see tests/models/test_incremental.py and test_kv_cache.py.
 Item ids are the model's internal ids (0..n_items-1); unknown items must be filtered before.
+A model trained with typed events (`actions=true`) takes each event's action id beside its item
+(`action_ids` makes them from event types and values, refusing types the model does not know);
+without them every event reads as untyped, as in `Recommender.score`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from playnext.data.events import check_event
 from playnext.data.interactions import Histories
 from playnext.models.cache import KVCache
 from playnext.models.hstu import HSTU
@@ -40,6 +44,7 @@ class UserState:
     items: list[int]
     times: list[int] | None
     cache: KVCache | None = None
+    actions: list[int] | None = None  # action ids aligned with `items` (typed models)
     net: SequenceNet | None = None  # the network that built `cache`
 
     @property
@@ -64,6 +69,31 @@ def _times_tensor(model: Model, times: Sequence[int] | None, n: int) -> torch.Te
     return torch.tensor([vals], dtype=torch.int64, device=model.device)
 
 
+def action_ids(model: Model, events: Sequence[str | None], values: Sequence[float | None]) -> list[int]:
+    """The action id of each event (type or None, value or None) for a model trained with actions;
+    a type it was not trained with, or a value outside its type's range, is a ConfigError naming
+    the known types (the rule the API and the CLI apply)."""
+    known = model.event_types_ if model.config.actions else ()
+    if not known:
+        raise ValueError(f"this {model.name} model was trained without actions: it reads no event types")
+    for n, (name, value) in enumerate(zip(events, values, strict=True), 1):
+        check_event(name, value, known, where=f"event {n}")
+    codes = np.array([-1 if e is None else known.index(e) for e in events], dtype=np.int32)
+    vals = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+    hist = Histories.from_lists([np.zeros(len(codes), dtype=np.int64)]).with_events(codes, vals, known)
+    return model.action_ids(hist).tolist()
+
+
+def _actions_tensor(model: Model, actions: Sequence[int] | None, width: int) -> torch.Tensor | None:
+    """(1, width) action ids aligned with the last `width` items, left-padded with 0, or None."""
+    if actions is None:
+        return None
+    if not model.config.actions:
+        raise ValueError(f"this {model.name} model was trained without actions: pass none")
+    acts = list(actions)[-width:] if width else []
+    return torch.tensor([[0] * (width - len(acts)) + acts], dtype=torch.int64, device=model.device)
+
+
 def _check_items(model: Model, items: Sequence[int]) -> None:
     n_items = int(model.n_items_ or 0)
     if any(not 0 <= int(i) < n_items for i in items):
@@ -74,13 +104,22 @@ def _scores(net: SequenceNet, h: torch.Tensor) -> torch.Tensor:
     return (h @ net.item_vectors().T)[0].float().cpu()  # (n_items,)
 
 
-def full_scores(model: Model, items: Sequence[int], times: Sequence[int] | None = None) -> torch.Tensor:
+def full_scores(
+    model: Model,
+    items: Sequence[int],
+    times: Sequence[int] | None = None,
+    actions: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Uncached reference: one full forward pass over the last `max_len` items → (n_items,)."""
     _check_items(model, items)
+    if actions is not None and len(actions) != len(items):
+        raise ValueError(f"{len(actions)} action(s) for {len(items)} item(s)")
     seq = torch.from_numpy(B.left_pad(Histories.from_lists([list(items)]), model.config.max_len))
     seq = seq.to(model.device)  # (1, T)
+    width = seq.shape[1]
     with torch.no_grad():
-        h = model.net_.encode_last(seq, _times_tensor(model, times, seq.shape[1]))  # (1, D)
+        t, a = _times_tensor(model, times, width), _actions_tensor(model, actions, width)
+        h = model.net_.encode_last(seq, t, actions=a)  # (1, D)
         return _scores(model.net_, h)
 
 
@@ -98,35 +137,45 @@ class IncrementalScorer:
         return int(self.model.config.max_len)
 
     def start(
-        self, items: Sequence[int], times: Sequence[int] | None = None
+        self, items: Sequence[int], times: Sequence[int] | None = None, actions: Sequence[int] | None = None
     ) -> tuple[UserState, torch.Tensor]:
-        """A user's first request: full scores of `items`, and the cache for the next one."""
+        """A user's first request: full scores of `items` (with their `action_ids` for a model
+        trained with actions), and the cache for the next one."""
         n = self.max_len
         state = UserState(
-            list(map(int, items))[-n:], list(map(int, times))[-n:] if times is not None else None
+            list(map(int, items))[-n:],
+            list(map(int, times))[-n:] if times is not None else None,
+            actions=list(map(int, actions))[-n:] if actions is not None else None,
         )
         self.model.net_.eval()
-        scores = full_scores(self.model, state.items, state.times)
+        scores = full_scores(self.model, state.items, state.times, state.actions)
         self.refresh(state)
         return state, scores
 
-    def append(self, state: UserState, item: int, time: int | None = None) -> torch.Tensor:
+    def append(
+        self, state: UserState, item: int, time: int | None = None, action: int | None = None
+    ) -> torch.Tensor:
         """Add one event and return the (n_items,) scores of the extended history."""
         _check_items(self.model, [item])
         if (state.times is None) != (time is None):
             raise ValueError("give a time with every event or with none")
+        if (state.actions is None) != (action is None):
+            raise ValueError("give an action with every event or with none")
         net = self.model.net_
         cache = state.cache if state.fresh and state.net is net else None
         if cache is None:
             cache = self.refresh(state)
         new = torch.tensor([[item + 1]], device=self.model.device)  # (1, 1)
         t = _times_tensor(self.model, None if time is None else [time], 1)  # (1, 1) or None
+        a = _actions_tensor(self.model, None if action is None else [action], 1)  # (1, 1) or None
         with torch.no_grad():
-            h, cache = net.step(new, cache, t)  # (1, D)
+            h, cache = net.step(new, cache, t, actions=a)  # (1, D)
             scores = _scores(net, h)
         state.items = [*state.items, int(item)][-self.max_len :]
         if state.times is not None and time is not None:
             state.times = [*state.times, int(time)][-self.max_len :]
+        if state.actions is not None and action is not None:
+            state.actions = [*state.actions, int(action)][-self.max_len :]
         state.cache = cache
         if not cache.extendable and not self.defer_refresh:
             self.refresh(state)
@@ -137,19 +186,33 @@ class IncrementalScorer:
         net = self.model.net_
         net.eval()
         seq = torch.tensor([state.items], dtype=torch.int64, device=self.model.device) + 1  # (1, T)
+        width = seq.shape[1]
         with torch.no_grad():
-            state.cache = net.prefill(seq, _times_tensor(self.model, state.times, seq.shape[1]))
+            t, a = (
+                _times_tensor(self.model, state.times, width),
+                _actions_tensor(self.model, state.actions, width),
+            )
+            state.cache = net.prefill(seq, t, actions=a)
         state.net = net
         return state.cache
 
 
 def stream_scores(
-    model: Model, items: Sequence[int], start: int, times: Sequence[int] | None = None
+    model: Model,
+    items: Sequence[int],
+    start: int,
+    times: Sequence[int] | None = None,
+    actions: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Scores after each event from `start` on, through the cache: (len(items) - start, n_items)."""
     scorer = IncrementalScorer(model)
-    state, first = scorer.start(items[:start], times[:start] if times is not None else None)
+    state, first = scorer.start(
+        items[:start],
+        times[:start] if times is not None else None,
+        actions[:start] if actions is not None else None,
+    )
     out = [first]
     for i in range(start, len(items)):
-        out.append(scorer.append(state, items[i], None if times is None else times[i]))
+        t, a = None if times is None else times[i], None if actions is None else actions[i]
+        out.append(scorer.append(state, items[i], t, a))
     return torch.stack(out[1:]).numpy() if len(out) > 1 else np.zeros((0, len(first)), dtype=np.float32)

@@ -178,6 +178,15 @@ class ModelStatus(BaseModel):
     last_error: str | None = Field(description="Why the last model offered was refused, if it was.")
 
 
+class EventTypeOut(BaseModel):
+    name: str
+    low: float | None = Field(description="The smallest value it takes (null: unbounded).")
+    high: float | None = Field(description="The largest value it takes (null: unbounded).")
+    positive: bool = Field(description="Whether it can say the user wants the item (a training target).")
+    positive_from: float | None = Field(description="Positive from this value on (null: any value).")
+    meaning: str
+
+
 class Health(BaseModel):
     status: str
     model: str
@@ -190,6 +199,10 @@ class Health(BaseModel):
     sessions: int
     text_encoder: str | None
     text_index: str | None
+    event_types: list[EventTypeOut] = Field(
+        description="The event types session events may name, with their value ranges (empty: the "
+        "model reads no event types; any is logged)."
+    )
     uptime_seconds: float
 
 

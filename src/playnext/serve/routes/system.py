@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
+from playnext.data.events import describe
 from playnext.serve.deps import HolderDep, MetricsDep
-from playnext.serve.schemas import Health, ModelStatus
+from playnext.serve.schemas import EventTypeOut, Health, ModelStatus
 from playnext.state import StateError
 
 router = APIRouter(tags=["system"])
@@ -40,6 +41,7 @@ def health(holder: HolderDep, request: Request) -> Any:
         sessions=sessions,
         text_encoder=engine.encoder.name if engine.encoder is not None else None,
         text_index=engine.text_index.kind if engine.text_index is not None else None,
+        event_types=[EventTypeOut.model_validate(t) for t in describe(engine.event_types)],
         uptime_seconds=time.time() - request.app.state.started,
     )
     if status != "ok":

@@ -6,6 +6,9 @@ const sessionId = sessionStorage.getItem("playnext-session") ||
   "web-" + Math.random().toString(36).slice(2, 12);
 sessionStorage.setItem("playnext-session", sessionId);
 let picks = [];
+// the event types the model reads (GET /health); empty: it reads none and logs any
+let eventTypes = [];
+const reads = (name) => eventTypes.some((t) => t.name === name);
 
 async function api(method, path, body) {
   const res = await fetch(path, {
@@ -67,14 +70,20 @@ async function describe(ev) {
   } catch (e) { status("search failed: " + e.message); }
 }
 
-async function like(it, btn) { await send(it, btn, "like", "Liked", "Like"); }
+// a typed model refuses types it was not trained with: a like it does not know goes untyped
+async function like(it, btn) {
+  const typed = eventTypes.length > 0;
+  await send(it, btn, !typed || reads("like") ? "like" : null, "Liked", "Like");
+}
 
-// a skip tells a model trained with typed events what you do not want (the item leaves the list)
+// a skip tells a model trained with skips what you do not want (the item leaves the list); the
+// button shows only for such a model, as any other would read the skipped item as a pick
 async function skip(it, btn) { await send(it, btn, "skip", "Skipped", "Skip", 0.0); }
 
 async function send(it, btn, event, done, label, value) {
   if (btn) { btn.disabled = true; btn.textContent = done; }
-  const ev = { item_id: it.item_id, event };
+  const ev = { item_id: it.item_id };
+  if (event) ev.event = event;
   if (value !== undefined) ev.value = value;
   try {
     const s = await api("POST", "/sessions/" + sessionId + "/events", { events: [ev] });
@@ -110,7 +119,8 @@ async function recommend() {
       skipBtn.setAttribute("aria-label", "Skip " + it.title);
       skipBtn.addEventListener("click", () => skip(it, skipBtn));
       const buttons = el("div", "actions");
-      buttons.append(likeBtn, skipBtn);
+      buttons.append(likeBtn);
+      if (reads("skip")) buttons.append(skipBtn);
       const row = el("div");
       row.style.display = "flex"; row.style.justifyContent = "space-between"; row.style.gap = "8px";
       const text = el("div");
@@ -167,6 +177,7 @@ $("reset").addEventListener("click", reset);
 (async function init() {
   try {
     const h = await api("GET", "/health");
+    eventTypes = h.event_types || [];
     status("model " + h.model + " · " + h.n_items + " items");
     const kinds = await api("GET", "/items?limit=100");
     const seen = new Set(kinds.items.map((i) => i.kind).filter(Boolean));
