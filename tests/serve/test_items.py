@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import polars as pl
 from fastapi.testclient import TestClient
 
 from playnext.artifact import Artifact
@@ -95,3 +96,31 @@ def test_cold_start_item_is_recommended_through_its_text(
     assert "brand-new-1" not in [x["item_id"] for x in recs] and len(recs) == 5
     only = client.post("/recommend", json={"user_id": user, "only_items": ["brand-new-1"]}).json()["items"]
     assert [x["item_id"] for x in only] == ["brand-new-1"]
+
+
+def test_a_content_tower_model_scores_cold_items_itself(
+    make_client: Callable[..., TestClient], auth: dict[str, str], world: Interactions
+) -> None:
+    """With item_features the model ranks a new item from its content, not its neighbours'
+    borrowed scores: the served score is the model's own `score_new_items` score."""
+    import numpy as np
+
+    from playnext.models.sasrec import SASRec, SASRecConfig
+
+    cfg = SASRecConfig(dim=16, max_len=20, epochs=2, item_features=["genres", "kind", "year", "text"],
+                       text_encoder="hashing", verbose=False)  # fmt: skip
+    model = SASRec(cfg).fit(world)
+    c = make_client(Artifact.from_data(model, world, {"dataset": "synthetic", "model": "sasrec"}))
+    new = {"item_id": "fresh-1", "title": "Quiet Harbour", "kind": "movie", "genres": ["drama"], "year": 2026}
+    assert c.post("/items", json=new, headers=auth).status_code == 201
+    user = world.users.external[3]
+    got = c.post("/recommend", json={"user_id": user, "only_items": ["fresh-1"]}).json()["items"]
+    assert [x["item_id"] for x in got] == ["fresh-1"] and got[0]["cold_start"]
+    meta = world.meta.head(0).vstack(world.meta.head(1).with_columns(
+        item_id=pl.lit("fresh-1"), title=pl.lit("Quiet Harbour"), kind=pl.lit("movie"),
+        genres=pl.lit(["drama"]), year=pl.lit(2026, dtype=pl.Int32)))  # fmt: skip
+    u = world.users.lookup[user]
+    own = model.score_new_items(
+        np.array([u]), world.sequences().take(np.array([u])), model.content_vectors(meta)
+    )
+    assert abs(got[0]["score"] - float(own[0, -1])) < 1e-4

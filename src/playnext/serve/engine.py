@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from playnext.artifact import Artifact
 from playnext.data.events import check_event
-from playnext.data.interactions import Histories
+from playnext.data.interactions import META_SCHEMA, Histories
 from playnext.errors import ConfigError, UnknownEventTypeError
 from playnext.rerank import ItemFeatures, RerankSpec, rerank
 from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
@@ -80,6 +81,8 @@ class _Cold:
 
     nn: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.int64))  # (C, kn)
     w: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))  # (C, kn), rows sum 1
+    # a content-tower model's own vectors of the cold items: it scores them itself, no borrowing
+    vectors: torch.Tensor | None = None  # (C, D)
 
 
 class Engine:
@@ -299,15 +302,21 @@ class Engine:
         every = np.ones(len(model_history), dtype=bool)
         hist = self._history_tensor([model_history], ctx, [every])
         self._pin_threads()
-        s = self.model.score(np.array([user], dtype=np.int64), hist)[0]  # (I,)
+        users = np.array([user], dtype=np.int64)
+        cold = self._cold.vectors
+        if cold is not None and len(cold):  # (I + C,): the model ranks the cold items itself
+            s = self.model.score_new_items(users, hist, cold)[0]  # type: ignore[attr-defined]
+        else:
+            s = self.model.score(users, hist)[0]  # (I,)
         return np.nan_to_num(s.numpy().astype(np.float32), nan=-np.inf), True
 
     def _full_scores(self, known: np.ndarray, n: int) -> np.ndarray:
-        """(n,) scores over the catalog: cold items borrow their text neighbours' model scores."""
+        """(n,) scores over the catalog: cold items borrow their text neighbours' model scores,
+        unless the model scored them already (a content tower: `known` covers them)."""
         cold = self._cold
         n_cold = n - self.n_known
-        if n_cold <= 0:
-            return known
+        if n_cold <= 0 or len(known) >= n:
+            return known[:n]
         nb = known[cold.nn[:n_cold]]  # (C, kn)
         finite = np.isfinite(nb)
         w = np.where(finite, cold.w[:n_cold], 0.0)
@@ -636,9 +645,19 @@ class Engine:
         self.catalog.append(ItemRecord(row.item_id, row.title, kind, list(row.genres), row.year))
         index.add(vec)
         old = self._cold
+        vectors = old.vectors
+        if getattr(self.model, "has_content", False):
+            meta = pl.DataFrame(
+                [{"item_id": row.item_id, "title": row.title, "genres": list(row.genres), "year": row.year,
+                  "kind": kind}],
+                schema=META_SCHEMA,
+            )  # fmt: skip
+            v = self.model.content_vectors(meta)  # type: ignore[attr-defined]  # (1, D)
+            vectors = v if vectors is None else torch.cat([vectors, v])
         self._cold = _Cold(
             np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),
             np.concatenate([old.w.reshape(-1, kn), w_pad[None]]),
+            vectors,
         )
 
 
