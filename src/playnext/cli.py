@@ -330,7 +330,7 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         rows = {record["model"]: record["metrics_without_rerank"], "+ rerank": record["metrics"]}
     for group, size in (record.get("n_users_by_target") or {}).items():  # the repeat-aware protocol
         prefix = f"{group}/"
-        rows[f"  {group} targets ({size} users)"] = {
+        rows[f"  {group} ({size})"] = {  # the users whose target is a repeat / is new
             k[len(prefix) :]: v for k, v in record["metrics"].items() if k.startswith(prefix)
         }
     _metrics_table(rows, title + (f", {world} processes" if world > 1 else ""))
