@@ -31,8 +31,9 @@ def mean_std(values: list[float], digits: int = 4) -> str:
 def table(records: list[dict[str, Any]]) -> str:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        # only runs under the evaluation protocol (not speed/ingest/ANN records)
-        if "protocol" in r and "NDCG@10" in r.get("metrics", {}):
+        # only runs under the evaluation protocol (not speed/ingest/ANN records, nor the
+        # repeat-aware protocol's, which rank seen items too: `repeats_table`)
+        if "protocol" in r and "NDCG@10" in r.get("metrics", {}) and "repeats" not in r["protocol"]:
             tag = str(r.get("tag", ""))
             budget = r.get("time_budget_minutes")
             if budget:  # a scaling rung: the same size under another budget is not another seed
@@ -140,6 +141,9 @@ def results_doc(records: list[dict[str, Any]]) -> str:
     rerank = rerank_tables()
     if rerank:
         parts += ["## Re-ranking trade-offs", "", rerank, ""]
+    repeats = repeats_table(records)
+    if repeats:
+        parts += ["## Re-listens: the repeat-aware protocol", "", repeats, ""]
     parts += ["## Every run", "", table(records), ""]
     return "\n".join(parts)
 
@@ -249,6 +253,42 @@ def rerank_tables() -> str:
                 f"({lat['how']}): p50 {lat['p50_ms_without']:.2f} ms without re-ranking, "
                 f"{lat['p50_ms_with']:.2f} ms with `{lat['rerank']}` (+{lat['p50_ms_added']:.2f} ms).",
             ]
+    return "\n".join(out)
+
+
+def repeats_table(records: list[dict[str, Any]]) -> str:
+    """The `benchmarks.repeats` records: every model under `--repeats` (seen items are candidates),
+    over all test users and apart for repeat and new targets; mean ± std over seeds."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if "repeats" in (r.get("protocol") or {}):
+            groups[(r["dataset"], r["model"], str(r.get("tag", "")))].append(r)
+    if not groups:
+        return ""
+    keys = [f"{g}NDCG@10" for g in ("", "repeat/", "new/")] + [f"{g}HR@10" for g in ("", "repeat/", "new/")]
+    out = [
+        "Leave-one-out, full ranking with seen items kept as candidates, expected ties; configs and "
+        "epochs chosen on validation under the same protocol (`python -m benchmarks.repeats`, "
+        "docs/models.md § Re-listens). *repeat*: users whose test target is already in their "
+        "history; *new*: the others (users per group in brackets).",
+        "",
+        "| dataset | model | NDCG@10 | repeat NDCG@10 | new NDCG@10 | HR@10 | repeat HR@10 | new HR@10 "
+        "| users: repeat / new | train s | seeds |",
+        "|---|---|" + "---:|" * (len(keys) + 3),
+    ]
+    for (ds, model, tag), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -_mean(kv[1], "NDCG@10"))):
+        cells = [
+            mean_std([r["metrics"][k] for r in rs]) if all(k in r["metrics"] for r in rs) else "–"
+            for k in keys
+        ]
+        sizes = rs[0].get("n_users_by_target") or {}
+        train = mean_std([float(r.get("train_seconds", 0.0)) for r in rs], 1)
+        label = model if tag in ("", "repeats") else f"{model} ({tag})"
+        out.append(
+            f"| {ds} | {label} | "
+            + " | ".join(cells)
+            + f" | {sizes.get('repeat', '–')} / {sizes.get('new', '–')} | {train} | {len(rs)} |"
+        )
     return "\n".join(out)
 
 

@@ -145,6 +145,29 @@ def test_train_refit_is_recorded_in_the_protocol(seq_file: Path) -> None:
     assert refit["metrics"] != plain["metrics"]
 
 
+def test_train_repeats_reports_repeat_and_new_targets_apart() -> None:
+    """`--repeats` end to end on a small synthetic world with planted re-listens: the record names
+    the protocol, seen items are candidates, and each target group has its numbers and size."""
+    world = ["--dataset", "synthetic", "-o", "n_users=300", "-o", "n_items=300", "-o", "relisten_rate=0.3"]
+    base = ["train", "--model", "recency", *world, "--json"]
+    r = runner.invoke(app, [*base, "--repeats"])
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    groups = rec["n_users_by_target"]
+    assert groups["repeat"] > 0 and groups["new"] > 0
+    assert groups["repeat"] + groups["new"] == rec["n_users_evaluated"]
+    assert "repeats" in rec["protocol"] and rec["protocol"]["exclude_seen"] is False
+    m = rec["metrics"]
+    assert {"repeat/NDCG@10", "new/NDCG@10", "repeat/HR@10", "new/MRR"} <= set(m)
+    assert m["repeat/NDCG@10"] > m["new/NDCG@10"]  # a repeat baseline, judged where repeats count
+    plain = _json(runner.invoke(app, base).stdout)  # the default protocol: masked, no groups
+    assert "n_users_by_target" not in plain and plain["protocol"]["exclude_seen"] is True
+    assert not any("/" in k for k in plain["metrics"]) and plain["metrics"]["NDCG@10"] < m["NDCG@10"]
+    table = runner.invoke(app, [*base[:-1], "--repeats"])
+    assert table.exit_code == 0
+    assert f"repeat ({groups['repeat']})" in table.output and f"new ({groups['new']})" in table.output
+
+
 def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
     """`--nproc 2` relaunches under torch.distributed; rank 0 alone prints the JSON record."""
     import subprocess

@@ -190,6 +190,14 @@ def train(
         ),
     ] = False,
     rerank: RerankOpt = None,
+    repeats: Annotated[
+        bool,
+        typer.Option(
+            "--repeats",
+            help="Repeat-aware protocol: seen items are candidates; metrics also for repeat and new "
+            "targets apart (docs/models.md, Re-listens).",
+        ),
+    ] = False,
 ) -> None:
     """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save.
 
@@ -201,7 +209,7 @@ def train(
     def go() -> None:
         from playnext.train import distributed
 
-        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit, rerank)
+        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit, rerank, repeats)
         if nproc > 1 and not distributed.in_worker():
             code = distributed.launch(nproc, ["-m", "playnext.cli", *_argv_of(ctx, skip=("nproc",))])
             if code:
@@ -225,6 +233,7 @@ def _plan(
     exclude_seen: bool,
     refit: bool,
     rerank: list[str] | None = None,
+    repeats: bool = False,
 ) -> Any:
     """The run `train` describes, checked before anything is loaded."""
     from playnext import recipes
@@ -244,9 +253,10 @@ def _plan(
         search=search,
         budget_minutes=budget_minutes,
         ties=ties,  # checked by Plan.candidates
-        exclude_seen=exclude_seen,
+        exclude_seen=exclude_seen and not repeats,
         refit=refit,
         rerank=parse_spec(rerank),
+        repeats=repeats,
     )
     plan.candidates()  # fail on a bad field before loading anything
     return plan
@@ -319,6 +329,11 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
     rows = {record["model"]: record["metrics"]}
     if record.get("metrics_without_rerank") is not None:  # the re-ranker's cost, read off one run
         rows = {record["model"]: record["metrics_without_rerank"], "+ rerank": record["metrics"]}
+    for group, size in (record.get("n_users_by_target") or {}).items():  # the repeat-aware protocol
+        prefix = f"{group}/"
+        rows[f"  {group} ({size})"] = {  # the users whose target is a repeat / is new
+            k[len(prefix) :]: v for k, v in record["metrics"].items() if k.startswith(prefix)
+        }
     _metrics_table(rows, title + (f", {world} processes" if world > 1 else ""))
     if "model_dir" in record:
         out.print(f"saved to {record['model_dir']}")

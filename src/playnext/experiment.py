@@ -60,6 +60,7 @@ def select_and_test(
     distributed: bool = False,
     refit: bool = False,
     rerank: RerankSpec | None = None,
+    repeats: bool = False,
 ) -> ExperimentResult:
     """Fit every candidate config on train, pick the best on validation, evaluate it on test.
 
@@ -73,7 +74,12 @@ def select_and_test(
     `rerank` re-ranks the chosen model's test lists (`playnext.rerank`): validation still
     chooses on the model's own lists, and test is reported both ways, with the beyond-accuracy
     metrics, so the re-ranker's cost in accuracy is read off one run.
+
+    `repeats=True` is the repeat-aware protocol (`evaluate`): seen items are candidates in
+    validation and test, and test also reports repeat and new targets apart.
     """
+    if repeats:
+        split, exclude_seen = split.unmasked(), False
     cls = registry.get(model_name)
     candidates = list(grid) if grid is not None else cls.search_space()
     fixed = fixed or {}
@@ -83,7 +89,13 @@ def select_and_test(
 
     def judge(model: Any, questions: EvalSet) -> EvalResult:
         return judge_on(
-            model, split, questions, ties=ties, exclude_seen=exclude_seen, distributed=distributed
+            model,
+            split,
+            questions,
+            ties=ties,
+            exclude_seen=exclude_seen,
+            distributed=distributed,
+            repeats=repeats,
         )
 
     for cand in candidates:
@@ -111,7 +123,12 @@ def select_and_test(
         return ExperimentResult(model, params, vmetrics, test, tried, train_seconds, refit_params, chosen)
     features = item_features(model, split.train)
     on_test = functools.partial(
-        judge_on, ties=ties, exclude_seen=exclude_seen, distributed=distributed, features=features
+        judge_on,
+        ties=ties,
+        exclude_seen=exclude_seen,
+        distributed=distributed,
+        features=features,
+        repeats=repeats,
     )
     plain = on_test(model, split, split.test)
     test = on_test(model, split, split.test, rerank=list_reranker(features, rerank, RERANK_K))
@@ -183,6 +200,7 @@ class Plan:
     refit: bool = False
     select_metric: str = "NDCG@10"
     rerank: RerankSpec | None = None
+    repeats: bool = False  # the repeat-aware protocol: seen items are candidates (evaluate)
 
     @classmethod
     def from_recipe(
@@ -267,6 +285,7 @@ def run(
         distributed=distributed,
         refit=plan.refit,
         rerank=plan.rerank,
+        repeats=plan.repeats,
     )
     rec = record(plan, res, split, dataset=dataset, n_items=data.n_items)
     return Run(res, rec, data, split)
@@ -289,8 +308,9 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "candidates": res.candidates,
         "search": plan.search is not None,
         "budget_minutes": plan.budget_minutes or None,
-        "protocol": protocol_description(split, plan.ties, plan.exclude_seen, plan.refit),
+        "protocol": protocol_description(split, plan.ties, plan.exclude_seen, plan.refit, plan.repeats),
         "n_users_evaluated": res.test.n_users,
+        **({"n_users_by_target": res.test.groups} if plan.repeats else {}),
         "n_items": n_items,
         "n_params": int(res.model.n_params()) if hasattr(res.model, "n_params") else None,
         "train_seconds": res.train_seconds,

@@ -292,6 +292,12 @@ def test_lastfm_tag_events(tmp_path: Path) -> None:
     assert set(data.frame.get_column("event").to_list()) == {"tag"}
 
 
+def test_lastfm_tag_days_keep_one_event_per_day_and_the_returns(tmp_path: Path) -> None:
+    """User 3's two tags of 51 on one day are one visit; user 2 came back to 51 two months later."""
+    data = load_dataset("lastfm-2k", lastfm(tmp_path), events="tag-days")
+    assert seqs(data) == {"2": ["51", "52", "51"], "3": ["51", "99"]}
+
+
 def test_lastfm_without_tag_file_has_undated_plays_in_file_order(tmp_path: Path) -> None:
     root = lastfm(tmp_path)
     (root / "user_taggedartists.dat").unlink()

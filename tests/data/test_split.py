@@ -382,3 +382,25 @@ def test_temporal_train_and_valid_is_everything_up_to_the_test_cut(events, fract
     }
     assert got == {u: [x[2] for x in evs] for u, evs in ref.items()}
     assert both.frame.equals(both.frame.sort(["user", "timestamp", "position"], nulls_last=True))
+
+
+def test_repeats_survive_the_split_and_the_training_sequences():
+    """Nothing dedupes a re-listen: the log, leave-one-out's targets and histories, and the
+    sequence models' next-item targets keep it; `unmasked` drops only the exclusions."""
+    from playnext.train.batches import next_item_arrays, split_next
+
+    events: list[Event] = [("u", "a", 1), ("u", "b", 2), ("u", "a", 3), ("u", "c", 4), ("u", "a", 5)]
+    data = Interactions.from_frame(frame(events))
+    assert len(data) == 5
+    split = leave_one_out(data)
+    a = int(data.items.to_internal(["a"])[0])
+    assert split.test.targets[0].tolist() == [a] and a in split.test.history[0]  # a repeat target
+    assert a in split.test.exclude[0]  # the default protocol masks it ...
+    open_ = split.unmasked()
+    assert len(open_.test.exclude.items) == len(open_.valid.exclude.items) == 0  # ... this one does not
+    assert open_.test.history[0].tolist() == split.test.history[0].tolist()
+    assert open_.valid.targets[0].tolist() == split.valid.targets[0].tolist()
+    assert "seen_items" in open_.protocol and "seen_items" not in split.protocol
+    _, cropped = next_item_arrays(split.train.sequences(), max_len=10)
+    _, targets = split_next(cropped)
+    assert (targets == a + 1).sum() == 1  # train is a, b, a: the second a is a training target

@@ -125,6 +125,26 @@ def test_repeats_only_when_asked_and_only_for_music() -> None:
     assert set(kinds) == {"music"}
 
 
+def test_relistens_are_planted_only_when_asked() -> None:
+    """Off, the world is bit-identical to one built before the option; on, a re-listen replays
+    a track of the user's own music history, and about that share of test targets are repeats."""
+    plain = generate_world(300, 300, seed=5)
+    assert plain.frame.equals(generate_world(300, 300, seed=5, relisten_rate=0.0).frame)
+    data = generate_world(400, 300, seed=5, relisten_rate=0.3)
+    assert len(data) > len(plain)
+    pairs = data.frame.group_by(Columns.USER, Columns.ITEM).len().filter(pl.col("len") > 1)
+    kinds = data.meta.get_column(Columns.KIND).to_numpy()[pairs.get_column(Columns.ITEM).to_numpy()]
+    assert pairs.height > 0 and set(kinds) == {"music"}
+    test = leave_one_out(data).test
+    repeat = np.mean([test.targets[r][0] in set(test.history[r].tolist()) for r in range(len(test))])
+    music = np.mean(data.meta.get_column(Columns.KIND).to_numpy()[test.targets.items] == "music")
+    assert 0.3 * music * 0.6 < repeat < 0.3 * music * 1.6 + 0.05  # a re-listen after a last play
+    with pytest.raises(ValueError, match="relisten_rate"):
+        generate_world(50, 60, relisten_rate=1.5)
+    with pytest.raises(ValueError, match="typed_events"):
+        generate_world(50, 60, relisten_rate=0.1, typed_events=True)
+
+
 def test_ease_clearly_beats_popularity(split: Split, popular_ndcg: float) -> None:
     ease = select_and_test("ease", split, grid=[{"l2": 100.0}, {"l2": 500.0}]).test.metrics["NDCG@10"]
     assert ease >= 2 * popular_ndcg, (ease, popular_ndcg)

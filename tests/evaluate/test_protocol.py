@@ -227,3 +227,50 @@ def test_perfect_and_reversed_scorers():
     res = evaluate(s, d, n, ks=(1, 10))
     assert res.metrics["HR@10"] == 0.0
     assert res.metrics["MRR"] == pytest.approx(1 / n)
+
+
+# ---- the repeat-aware protocol: nothing masked, repeat and new targets apart ---------------------
+
+ACCURACY = ("HR@", "NDCG@", "Recall@", "MRR")
+
+
+@SETTINGS
+@given(eval_sets(max_items=6), st.sampled_from(["expected", "pessimistic"]))
+def test_repeats_split_the_metrics_by_target_group_as_brute_force_does(case, ties):
+    """A user whose targets are all in their history is a repeat, none of them new, both: in
+    neither group; each group's metrics are brute force over its users with nothing masked."""
+    scores, history, targets = case
+    data, scorer = build(scores, history, targets)
+    ks = (1, 3)
+    res = evaluate(scorer, data, len(scores[0]), ks=ks, ties=ties, repeats=True)
+    nothing = [[] for _ in scores]
+    overall = brute_evaluate(scores, nothing, targets, ks, ties)
+    assert all(res.metrics[k] == pytest.approx(v, rel=1e-9, abs=1e-12) for k, v in overall.items())
+    for group in ("repeat", "new"):
+        rows = [
+            r
+            for r, t in enumerate(targets)
+            if t and (set(t) <= set(history[r]) if group == "repeat" else not set(t) & set(history[r]))
+        ]
+        assert res.groups[group] == len(rows)
+        got = {k[len(group) + 1 :]: v for k, v in res.metrics.items() if k.startswith(f"{group}/")}
+        if not rows:
+            assert got == {}  # a group with no user has no numbers, not zeros
+            continue
+        ref = brute_evaluate([scores[r] for r in rows], nothing, [targets[r] for r in rows], ks, ties)
+        assert_metrics(got, {k: v for k, v in ref.items() if k.startswith(ACCURACY)})
+
+
+def test_repeats_keep_the_default_protocol_unchanged():
+    """Without `repeats` nothing new appears; with it, a seen target is a candidate again."""
+    scores = [[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]]
+    history, targets = [[0, 1], [2]], [[0], [1]]  # user 0 goes back to item 0; user 1's target is new
+    data, scorer = build(scores, history, targets)
+    plain = evaluate(scorer, data, 4, ks=(1, 2))
+    assert plain.groups == {} and not any("/" in k for k in plain.metrics)
+    assert plain.metrics["HR@2"] == 0.5  # user 0's seen target is masked: a miss
+    rep = evaluate(scorer, data, 4, ks=(1, 2), repeats=True)
+    assert rep.groups == {"repeat": 1, "new": 1}
+    assert rep.metrics["repeat/HR@1"] == rep.metrics["repeat/MRR"] == 1.0
+    assert rep.metrics["new/HR@2"] == 0.0 and rep.metrics["new/MRR"] == pytest.approx(1 / 3)
+    assert rep.metrics["HR@1"] == 0.5

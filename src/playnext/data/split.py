@@ -65,6 +65,17 @@ class Split:
         frame = pl.concat([self.train.frame, self.valid_events]).sort(Columns.USER, maintain_order=True)
         return self.train.replace(frame)
 
+    def unmasked(self) -> Split:
+        """The same questions with nothing excluded: the repeat-aware protocol's split.
+
+        Why a split and not only an evaluation flag: a neural model validates on `valid`
+        while it trains (early stopping, the kept epoch), and should be judged there as it
+        will be on test, with the items it has seen still candidates.
+        """
+        protocol = {**self.protocol, "seen_items": "candidates (repeat-aware protocol)"}
+        valid, test = self.valid.without_exclusion(), self.test.without_exclusion()
+        return Split(self.train, valid, test, protocol, self.valid_events)
+
 
 def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
     """Last item of each user = test, second-last = validation, the rest = train.
@@ -72,6 +83,8 @@ def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
     Users with fewer than `min_length` interactions keep everything in train and are not
     evaluated (the SASRec/BERT4Rec convention). The test question's history includes the
     validation item; the model is *not* refit on it unless asked (`Split.train_and_valid`).
+    Repeated items stay as they are: a target may be an item already in its history (a
+    re-listen), which the repeat-aware protocol (`Split.unmasked`) keeps as a candidate.
     """
     if min_length < 2:  # a 1-event user would get a test item but no validation item
         raise ValueError(f"min_length must be at least 2 (a validation and a test item), got {min_length}")

@@ -234,6 +234,7 @@ def generate_world(
     tie_rate: float = 0.02,
     typed_events: bool = False,
     skip_rate: float = 0.3,
+    relisten_rate: float = 0.0,
 ) -> Interactions:
     """A deterministic synthetic log of users watching, listening to and playing a generated catalog.
 
@@ -242,6 +243,8 @@ def generate_world(
     genre tastes (small = few favourite genres); `explore` is the share of picks made by global
     popularity instead of taste; `tie_rate` the share of events logged in the same second as the
     previous one. Items are consumed once unless `allow_repeats`, which lets albums be replayed.
+    `relisten_rate` plants re-listens (`_relistens`): after that share of music events the user
+    plays again a track of their own recent music history.
 
     `typed_events` adds events with a planted meaning (`_typed_events`); the untyped log, the
     default, is unchanged by it (its draws come from a separate random stream).
@@ -252,6 +255,10 @@ def generate_world(
         raise ValueError("need n_users >= 1, n_items >= len(kinds) and mean_length >= 1")
     if not (0 <= skip_rate <= 1):
         raise ValueError(f"need 0 <= skip_rate <= 1, got {skip_rate}")
+    if not (0 <= relisten_rate <= 1):
+        raise ValueError(f"need 0 <= relisten_rate <= 1, got {relisten_rate}")
+    if relisten_rate and typed_events:
+        raise ValueError("relisten_rate and typed_events do not combine (re-listens carry no event type)")
     if not (0 <= explore <= 1 and 0 <= tie_rate < 1 and taste_alpha > 0 and zipf_exponent >= 0):
         raise ValueError("need 0 <= explore <= 1, 0 <= tie_rate < 1, taste_alpha > 0, zipf_exponent >= 0")
     rng = np.random.default_rng(seed)
@@ -348,6 +355,12 @@ def generate_world(
     np.cumsum(clock, out=clock)
     clock += np.repeat(joined[active] - clock[first_event], n_events[active])  # per-user timestamps
 
+    if relisten_rate:
+        rrng = np.random.default_rng([seed, 2])  # its own stream: a world without re-listens is unchanged
+        is_music = np.repeat(np.asarray(kinds)[cat.kind] == "music", cat.length)[item]  # (total,)
+        user, item, clock = _relistens(rrng, user, item, clock, is_music, relisten_rate)
+        total = len(item)
+
     user_ids = pl.select(pl.format("u{}", pl.int_range(0, n_users))).to_series()
     columns: dict[str, pl.Series] = {}
     if typed_events:
@@ -369,6 +382,48 @@ def generate_world(
         }
     )
     return Interactions.from_frame(raw, meta=cat.meta, name="synthetic")
+
+
+RELISTEN_DECAY = 0.7
+"""A re-listen goes back d music plays with probability (1 - γ) γ^d, γ this."""
+
+
+def _relistens(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    item: np.ndarray,
+    clock: np.ndarray,
+    is_music: np.ndarray,
+    rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events with re-listens inserted: (user, item, clock).
+
+    What is planted: after a music event, with probability `rate`, the user plays again the
+    track d music plays back in their own history (d = 0: the track just played), d geometric
+    with P(d) = (1 - γ) γ^d, γ = `RELISTEN_DECAY` (back past the first track: the first
+    track), then goes on where they were. A track's chance to return is thus the sum of γ^d
+    over its plays — the recency × frequency score (`models/recency.py`) is the oracle for
+    which track comes back, and a replayed album (`allow_repeats`) weighs twice. A re-listen
+    may follow a user's last event, so test targets are re-listens about `rate` of the time.
+    Re-listens are logged in the second of the play they follow (file order breaks the tie).
+    """
+    n = len(item)
+    seen_music = np.cumsum(is_music)  # (n,) music plays up to and including each event
+    first = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])  # each user's first event
+    before_user = np.repeat(seen_music[first] - is_music[first], np.diff(np.r_[first, n]))
+    at = np.flatnonzero(is_music & (rng.random(n) < rate))  # events a re-listen follows
+    back = rng.geometric(1.0 - RELISTEN_DECAY, len(at)) - 1  # d >= 0
+    rank = seen_music[at] - 1 - before_user[at]  # the play's index among the user's music plays
+    music = np.flatnonzero(is_music)
+    chosen = item[music[seen_music[at] - 1 - np.minimum(back, rank)]]
+    ins = np.zeros(n, dtype=bool)
+    ins[at] = True
+    new_pos = np.arange(n) + np.cumsum(ins) - ins  # where each event moves to
+    out = n + len(at)
+    o_user, o_item, o_clock = np.empty(out, user.dtype), np.empty(out, item.dtype), np.empty(out, clock.dtype)
+    o_user[new_pos], o_item[new_pos], o_clock[new_pos] = user, item, clock
+    o_user[new_pos[at] + 1], o_item[new_pos[at] + 1], o_clock[new_pos[at] + 1] = user[at], chosen, clock[at]
+    return o_user, o_item, o_clock
 
 
 TYPED_EVENTS = ("like", "skip", "watch")

@@ -49,6 +49,13 @@ def mask_excluded(scores: torch.Tensor, exclude: Histories) -> torch.Tensor:
     return scores
 
 
+def repeat_targets(history: Histories, targets: Histories, n_items: int) -> np.ndarray:
+    """(M,) bool: whether each target (in `targets`' stored order) is already in its row's history."""
+    seen = history.row_ids() * n_items + history.items.astype(np.int64)  # (H,) row-item keys
+    wanted = targets.row_ids() * n_items + targets.items.astype(np.int64)  # (M,)
+    return np.isin(wanted, seen)
+
+
 def rank_targets(scores: torch.Tensor, targets: Histories, chunk: int = 1 << 18) -> TargetRanks:
     """Count, for every target, candidates with higher and with equal score (already masked).
 

@@ -3,6 +3,11 @@
 `evaluate` batches users, asks the model for dense scores, masks already-seen items and
 ranks every target against the whole catalog. Choosing a model on validation and testing it
 once is the application's job (`playnext.experiment`); nothing here knows a model class.
+
+The repeat-aware protocol (`repeats=True`, `playnext train --repeats`) masks nothing, since
+re-listening to a seen item is a right answer, and reports every accuracy metric three times:
+over all users, over users whose target is a *repeat* (already in their history, ``repeat/``
+keys) and over users whose target is *new* (``new/`` keys), with the size of each group.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ import torch.distributed as dist
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet, Split
 from playnext.evaluate import beyond
-from playnext.evaluate.metrics import Ties, mask_excluded, rank_targets, topk_items, user_metrics
+from playnext.evaluate.metrics import (
+    Ties,
+    mask_excluded,
+    rank_targets,
+    repeat_targets,
+    topk_items,
+    user_metrics,
+)
 from playnext.rerank import ItemFeatures
 
 DEFAULT_KS: tuple[int, ...] = (10, 50)
@@ -28,6 +40,8 @@ Progress = Callable[[int], None]
 ListTransform = Callable[[torch.Tensor, Histories], torch.Tensor]
 """(masked scores (B, N), histories) → scores whose top-k is the re-ranked list (`list_reranker`)."""
 COUNT = "#"  # a sums key "#M" holds how many users metric M is defined for (else: all users)
+GROUPS: tuple[str, ...] = ("repeat", "new")
+"""The repeat-aware protocol's target groups: every target already seen, or none of them."""
 
 
 @dataclass
@@ -36,6 +50,7 @@ class EvalResult:
     n_users: int
     seconds: float
     per_user: dict[str, np.ndarray] = field(default_factory=dict)
+    groups: dict[str, int] = field(default_factory=dict)  # repeat-aware protocol: users per group
 
 
 def evaluate(
@@ -55,6 +70,7 @@ def evaluate(
     distributed: bool = False,
     rerank: ListTransform | None = None,
     features: ItemFeatures | None = None,
+    repeats: bool = False,
 ) -> EvalResult:
     """Metrics averaged over users with at least one target.
 
@@ -73,7 +89,15 @@ def evaluate(
     model's order), so every metric measures the lists a user would see. `features` adds the
     beyond-accuracy metrics of the top-K lists (K the smallest of `ks`): ILD-genre@K,
     ILD-embedding@K (when there are item vectors) and Miscalibration@K (evaluate/beyond.py).
+
+    `repeats=True` is the repeat-aware protocol: seen items stay candidates (whatever
+    `exclude_seen` says) and each per-user metric M is also averaged over the users whose
+    targets are all in their history (``repeat/M``) and those with none there (``new/M``); a
+    user with both kinds (several targets) counts in the overall numbers only. `groups` holds
+    each group's size; a group with no user has no keys.
     """
+    if repeats:
+        exclude_seen = False
     if rerank is not None and sampled_negatives:
         raise ValueError(
             "a re-ranked list is a full-ranking answer: sampled_negatives cannot be used with it"
@@ -118,6 +142,8 @@ def evaluate(
             sums[key] = sums.get(key, 0.0) + float(vals.sum())
             if keep_per_user:
                 per_user.setdefault(key, []).append(vals)
+        if repeats:
+            _by_group(sums, um, batch, n_items)
         if not sampled_negatives:
             top = topk_items(scores, k_cov)  # (B, K)
             tk = top[:, : min(ks)]
@@ -148,12 +174,29 @@ def evaluate(
         if item_counts is not None:
             metrics[f"Novelty@{k0}"] = nov_sum / max(n, 1)
             metrics[f"ARP@{k0}"] = pop_sum / max(n, 1)
+    groups = {g: int(sums.get(f"{COUNT}{g}/", 0.0)) for g in GROUPS} if repeats else {}
     return EvalResult(
         metrics=metrics,
         n_users=n,
         seconds=time.perf_counter() - start,
         per_user={k: np.concatenate(v) for k, v in per_user.items()},
+        groups=groups,
     )
+
+
+def _by_group(sums: dict[str, float], um: dict[str, np.ndarray], batch: EvalSet, n_items: int) -> None:
+    """Add the batch's per-user metrics to the sums of their target group, and count the group
+    (under "#repeat/" and "#new/", kept out of the metrics by the COUNT prefix)."""
+    hit = repeat_targets(batch.history, batch.targets, n_items)  # (M,)
+    seen = np.bincount(batch.targets.row_ids(), weights=hit, minlength=len(batch))  # (B,)
+    members = {"repeat": seen == batch.targets.lengths, "new": seen == 0}
+    for group, rows in members.items():
+        size = float(rows.sum())
+        sums[f"{COUNT}{group}/"] = sums.get(f"{COUNT}{group}/", 0.0) + size
+        for key, vals in um.items():
+            name = f"{group}/{key}"
+            sums[name] = sums.get(name, 0.0) + float(vals[rows].sum())
+            sums[COUNT + name] = sums.get(COUNT + name, 0.0) + size
 
 
 def _beyond(
@@ -225,6 +268,7 @@ def judge_on(
     distributed: bool = False,
     rerank: ListTransform | None = None,
     features: ItemFeatures | None = None,
+    repeats: bool = False,
 ) -> EvalResult:
     """Validation and test are scored by exactly the same settings (popularity-based metrics
     count the training events, refit or not)."""
@@ -238,17 +282,25 @@ def judge_on(
         distributed=distributed,
         rerank=rerank,
         features=features,
+        repeats=repeats,
     )
 
 
-def protocol_description(split: Split, ties: Ties, exclude_seen: bool, refit: bool = False) -> dict[str, Any]:
+def protocol_description(
+    split: Split, ties: Ties, exclude_seen: bool, refit: bool = False, repeats: bool = False
+) -> dict[str, Any]:
     out = {
         **split.protocol,
         "ranking": "full (all items)",
-        "exclude_seen": exclude_seen,
+        "exclude_seen": exclude_seen and not repeats,
         "ties": ties,
         "selection": "best validation NDCG@10; test evaluated once",
     }
+    if repeats:
+        out["repeats"] = (
+            "seen items are candidates; metrics also over repeat targets (already in the history, "
+            "repeat/ keys) and new targets (new/ keys)"
+        )
     if refit:
         out["refit"] = "the chosen config retrained on train + validation events before test"
         if "test_history" in out:

@@ -11,7 +11,7 @@ from playnext.errors import ConfigError
 T = TypeVar("T")
 _REGISTRY: dict[str, type[Any]] = {}
 # modules imported lazily so that `playnext data stats` does not pay for every model
-_MODULES = ("popular", "ease", "mlp", "caser", "gru4rec", "sasrec", "hstu")
+_MODULES = ("popular", "recency", "ease", "mlp", "caser", "gru4rec", "sasrec", "hstu")
 
 
 def register(name: str) -> Callable[[type[T]], type[T]]:

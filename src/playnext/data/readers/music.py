@@ -77,17 +77,21 @@ def _lastfm(path: Path, name: str, *, events: str = "plays") -> Interactions:
 
     The play counts carry no time. A pair is dated by the user's first tag on that artist in
     user_taggedartists.dat (day precision, UTC), so sequences follow a real order. Undated
-    pairs get timestamp 0: they come before the dated ones, in file order. With
-    `events="tags"`, the tag assignments themselves are the events.
+    pairs get timestamp 0: they come before the dated ones, in file order. So the plays hold no
+    repeated item. With `events="tags"`, the tag assignments themselves are the events (several
+    tags of one artist on one day are several events); with `events="tag-days"`, one event per
+    day a user tagged an artist: a return to an artist on a later day is a repeat, which is what
+    the repeat-aware protocol (`--repeats`) measures on this log.
     """
-    if events not in ("plays", "tags"):
-        raise ConfigError(f"lastfm-2k: events must be 'plays' or 'tags', got {events!r}")
+    if events not in ("plays", "tags", "tag-days"):
+        raise ConfigError(f"lastfm-2k: events must be 'plays', 'tags' or 'tag-days', got {events!r}")
     tagged_file = "user_taggedartists.dat"
     folder = find_folder(path, ("user_artists.dat",) if events == "plays" else (tagged_file,))
-    tagged = (
-        _tag_events(folder / tagged_file) if events == "tags" or (folder / tagged_file).is_file() else None
-    )
-    if tagged is not None and events == "tags":
+    by_tags = events in ("tags", "tag-days")
+    tagged = _tag_events(folder / tagged_file) if by_tags or (folder / tagged_file).is_file() else None
+    if tagged is not None and by_tags:
+        if events == "tag-days":
+            tagged = tagged.unique(["userID", "artistID", C.TIMESTAMP], keep="first", maintain_order=True)
         raw = tagged.select(*ids("userID", "artistID"), C.TIMESTAMP, pl.lit("tag").alias(C.EVENT))
     else:
         text = open_text(folder / "user_artists.dat")
