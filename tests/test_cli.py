@@ -206,3 +206,23 @@ def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
     assert record["world_size"] == 2 and record["model"] == "sasrec"
     assert "refit" in record["protocol"]  # the option reached every rank's select_and_test
     assert (tmp_path / "m" / "weights.safetensors").exists()
+
+
+def test_train_cold_ranks_held_out_items_every_way() -> None:
+    """`--cold` end to end: the model trains without the held-out items and the record ranks
+    each user's first one by the content tower, neighbour borrowing, id-only and popularity."""
+    world = ["--dataset", "synthetic", "-o", "n_users=300", "-o", "n_items=200"]
+    params = ["epochs=4", "dim=16", "max_len=20", "item_features=genres,year", "text_encoder=hashing"]
+    args = ["train", "--model", "sasrec", *world, *(a for p in params for a in ("--param", p))]
+    r = runner.invoke(app, [*args, "--budget-minutes", "0", "--cold", "random:0.2", "--json"])
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    cold = rec["cold"]
+    assert cold["protocol"]["cold_items"] == 40 and rec["n_items"] == 160
+    s = cold["scorers"]
+    assert set(s) == {"content", "borrowing", "id-only", "cold-popularity"}
+    assert s["id-only"]["all/HR@10"] == 0.0 and s["content"]["all/HR@10"] > 0.0
+    assert s["content"]["cold/HR@10"] > s["id-only"]["cold/HR@10"]
+    assert "all/HR@10" not in s["cold-popularity"]
+    bad = runner.invoke(app, [*args, "--cold", "oldest:2"])
+    assert bad.exit_code == 2 and "BY[:FRACTION]" in bad.output

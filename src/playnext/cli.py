@@ -198,6 +198,15 @@ def train(
             "targets apart (docs/models.md, Re-listens).",
         ),
     ] = False,
+    cold: Annotated[
+        str | None,
+        typer.Option(
+            "--cold",
+            help="Cold-start protocol: hold out random:0.1 (or time:0.1, the newest) of the items from "
+            "training and rank each user's first one from content / borrowing / popularity "
+            "(docs/models.md).",
+        ),
+    ] = None,
 ) -> None:
     """Fit on train, choose on validation, evaluate once on test (leave-one-out, full ranking), save.
 
@@ -209,7 +218,9 @@ def train(
     def go() -> None:
         from playnext.train import distributed
 
-        plan = _plan(recipe, model, param, search, budget_minutes, ties, exclude_seen, refit, rerank, repeats)
+        plan = _plan(
+            recipe, model, param, search, budget_minutes, ties, exclude_seen, refit, rerank, repeats, cold
+        )
         if nproc > 1 and not distributed.in_worker():
             code = distributed.launch(nproc, ["-m", "playnext.cli", *_argv_of(ctx, skip=("nproc",))])
             if code:
@@ -234,6 +245,7 @@ def _plan(
     refit: bool,
     rerank: list[str] | None = None,
     repeats: bool = False,
+    cold: str | None = None,
 ) -> Any:
     """The run `train` describes, checked before anything is loaded."""
     from playnext import recipes
@@ -257,6 +269,7 @@ def _plan(
         refit=refit,
         rerank=parse_spec(rerank),
         repeats=repeats,
+        cold=cold,
     )
     plan.candidates()  # fail on a bad field before loading anything
     return plan
@@ -335,6 +348,16 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
             k[len(prefix) :]: v for k, v in record["metrics"].items() if k.startswith(prefix)
         }
     _metrics_table(rows, title + (f", {world} processes" if world > 1 else ""))
+    if "cold" in record:  # the cold-start protocol: each way of scoring the held-out items
+        p = record["cold"]["protocol"]
+        scorers = record["cold"]["scorers"]
+        n = int(next(iter(scorers.values()))["questions"])
+        _metrics_table(
+            scorers,
+            f"cold items ({p['cold_items']} held out, {p['cold_by']}) — {n} questions: "
+            "among all items / within the cold set",
+            ["all/HR@10", "all/NDCG@10", "cold/HR@10", "cold/NDCG@10"],
+        )
     if "model_dir" in record:
         out.print(f"saved to {record['model_dir']}")
 
@@ -393,9 +416,10 @@ def list_recipes(
 BEYOND_KEYS = ("Miscalibration@10", "ILD-genre@10", "ILD-embedding@10")
 
 
-def _metrics_table(rows: dict[str, dict[str, float]], title: str) -> None:
-    keys = ["HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10"]
-    keys += [k for k in BEYOND_KEYS if any(k in m for m in rows.values())]
+def _metrics_table(rows: dict[str, dict[str, float]], title: str, keys: list[str] | None = None) -> None:
+    if keys is None:
+        keys = ["HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10"]
+        keys += [k for k in BEYOND_KEYS if any(k in m for m in rows.values())]
     table = Table(title=title)
     table.add_column("model")
     for k in keys:

@@ -22,14 +22,16 @@ import torch
 
 from playnext import __version__
 from playnext.data.interactions import Interactions
-from playnext.data.split import EvalSet, Split, leave_one_out
+from playnext.data.split import ColdSplit, EvalSet, Split, cold_item_split, leave_one_out, parse_cold
 from playnext.errors import ConfigError
+from playnext.evaluate.cold import borrowing, cold_popularity, evaluate_cold, id_only
 from playnext.evaluate.metrics import TIES, Ties
 from playnext.evaluate.protocol import EvalResult, judge_on, protocol_description
 from playnext.models import registry
 from playnext.models.nn import NeuralRecommender
 from playnext.recipes import Recipe
 from playnext.rerank import ItemFeatures, RerankSpec, list_reranker
+from playnext.text import item_text, make_encoder, text_neighbours
 
 OnCandidate = Callable[[dict[str, Any], dict[str, float]], None]
 
@@ -201,6 +203,7 @@ class Plan:
     select_metric: str = "NDCG@10"
     rerank: RerankSpec | None = None
     repeats: bool = False  # the repeat-aware protocol: seen items are candidates (evaluate)
+    cold: str | None = None  # the cold-start protocol: "random:0.1" / "time:0.1" (cold_item_split)
 
     @classmethod
     def from_recipe(
@@ -234,6 +237,10 @@ class Plan:
             raise ConfigError(f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
         if self.budget_minutes < 0:
             raise ConfigError(f"budget_minutes must be >= 0, got {self.budget_minutes}")
+        if self.cold is not None:
+            parse_cold(self.cold)
+            if self.repeats:
+                raise ConfigError("cold and repeats are separate protocols: choose one")
         out = []
         for cand in self.search if self.search is not None else [{}]:
             params = {**self.base, **cand, **self.overrides}
@@ -273,6 +280,11 @@ def run(
 ) -> Run:
     """Run `plan` on `data` under the leave-one-out protocol and build its record."""
     grid = plan.grid()  # before any work: a bad field fails here
+    cold = None
+    if plan.cold is not None:
+        by, fraction = parse_cold(plan.cold)
+        cold = cold_item_split(data, fraction, by=by)
+        data, split = cold.warm_log, cold.warm
     split = split if split is not None else leave_one_out(data)
     res = select_and_test(
         plan.model,
@@ -288,7 +300,35 @@ def run(
         repeats=plan.repeats,
     )
     rec = record(plan, res, split, dataset=dataset, n_items=data.n_items)
+    if cold is not None:
+        rec["cold"] = {"protocol": cold.protocol, "scorers": cold_report(res.model, cold)}
     return Run(res, rec, data, split)
+
+
+COLD_NEIGHBOURS, COLD_TEMPERATURE = 10, 0.05  # as `playnext serve` borrows (Settings.cold_*)
+
+
+def cold_report(model: Any, split: ColdSplit, text_encoder: str = "minilm") -> dict[str, dict[str, float]]:
+    """`model` on the cold questions (evaluate/cold.py), beside what it would be without content:
+    the model's own content vectors when it has a content tower; neighbour borrowing from its
+    warm scores (by `text_encoder` texts, as serving does); id-only; cold-set popularity."""
+    out: dict[str, dict[str, float]] = {}
+    if getattr(model, "has_content", False):
+        vecs = model.content_vectors(split.cold_meta)
+        out["content"] = evaluate_cold(lambda u, h: model.score_new_items(u, h, vecs), split)
+    encoder = make_encoder(text_encoder)
+    if encoder is not None:
+        warm_meta = split.warm_log.meta
+        known = encoder.encode([item_text(*r) for r in warm_meta.select(*TEXT_COLUMNS).iter_rows()])
+        new = encoder.encode([item_text(*r) for r in split.cold_meta.select(*TEXT_COLUMNS).iter_rows()])
+        nb, w = text_neighbours(new, known, COLD_NEIGHBOURS, COLD_TEMPERATURE)
+        out["borrowing"] = evaluate_cold(borrowing(model.score, nb, w), split)
+    out["id-only"] = evaluate_cold(id_only(model.score, split.n_cold), split)
+    out["cold-popularity"] = evaluate_cold(cold_popularity(split), split, within_only=True)
+    return out
+
+
+TEXT_COLUMNS = ("title", "kind", "genres", "year")  # item_text's arguments, in order
 
 
 def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_items: int) -> dict[str, Any]:

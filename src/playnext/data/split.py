@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
-from playnext.errors import DataError
+from playnext.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,20 @@ def k_core(data: Interactions, k_user: int = 5, k_item: int = 5, max_rounds: int
 COLD_BY = ("time", "random")
 
 
+def parse_cold(spec: str) -> tuple[str, float]:
+    """'random:0.1' / 'time:0.05' → (by, fraction), refused with the form it takes."""
+    by, _, frac = spec.partition(":")
+    try:
+        fraction = float(frac) if frac else 0.1
+    except ValueError:
+        fraction = -1.0
+    if by not in COLD_BY or not 0 < fraction < 1:
+        raise ConfigError(
+            f"cold must be BY[:FRACTION], BY one of {', '.join(COLD_BY)}, 0 < FRACTION < 1; got {spec!r}"
+        )
+    return by, fraction
+
+
 @dataclass(frozen=True)
 class ColdSplit:
     """Items held out of training entirely, and the questions whose answer is one of them.
@@ -203,6 +217,7 @@ class ColdSplit:
     """
 
     warm: Split
+    warm_log: Interactions  # the whole log without the cold items (what `warm` was split from)
     cold: EvalSet
     cold_meta: pl.DataFrame
     cold_items: IdMap
@@ -301,6 +316,7 @@ def cold_item_split(
     }
     return ColdSplit(
         leave_one_out(warm),
+        warm,
         cold,
         data.meta[cold_ids],
         IdMap(data.items.external.gather(pl.Series(cold_ids))),
