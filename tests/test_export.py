@@ -32,6 +32,9 @@ TINY: dict[str, dict[str, Any]] = {
     "gru4rec": {"dim": 16, "hidden": 24, "n_layers": 2, "max_len": MAX_LEN, **QUIET},
     "caser": {"dim": 8, "max_len": 4, "n_h": 2, "n_v": 2, **QUIET},
     "ease": {"l2": 50.0},
+    # a content tower travels inside the graph: its feature buffers become constants
+    "sasrec-content": {"dim": 16, "max_len": MAX_LEN, "item_features": ["genres", "year"], **QUIET},
+    "gru4rec-content": {"dim": 16, "hidden": 24, "max_len": MAX_LEN, "item_features": ["genres"], **QUIET},
 }
 
 
@@ -52,7 +55,9 @@ def random_histories(n_items: int, n: int, seed: int) -> Histories:
     return Histories.from_lists([rng.integers(0, n_items, size=int(m)) for m in lengths])
 
 
-@pytest.mark.parametrize("kind", ["sasrec", "hstu", "hstu-untimed", "gru4rec", "caser"])
+@pytest.mark.parametrize(
+    "kind", ["sasrec", "hstu", "hstu-untimed", "gru4rec", "caser", "sasrec-content", "gru4rec-content"]
+)
 def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -> None:
     model_dir = saved(kind, world, tmp_path)
     r = runner.invoke(app, ["export", "--model-dir", str(model_dir), "--format", "onnx", "--json"])

@@ -83,7 +83,7 @@ class GRU4RecNet(SequenceNet):
         lengths = (seq > 0).sum(1)  # (B,)
         cols = torch.arange(t, device=seq.device)[None, :]  # (1, T)
         right = seq.gather(1, (cols + (t - lengths)[:, None]) % t)  # (B, T) items first
-        y, _ = self.rnn(self.drop(self.item_emb(right)))  # (B, T, H)
+        y, _ = self.rnn(self.drop(self.embed_items(right, None)))  # (B, T, H)
         last = y.gather(1, (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, y.shape[2]))[
             :, 0
         ]  # (B, H)
