@@ -30,13 +30,11 @@ import torch
 from benchmarks.common import append_record, bench_record, data_path
 from playnext.data.interactions import Interactions
 from playnext.data.readers import load_dataset
-from playnext.data.split import ColdSplit, cold_item_split, k_core
+from playnext.data.split import cold_item_split, k_core
 from playnext.data.synthetic import generate_world
-from playnext.evaluate.cold import borrowing, cold_popularity, evaluate_cold, id_only
 from playnext.evaluate.protocol import evaluate, model_scorer
-from playnext.models.content import ContentVocab
+from playnext.experiment import COLD_NEIGHBOURS, COLD_TEMPERATURE, cold_report
 from playnext.models.sasrec import SASRec, SASRecConfig
-from playnext.text import text_neighbours
 
 RECIPE: dict[str, Any] = {
     "dim": 64,
@@ -56,7 +54,6 @@ FEATURES = {
     "lastfm-2k": ["genres", "text"],
     "synthetic": ["genres", "kind", "year", "text"],
 }
-NEIGHBOURS, TEMPERATURE = 10, 0.05  # playnext serve's defaults (Settings.cold_neighbors / _temperature)
 KEYS = ("all/HR@10", "all/NDCG@10", "cold/HR@10", "cold/NDCG@10")
 
 
@@ -72,19 +69,13 @@ def load(name: str) -> Interactions:
     return k_core(data, CORE[name], CORE[name]) if name in CORE else data
 
 
-def text_vectors(split: ColdSplit, encoder: str) -> tuple[np.ndarray, np.ndarray]:
-    vocab = ContentVocab(("text",), text_encoder=encoder, text_dim=384 if encoder == "minilm" else 256)
-    return vocab.text_vectors(split.warm.train.meta), vocab.text_vectors(split.cold_meta)
-
-
 def run(
     name: str, seeds: list[int], epochs: int, minutes: float, fraction: float, by: str, encoder: str
 ) -> dict[str, Any]:
     split = cold_item_split(load(name), fraction, by=by, seed=0)
     warm = split.warm
-    known, new = text_vectors(split, encoder)
-    nb, w = text_neighbours(new, known, NEIGHBOURS, TEMPERATURE)
     runs: dict[str, list[dict[str, Any]]] = {"id-only": [], "borrowing": [], "content": []}
+    pop: dict[str, float] = {}
     for seed in seeds:
         for variant, extra in (
             ("id-only", {}),
@@ -104,18 +95,14 @@ def run(
                 "best_epoch": best,
                 "train_seconds": round(seconds, 1),
             }
-            if variant == "content":
-                vecs = model.content_vectors(split.cold_meta)
-                m = evaluate_cold(
-                    lambda u, h, model=model, vecs=vecs: model.score_new_items(u, h, vecs), split
-                )
-                runs["content"].append({**base, **m})
-            else:
-                runs["id-only"].append({**base, **evaluate_cold(id_only(model.score, split.n_cold), split)})
-                runs["borrowing"].append({**base, **evaluate_cold(borrowing(model.score, nb, w), split)})
+            # the content model is read by its own vectors; the id-only one as serving would without them
+            scorers = cold_report(model, split, encoder if variant == "id-only" else "none")
+            for scorer, metrics in scorers.items():
+                if scorer in runs and (scorer == "content") == (variant == "content"):
+                    runs[scorer].append({**base, **metrics})
+            pop = scorers["cold-popularity"]
             logging.info("%s %s seed %d: warm NDCG@10 %.4f, cold HR@10 %s", name, variant, seed, ndcg,
-                         [round(r["cold/HR@10"], 4) for r in runs[variant]])  # fmt: skip
-    pop = evaluate_cold(cold_popularity(split), split, within_only=True)
+                         {k: round(v["cold/HR@10"], 4) for k, v in scorers.items()})  # fmt: skip
     out: dict[str, Any] = {"protocol": split.protocol, "questions": len(split.cold), "variants": {}}
     for variant, rs in runs.items():
         summary = {}
@@ -181,8 +168,8 @@ def main() -> None:
             "minutes": args.minutes,
             "seeds": seeds,
             "text_encoder": args.text_encoder,
-            "neighbours": NEIGHBOURS,
-            "temperature": TEMPERATURE,
+            "neighbours": COLD_NEIGHBOURS,
+            "temperature": COLD_TEMPERATURE,
         }
         record = bench_record(
             {"model": "sasrec", "dataset": name, "seed": None, "params": params, **result}, args.tag
