@@ -441,7 +441,9 @@ class SequenceRecommender(NeuralRecommender):
         kinds = 2 * types + positive_mask(seqs.events, seqs.values, seqs.event_names)
         if self.config.actions:
             _, self._acts = B.next_item_arrays(Histories(seqs.indptr, acts - 1), self.config.max_len)
-        _, self._kinds = B.next_item_arrays(Histories(seqs.indptr, kinds), self.config.max_len)
+        if self.config.targets != "all" or self.config.event_weights:
+            # unit weights would only cost the chunked softmax its memory bound (losses.py)
+            _, self._kinds = B.next_item_arrays(Histories(seqs.indptr, kinds), self.config.max_len)
 
     def _learn_vocab(self, train: Interactions) -> None:
         self._learn_content(train)
