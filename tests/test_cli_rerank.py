@@ -41,7 +41,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_train_reports_the_reranked_test_beside_the_model_own(model_dir: tuple[Path, dict]) -> None:
     _, record = model_dir
-    assert record["rerank"] == {"calibrate": {"lambda": 0.5, "alpha": 0.01, "by": "genre"}, "pool": 100}
+    assert record["rerank"] == {
+        "calibrate": {"lambda": 0.5, "alpha": 0.01, "by": "genre"},
+        "pool": 100,
+        "relevance": "rank",
+    }
     plain, reranked = record["metrics_without_rerank"], record["metrics"]
     assert reranked["Miscalibration@10"] < 0.5 * plain["Miscalibration@10"]
     assert reranked["NDCG@10"] != plain["NDCG@10"]
@@ -69,6 +73,7 @@ def test_recommend_reranks_and_names_relaxed_quotas(model_dir: tuple[Path, dict]
         ("calibrate:lambda=1.5", "calibrate.lambda: must be in [0, 1], got 1.5"),
         ("shuffle", "unknown re-ranker(s) shuffle; known: novelty, calibrate, mmr, quota"),
         ("mmr:lambda", "expected key=value"),
+        ("relevance=logit", "relevance: Input should be 'rank' or 'prob'"),
         ("quota:min_per_kind.tv=1", "unknown kind(s) tv; known: game, movie, music"),
     ],
 )

@@ -56,7 +56,8 @@ RerankOpt = Annotated[
     typer.Option(
         "--rerank",
         help="Re-rank the lists (repeatable): calibrate:lambda=0.5[,by=kind] · mmr:lambda=0.3[,by=genres] · "
-        "novelty:weight=0.2 · quota:max_per_genre=3,min_per_kind.game=2 · pool=200 · or one JSON object "
+        "novelty:weight=0.2 · quota:max_per_genre=3,min_per_kind.game=2 · pool=200 · relevance=prob · "
+        "or one JSON object "
         "(docs/rerank.md).",
     ),
 ]

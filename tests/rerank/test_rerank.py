@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from playnext.data.interactions import Histories
 from playnext.errors import ConfigError
-from playnext.rerank import ItemFeatures, RerankSpec, parse_spec, rerank, rerank_rows, spec_from
+from playnext.rerank import ItemFeatures, RerankSpec, greedy, parse_spec, rerank, rerank_rows, spec_from
 from playnext.rerank.features import mix, smoothed_kl
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -224,10 +224,11 @@ def reference_gains(
     k=st.integers(1, 6),
     lam_c=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
     lam_m=st.sampled_from([0.0, 0.4, 1.0]),
+    relevance=st.sampled_from(["rank", "prob"]),
     seed=st.integers(0, 10_000),
 )
 def test_every_pick_is_the_best_gain_by_the_definitions(
-    n: int, k: int, lam_c: float, lam_m: float, seed: int
+    n: int, k: int, lam_c: float, lam_m: float, relevance: str, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
     names = ["a", "b", "c", "d"]
@@ -237,13 +238,21 @@ def test_every_pick_is_the_best_gain_by_the_definitions(
     history = np.arange(n, n + 4)
     items = np.arange(n)
     scores = rng.integers(0, 4, size=n).astype(float)  # ties on purpose
-    spec = spec_from({"calibrate": {"lambda": lam_c}, "mmr": {"lambda": lam_m, "by": "embedding"}})
+    spec = spec_from(
+        {
+            "calibrate": {"lambda": lam_c},
+            "mmr": {"lambda": lam_m, "by": "embedding"},
+            "relevance": relevance,
+        }
+    )
     out = rerank(scores, items, history, f, spec, k).items
     assert len(out) == min(k, n) and len(set(out)) == len(out)
     model_order = sorted(range(n), key=lambda i: (-scores[i], i))
     rel = [0.0] * n
+    total = sum(math.exp(x) for x in scores)
     for place, i in enumerate(model_order, 1):
-        rel[i] = 1.0 / math.log2(1 + place)  # NDCG's weight of the model's place
+        # NDCG's weight of the model's place, or the model's softmax probability
+        rel[i] = 1.0 / math.log2(1 + place) if relevance == "rank" else math.exp(scores[i]) / total
     share = f.genre_share.toarray()
     cats = [{g: float(share[i, g]) for g in np.flatnonzero(share[i])} for i in range(n)]
     p_arr = f.history_mix(history)
@@ -290,6 +299,35 @@ def test_quotas_hold_whenever_they_can_and_relaxations_are_exactly_the_misses(
         assert not expected  # the cap alone can be met, so it is
 
 
+def test_prob_relevance_is_the_softmax_over_every_candidate_not_the_pool() -> None:
+    f, _, items, scores = drama_comedy()
+    spec = spec_from({"relevance": "prob", "pool": 10, "novelty": {"weight": 0.0}})
+    pos = np.argsort(-scores, kind="stable")[:10]
+    lse = greedy._logsumexp(scores)
+    rel = greedy._relevance(scores[pos], items[pos], f, spec, lse)
+    softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    np.testing.assert_allclose(rel, softmax[pos])
+    assert rel.sum() < 0.1  # 140 dramas share the mass: the pool's ten hold little of it
+
+
+def test_prob_relevance_keeps_the_items_the_model_is_sure_of() -> None:
+    """Rank weights see the same first-to-tenth places whatever the model's confidence;
+    probabilities let calibration move only the items the model is unsure of."""
+    f, _, _, _ = drama_comedy()
+    history = np.arange(150, 160)  # comedies only: calibration wants no drama at all
+    items = np.setdiff1d(np.arange(f.n), history)
+    flat = np.where(items < 150, 1.0, 0.0) - items * 1e-3  # every drama a little likelier
+    sure = flat + np.where(items == 0, 12.0, 0.0)  # drama 0 near-certain (p ≈ 0.999)
+
+    def top(scores: np.ndarray, relevance: str) -> list[int]:
+        spec = spec_from({"calibrate": {"lambda": 0.5}, "relevance": relevance})
+        return [int(i) for i in rerank(scores, items, history, f, spec, 10).items]
+
+    assert n_drama(np.array(top(flat, "prob"))) == 0  # unsure: all comedy, as the history
+    assert 0 in top(sure, "prob") and n_drama(np.array(top(sure, "prob"))) == 1  # sure: kept
+    assert top(flat, "rank") == top(sure, "rank")  # ranks cannot tell the two apart
+
+
 # ---- the spec: validated, with the field and the allowed range ----------------------------------------
 @pytest.mark.parametrize(
     ("doc", "message"),
@@ -302,6 +340,7 @@ def test_quotas_hold_whenever_they_can_and_relaxations_are_exactly_the_misses(
         ({"quota": {"max_per_genre": 0}}, r"quota\.max_per_genre: must be in 1\.\.1000"),
         ({"quota": {"min_per_kind": {"game": -1}}}, r"quota\.min_per_kind\.game: must be in 0\.\.1000"),
         ({"calibrate": {"by": "mood"}}, r"calibrate\.by: Input should be 'genre' or 'kind'"),
+        ({"relevance": "logit"}, r"relevance: Input should be 'rank' or 'prob'"),
         ({"calibrat": {}}, r"unknown re-ranker\(s\) calibrat \(did you mean calibrate\?\); known: novelty, "),
         (
             {"mmr": {"lamda": 0.2}},
@@ -330,6 +369,7 @@ def test_parse_spec_from_command_line_strings() -> None:
         "mmr": {"lambda": 0.3, "by": "genres"},
         "quota": {"min_per_kind": {"game": 2}, "max_per_genre": 3},
         "pool": 200,
+        "relevance": "rank",
     }
     assert spec.applied == ["calibrate", "mmr", "quota"]  # the fixed order, not the given one
     assert parse_spec(['{"novelty": {"weight": 0.1}}', "calibrate"]).applied == ["novelty", "calibrate"]  # type: ignore[union-attr]

@@ -36,7 +36,11 @@ def test_calibrated_list_has_the_history_kind_mix_and_the_answer_says_so(
     assert [it["rank"] for it in got["items"]] == list(range(1, 11))
     assert got["rerank"] == {
         "applied": ["calibrate"],
-        "params": {"calibrate": {"lambda": 1.0, "alpha": 0.01, "by": "kind"}, "pool": 100},
+        "params": {
+            "calibrate": {"lambda": 1.0, "alpha": 0.01, "by": "kind"},
+            "pool": 100,
+            "relevance": "rank",
+        },
         "pool": got["rerank"]["pool"],
         "similarity": None,
         "relaxed": [],
@@ -118,6 +122,13 @@ def test_bad_rerank_options_are_422_naming_the_field_and_range(
     assert "unknown re-ranker(s) diversify; known: novelty, calibrate, mmr, quota" in err["msg"]
     (err,) = detail({"mmr": {"lambda": 0.2, "by": "colour"}})  # type: ignore[misc]
     assert err["loc"][-2:] == ["mmr", "by"]
+    (err,) = detail({"calibrate": {}, "relevance": "score"})  # type: ignore[misc]
+    assert err["loc"][-1] == "relevance" and "Input should be 'rank' or 'prob'" in err["msg"]
+    ok = client.post("/recommend", json={"user_id": user, "rerank": {"calibrate": {}, "relevance": "prob"}})
+    assert ok.status_code == 200 and ok.json()["rerank"]["params"]["relevance"] == "prob"
+    # /search ranks by a blend of cosines and percentiles: no logits to take a softmax of
+    r = client.post("/search", json={"query": "space", "rerank": {"calibrate": {}, "relevance": "prob"}})
+    assert r.status_code == 422 and "rerank.relevance=prob" in r.json()["detail"]
     assert detail({"quota": {"min_per_kind": {"tv": 1}}}) == (
         "rerank.quota.min_per_kind: unknown kind(s) tv; known: game, movie, music"
     )

@@ -1,18 +1,28 @@
 """The re-rankers: pure functions from (candidate scores, candidate items, history) to a list.
 
-    r_i   = 1 / log2(1 + rank_i) − w · log(1 + pop_i) / log(1 + max pop)              novelty
+    r_i   = 1 / log2(1 + rank_i)                     relevance = rank (the default)
+    r_i   = exp(s_i) / Σ_{j ∈ C} exp(s_j)            relevance = prob
+    r_i  ← r_i − w · r_max · log(1 + pop_i) / log(1 + max pop)                          novelty
     g_i   = (1 − λ_c) · r_i − λ_c · KL(p ‖ q̃(S ∪ {i}))                                 calibration
     g_i  ← (1 − λ_m) · g_i − λ_m · max_{j ∈ S} sim(i, j)                               MMR
     S    ← S ∪ {argmax g_i over the items quotas allow}                                 k times
 
-rank_i is the item's place in the model's order of the pool, so relevance is the weight NDCG
-gives that place: scale-free (λ means the same for any model's scores) and, like NDCG, dear at
-the head of the list and cheap further down. p is the history's category mix (each item's genres
-weighted 1/|genres|), q the list's, and q̃ = (1 − α)·q + α·p (Steck, RecSys 2018). Adding the
-item with the best total objective is the same as adding the one with the best marginal gain,
-since the current list's terms are common to every candidate. Everything runs over a pool, the
-model's top `pool` items (quotas and calibration add the best few of a kind or genre the list
-needs), so a request costs about O(k · pool · categories), never O(k · catalog).
+rank_i is the item's place in the model's order of the pool, so rank relevance is the weight
+NDCG gives that place: scale-free (λ means the same for any model's scores, EASE's or a search
+blend's) and, like NDCG, dear at the head of the list and cheap further down. prob is Steck's own
+relevance: the model's softmax probability of item i over every candidate C (the catalog less
+seen and filtered items), so Σ_S r is the list's expected number of hits and, with one λ for every
+user, the greedy spends accuracy where the model is unsure rather than where it is sure — the
+per-user lists then solve "most expected hits for a total miscalibration" (a Lagrangian with
+multiplier λ/(1 − λ) expected hits per nat). That needs scores that are softmax logits (SASRec,
+HSTU, GRU4Rec trained with a softmax loss), and λ sits on that scale: about 0.02, not 0.3.
+r_max (1 with rank relevance) keeps novelty's weight relative to the model's first item.
+p is the history's category mix (each item's genres weighted 1/|genres|), q the list's, and
+q̃ = (1 − α)·q + α·p (Steck, RecSys 2018). Adding the item with the best total objective is the
+same as adding the one with the best marginal gain, since the current list's terms are common to
+every candidate. Everything runs over a pool, the model's top `pool` items (quotas and
+calibration add the best few of a kind or genre the list needs), so a request costs about
+O(k · pool · categories), never O(k · catalog).
 """
 
 from __future__ import annotations
@@ -84,7 +94,7 @@ def rerank(
     cand, s = items[pool_pos], scores[pool_pos]
     if not spec.active or len(cand) == 0:
         return Reranked(cand[:k], spec.applied, [], len(cand))
-    rel = _relevance(s, cand, features, spec)
+    rel = _relevance(s, cand, features, spec, _logsumexp(scores) if spec.relevance == "prob" else 0.0)
     picked, similarity = _greedy(rel, cand, history, features, spec, min(k, len(cand)))
     out = cand[picked]
     return Reranked(out, spec.applied, _relaxed(out, features, spec), len(cand), similarity)
@@ -156,19 +166,34 @@ def _best(scores: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
     return pos[np.argpartition(-scores[pos], n - 1)[:n]]
 
 
-def _relevance(s: np.ndarray, cand: np.ndarray, features: ItemFeatures, spec: RerankSpec) -> np.ndarray:
-    """The DCG weight 1/log2(1 + rank) of each candidate's place in the model's order (`s` is
-    sorted best first), less the novelty penalty.
+def _relevance(
+    s: np.ndarray, cand: np.ndarray, features: ItemFeatures, spec: RerankSpec, lse: float
+) -> np.ndarray:
+    """Each candidate's relevance (`s` is sorted best first): the DCG weight 1/log2(1 + rank) of
+    its place in the model's order, or its softmax probability exp(s − lse) over every
+    candidate; less the novelty penalty.
 
-    Why ranks and not the scores: scores are on each model's own scale, and a min-max of them gave
-    a worse trade-off on ML-1M SASRec at every λ (at 90 % of the model's NDCG@10, miscalibration
-    0.67× the model's own lists against 0.45× with ranks; docs/rerank.md)."""
-    rel = 1.0 / np.log2(np.arange(len(s), dtype=np.float64) + 2.0)
+    Why ranks by default: they mean the same for any model's scores. A min-max of the scores gave
+    a worse trade-off on ML-1M SASRec at every λ, and so did probabilities divided by each user's
+    top one (a per-user scale); the plain probability gave a better one (docs/rerank.md)."""
+    if spec.relevance == "prob":
+        rel = np.exp(s - lse)
+    else:
+        rel = 1.0 / np.log2(np.arange(len(s), dtype=np.float64) + 2.0)
     if spec.novelty is not None and spec.novelty.weight > 0:
         top = np.log1p(float(features.popularity.max(initial=0.0)))
         if top > 0:
-            rel = rel - spec.novelty.weight * np.log1p(features.popularity[cand]) / top
+            scale = float(rel[0]) if len(rel) else 1.0
+            rel = rel - spec.novelty.weight * scale * np.log1p(features.popularity[cand]) / top
     return rel
+
+
+def _logsumexp(scores: np.ndarray) -> float:
+    """log Σ exp(scores), the softmax's normaliser over every candidate (not only the pool)."""
+    top = float(scores.max(initial=-np.inf))
+    if not np.isfinite(top):
+        return 0.0
+    return top + float(np.log(np.exp(scores - top).sum()))
 
 
 def _greedy(

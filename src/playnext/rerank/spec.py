@@ -20,6 +20,8 @@ from playnext.errors import ConfigError
 
 RERANKERS = ("novelty", "calibrate", "mmr", "quota")
 """The re-rankers, in the order they are applied."""
+SETTINGS = ("pool", "relevance")
+"""The spec's fields that are not re-rankers: what every re-ranker works on."""
 MAX_POOL = 1000
 MAX_QUOTA_KINDS = 20
 
@@ -118,18 +120,24 @@ class RerankSpec(_Part):
     pool: Pool = Field(
         100, description="Candidates re-ranked: the model's top `pool` (at least k), 10..1000."
     )
+    relevance: Literal["rank", "prob"] = Field(
+        "rank",
+        description="The relevance the greedy keeps: rank = the NDCG weight 1/log2(1 + rank) of the "
+        "model's place (any model's scores); prob = the model's softmax probability over the "
+        "candidates (scores that are softmax logits; λ then sits near 0.02).",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _known_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [k for k in data if k not in (*RERANKERS, "pool")]
+            unknown = [k for k in data if k not in (*RERANKERS, *SETTINGS)]
             if unknown:
                 close = [m for k in unknown for m in difflib.get_close_matches(str(k), RERANKERS, n=1)]
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ValueError(
                     f"unknown re-ranker(s) {', '.join(map(str, unknown))}{hint}; "
-                    f"known: {', '.join(RERANKERS)} (and pool)"
+                    f"known: {', '.join(RERANKERS)} (and {', '.join(SETTINGS)})"
                 )
             # `{"calibrate": true}` and `{"calibrate": {}}` both mean the defaults
             data = {k: ({} if v is True else v) for k, v in data.items() if v is not False}
@@ -153,8 +161,8 @@ def parse_spec(items: Sequence[str] | None, where: str = "--rerank") -> RerankSp
     """A spec from command-line strings, each `NAME[:key=value,…]` or one JSON object.
 
     `calibrate:lambda=0.5`, `mmr:lambda=0.3,by=genres`, `novelty:weight=0.2`,
-    `quota:max_per_genre=3,min_per_kind.game=2`, `pool=200`. Errors are ConfigErrors naming the
-    field and its range (the CLI exits 2).
+    `quota:max_per_genre=3,min_per_kind.game=2`, `pool=200`, `relevance=prob`. Errors are
+    ConfigErrors naming the field and its range (the CLI exits 2).
     """
     if not items:
         return None
@@ -172,7 +180,7 @@ def parse_spec(items: Sequence[str] | None, where: str = "--rerank") -> RerankSp
             continue
         name, _, params = text.partition(":")
         name = name.strip()
-        if "=" in name and not params:  # pool=200
+        if "=" in name and not params:  # pool=200, relevance=prob
             key, _, value = name.partition("=")
             doc[key.strip()] = _scalar(value)
             continue

@@ -490,6 +490,9 @@ class Engine:
         re-ranked over the text candidates when `q.rerank` asks for it."""
         index = self._require_text()
         assert self.encoder is not None
+        if q.rerank is not None and q.rerank.active and q.rerank.relevance == "prob":
+            # a blend of cosines and percentiles is no logit: its softmax would be near uniform
+            raise ConfigError("rerank.relevance=prob: /search scores are not model logits; use rank")
         alpha = self.settings.search_blend if blend is None else blend
         has_who = q.user_id is not None or q.history is not None or q.session_id is not None
         if has_who:
