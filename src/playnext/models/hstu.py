@@ -221,7 +221,7 @@ class HSTUNet(SequenceNet):
         super().__init__()
         self.max_len = cfg.max_len
         self.n_time_buckets = cfg.n_time_buckets
-        self.scale = math.sqrt(cfg.dim)
+        self.scale = self.input_scale = math.sqrt(cfg.dim)
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(HSTUBlock(cfg) for _ in range(cfg.n_blocks))

@@ -336,6 +336,7 @@ class SequenceNet(nn.Module):
 
     item_emb: nn.Embedding
     id_dropout: float
+    input_scale: float = 1.0  # what the net multiplies embed_items' output by (√d in SASRec, HSTU)
 
     def __init__(self) -> None:
         super().__init__()
@@ -378,7 +379,13 @@ class SequenceNet(nn.Module):
             return x
         if actions is None:
             actions = torch.where(seq > 0, UNTYPED_ACTION, 0)  # (B, T) every event untyped
-        return x + self.action_emb(actions)  # (B, T, D)
+        # Centred: what every action row shares is a shift of every position, which tells the
+        # model nothing yet (one type everywhere: all of it) and, trained at every position of
+        # every batch, outgrows the sparsely trained item rows and drowns them in the first
+        # LayerNorm. Unscaled by the net's input scale (√d in SASRec and HSTU), for the same reason.
+        table = self.action_emb.weight  # (A, D)
+        a = (table[actions] - table[1:].mean(0)) * (seq > 0)[..., None].to(x.dtype)  # (B, T, D)
+        return x + a / self.input_scale  # (B, T, D)
 
     def item_vectors(self) -> torch.Tensor:
         """(I, D) output embeddings of the real items: scores = state · item_vectors().T."""

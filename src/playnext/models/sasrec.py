@@ -87,7 +87,7 @@ class SASRecNet(SequenceNet):
     def __init__(self, n_items: int, cfg: SASRecConfig, n_actions: int = 0) -> None:
         super().__init__()
         self.max_len = cfg.max_len
-        self.scale = math.sqrt(cfg.dim)
+        self.scale = self.input_scale = math.sqrt(cfg.dim)
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0, sparse=cfg.sparse_embeddings)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
