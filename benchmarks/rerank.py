@@ -95,18 +95,11 @@ def train_or_load(
     return done.result.model, done.record
 
 
-def temperature(model: Any) -> float:
-    """The softmax temperature of the model's training logits: HSTU scores cosines and trains on
-    cosine / temperature; the others score their logits (1)."""
-    return float(getattr(getattr(model, "config", None), "temperature", 1.0))
-
-
 def cached_scorer(model: Any, questions: EvalSet) -> Any:
-    """Score the users once; every λ re-ranks the same scores. Scores are divided by the model's
-    temperature, so they are the logits it was trained on (what `relevance=prob` takes a softmax
-    of; ranks, and so every other method and metric, are unchanged)."""
+    """Score the users once; every λ re-ranks the same scores (every model here scores the logits
+    it was trained on, HSTU's cosine / temperature included: what `relevance=prob` takes a softmax of)."""
     t0 = time.perf_counter()
-    scores = model.score(questions.users, questions.history) / temperature(model)  # (U, N)
+    scores = model.score(questions.users, questions.history)  # (U, N)
     row = {int(u): r for r, u in enumerate(questions.users)}
     log.info("scored %d users in %.1fs", len(questions), time.perf_counter() - t0)
 
@@ -371,7 +364,6 @@ def main() -> None:
             knee=kn,
             valid_metrics_of_model=base_valid,
             lambdas={m: list(g) for m, g in grids.items()},
-            scores_divided_by_temperature=temperature(model),
             rerank_k=K,
             pool=spec_from({}).pool,
         )

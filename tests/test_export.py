@@ -68,7 +68,7 @@ def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -
     assert json.loads((model_dir / "model.onnx.json").read_text()) == {
         k: v for k, v in info.items() if k != "path"
     }
-    assert info["max_abs_diff"] <= export.TOLERANCE and info["n_checked"] == 120
+    assert info["max_abs_diff"] <= export.TOLERANCE * info["score_scale"] and info["n_checked"] == 120
     assert isinstance(info["opset"], int) and info["outputs"][0]["shape"][1] == 150
     names = [i["name"] for i in info["inputs"]]
     assert names == {"hstu": ["items", "times"], "caser": ["users", "items"]}.get(kind, ["items"])
@@ -87,7 +87,7 @@ def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -
         want = model.score(users, rows).numpy()
         (got,) = session.run(["scores"], graph.feed(users, rows))
         assert got.shape == want.shape
-        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=0)
 
 
 def test_other_models_are_refused_naming_the_supported_ones(world: Any, tmp_path: Path) -> None:

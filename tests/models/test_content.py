@@ -72,11 +72,12 @@ def test_extend_items_reads_the_new_items_features(cold, content_model, tmp_path
     assert int(plain.net_.content.genres[-1].abs().sum()) == 0
 
 
-def test_hstu_content_vectors_are_unit_length(cold) -> None:  # type: ignore[no-untyped-def]
+def test_hstu_content_vectors_are_its_output_vectors(cold) -> None:  # type: ignore[no-untyped-def]
     cfg = HSTUConfig(item_features=["genres", "year"], **{**SMALL, "epochs": 2})
     m = HSTU(cfg).fit(cold.warm.train)
     v = m.content_vectors(cold.cold_meta)
-    assert torch.allclose(v.norm(dim=1), torch.ones(len(v)), atol=1e-5)
+    # unit length over the temperature, as its own items' vectors: a score is cos / temperature
+    assert torch.allclose(v.norm(dim=1) * cfg.temperature, torch.ones(len(v)), atol=1e-5)
     s = m.score_new_items(cold.cold.users[:2], cold.cold.history.take(np.arange(2)), v)
     assert s.shape == (2, cold.n_warm + cold.n_cold)
 

@@ -222,6 +222,7 @@ class HSTUNet(SequenceNet):
         self.max_len = cfg.max_len
         self.n_time_buckets = cfg.n_time_buckets
         self.scale = self.input_scale = math.sqrt(cfg.dim)
+        self.temperature = cfg.temperature
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(HSTUBlock(cfg) for _ in range(cfg.n_blocks))
@@ -341,13 +342,14 @@ class HSTUNet(SequenceNet):
         return [cast(HSTUBlock, b) for b in self.blocks]
 
     def out_vectors(self, v: torch.Tensor) -> torch.Tensor:
-        """Scores are cosines: output vectors are L2-normalised."""
-        return F.normalize(v, dim=-1)
+        """Unit vectors over the temperature: a score is cos(h, item) / temperature, the logit HSTU
+        trains on, so everything that reads scores (serving, ONNX, a softmax over them) gets it."""
+        return F.normalize(v, dim=-1) / self.temperature
 
 
 @register("hstu")
 class HSTU(SequenceRecommender):
-    """Generative recommender with HSTU blocks; scores = cos(last state, item embedding)."""
+    """Generative recommender with HSTU blocks; scores = cos(last state, item embedding) / temperature."""
 
     config_class = HSTUConfig
     config: HSTUConfig
@@ -415,7 +417,7 @@ class HSTU(SequenceRecommender):
             neg = neg[mask]  # (N, K)
         return dot_product_loss(
             self.config.loss,
-            h[mask].float() / self.config.temperature,  # (N, D)
+            h[mask].float(),  # (N, D); item_vectors carry the temperature
             batch["targets"][mask] - 1,
             self.net_.item_vectors().float(),  # (I, D)
             negatives=neg,
