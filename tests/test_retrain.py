@@ -418,3 +418,24 @@ def test_store_events_a_typed_model_cannot_read_exit_2(
     assert r.exit_code == 2, r.output
     assert "event seq 61 (session odd)" in said and message in said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_content_model_reads_its_new_items_metadata(world: Interactions, tmp_path: Path) -> None:
+    """Warm-starting a content-tower model: a cold item from the store gets its genres and year
+    as features (not "unknown"), so the grown model scores it from what it is."""
+    train, _ = _cut(world)
+    params = {**SASREC, **QUIET, "item_features": ["genres", "year"]}
+    model = SASRec(SASRecConfig.from_dict(params)).fit(train)
+    folder = tmp_path / "content"
+    Artifact.from_data(model, train, {"model": "sasrec", "dataset": "synthetic", "params": params}).save(
+        folder
+    )
+    store = _store(tmp_path / "state", world)
+    r = _cli(folder, store, tmp_path / "next", "--force")
+    assert r.exit_code == 0, r.output
+    nxt = Artifact.load(tmp_path / "next")
+    cold = int(nxt.items.lookup[COLD["item_id"]])
+    tower = nxt.model.net_.content  # type: ignore[attr-defined]
+    vocab = nxt.model.content_vocab_  # type: ignore[attr-defined]
+    assert int(tower.genres[cold + 1, 0]) == vocab.genres.index("drama") + 1
+    assert int(tower.year[cold + 1]) > 0  # 2026: the last year bucket, not unknown

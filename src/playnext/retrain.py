@@ -345,7 +345,10 @@ def train_new(art: Artifact, new: NewData, options: RetrainOptions) -> Trained:
         method = "from scratch" if options.from_scratch else f"refit ({cls.name} has no warm start)"
     else:
         model = art.model
-        model.extend_items(new.init_from)
+        if getattr(model, "has_content", False):  # a content tower reads the new items' metadata
+            model.extend_items(new.init_from, meta=new.data.meta[new.n_known_items :])  # type: ignore[call-arg]
+        else:
+            model.extend_items(new.init_from)
         epochs = int(base.get("epochs", 1))
         if options.budget_minutes is not None:
             minutes = options.budget_minutes
