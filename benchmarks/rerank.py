@@ -2,6 +2,7 @@
 
     python -m benchmarks.rerank [--runs ml-1m:sasrec,ml-1m:hstu,lastfm-2k:sasrec] [--minutes 9]
         [--model-dir ml-1m:sasrec=DIR …] [--lambdas 0,0.1,…,1] [--prob-lambdas 0,0.01,…,1] [--save DIR]
+        [--alphas 0.01,0.02,…] [--pools 100,200,…]
 
 For each (dataset, model): the model is trained with its shipped recipe under a short wall-clock
 budget (`--minutes`, the cosine schedule ends with it; the budget is in the record) or loaded from
@@ -14,7 +15,11 @@ relevance, and MMR, swept separately — recording NDCG@10, HR@10, miscalibratio
 diversity, coverage and novelty, on validation and on test. λ is chosen on validation, as a model
 is: the knee of each validation curve (the point farthest from the chord between λ = 0 and
 λ = 1, both axes scaled to [0, 1]) and the best λ keeping 95 % of the validation NDCG@10; the
-record reports test at those λ.
+record reports test at those λ. Given several smoothing values α (`--alphas`) or pool sizes
+(`--pools`), each calibration method first runs its λ grid at every (α, pool) on validation alone,
+keeps the setting with the lowest validation miscalibration at ≥ 95 % of the validation NDCG@10
+(ties: the first listed), and sweeps (validation and test) at that setting only; the record keeps
+what every setting reached on validation (`settings`).
 
 For the first run (ML-1M SASRec) the added p50 latency of POST /recommend at k = 10 is measured
 in-process (TestClient, interleaved requests with and without re-ranking, explain off).
@@ -71,10 +76,15 @@ AXES = {
     "calibrate_prob": ("Miscalibration@10", "lower"),
     "mmr": ("ILD-genre@10", "higher"),
 }
-SPECS = {  # each swept method's spec at λ
-    "calibrate": lambda lam: {"calibrate": {"lambda": lam}},
-    "calibrate_prob": lambda lam: {"calibrate": {"lambda": lam}, "relevance": "prob"},
-    "mmr": lambda lam: {"mmr": {"lambda": lam}},
+Setting = tuple[float, int]  # calibration's smoothing α and the pool size
+SPECS = {  # each swept method's spec at λ and (α, pool); MMR runs at the default pool
+    "calibrate": lambda lam, st: {"calibrate": {"lambda": lam, "alpha": st[0]}, "pool": st[1]},
+    "calibrate_prob": lambda lam, st: {
+        "calibrate": {"lambda": lam, "alpha": st[0]},
+        "pool": st[1],
+        "relevance": "prob",
+    },
+    "mmr": lambda lam, st: {"mmr": {"lambda": lam}},
 }
 K = 10
 log = logging.getLogger("benchmarks.rerank")
@@ -129,17 +139,75 @@ def judge(model: Any, questions: EvalSet, split: Split, features: ItemFeatures) 
     return judged
 
 
+def default_setting() -> Setting:
+    spec = spec_from({"calibrate": {}})
+    assert spec.calibrate is not None
+    return spec.calibrate.alpha, spec.pool
+
+
+def best_at_95(points: list[dict[str, Any]], base_valid: dict[str, float], x_key: str, better: str) -> Any:
+    """The point with the best validation `x_key` among those keeping 95 % of validation NDCG@10."""
+    within = [p for p in points if p["valid_metrics"]["NDCG@10"] >= 0.95 * base_valid["NDCG@10"]]
+    sign = 1 if better == "lower" else -1
+    return min(within, key=lambda p: sign * p["valid_metrics"][x_key])
+
+
+def choose_setting(
+    valid: Judge,
+    features: ItemFeatures,
+    method: str,
+    lambdas: tuple[float, ...],
+    base_valid: dict[str, float],
+    settings: list[Setting],
+) -> tuple[Setting, list[dict[str, Any]]]:
+    """The (α, pool) whose λ grid reaches the best validation miscalibration at ≥ 95 % of the
+    validation NDCG@10 (ties: the first listed), and what each setting reached — validation only."""
+    if len(settings) == 1:
+        return settings[0], []
+    x_key, better = AXES[method]
+    explored = []
+    for st in settings:
+        points = []
+        for lam in lambdas:
+            spec = spec_from(SPECS[method](lam, st))
+            mv = base_valid if lam == 0 else valid(list_reranker(features, spec, K))
+            points.append({"lambda": lam, "valid_metrics": mv})
+        best = best_at_95(points, base_valid, x_key, better)
+        entry = {
+            "alpha": st[0],
+            "pool": st[1],
+            "best_lambda_at_95pct_ndcg": best["lambda"],
+            "valid_ndcg_ratio": best["valid_metrics"]["NDCG@10"] / base_valid["NDCG@10"],
+            f"valid_{x_key}_ratio": best["valid_metrics"][x_key] / base_valid[x_key],
+        }
+        explored.append(entry)
+        log.info("%s α=%g pool=%d on validation: %s", method, st[0], st[1], entry)
+    i = min(range(len(explored)), key=lambda j: explored[j][f"valid_{x_key}_ratio"])
+    return settings[i], explored
+
+
 def sweep(
-    valid: Judge, test: Judge, features: ItemFeatures, grids: dict[str, tuple[float, ...]]
-) -> tuple[dict[str, float], dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """The model's own metrics (validation, test) and, per method, each λ's on both."""
+    valid: Judge,
+    test: Judge,
+    features: ItemFeatures,
+    grids: dict[str, tuple[float, ...]],
+    settings: list[Setting] | None = None,
+) -> tuple[dict[str, float], dict[str, float], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The model's own metrics (validation, test), per method each λ's on both, and the (α, pool)
+    each calibration method ran at, chosen on validation among `settings`."""
     base_valid, base = valid(), test()
+    settings = settings or [default_setting()]
     curves: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, Any] = {}
     for method, lambdas in grids.items():
+        st = default_setting()
+        if method != "mmr":
+            st, explored = choose_setting(valid, features, method, lambdas, base_valid, settings)
+            chosen[method] = {"alpha": st[0], "pool": st[1], "explored": explored}
         points = []
         for lam in lambdas:
             t0 = time.perf_counter()
-            transform = list_reranker(features, spec_from(SPECS[method](lam)), K)
+            transform = list_reranker(features, spec_from(SPECS[method](lam, st)), K)
             mv = base_valid if lam == 0 else valid(transform)
             m = base if lam == 0 else test(transform)
             seconds = time.perf_counter() - t0
@@ -156,7 +224,7 @@ def sweep(
                 seconds,
             )
         curves[method] = points
-    return base_valid, base, curves
+    return base_valid, base, curves, chosen
 
 
 def knee(points: list[dict[str, Any]], x_key: str, on: str = "valid_metrics") -> int:
@@ -186,9 +254,7 @@ def summarise(
         x_key, better = AXES[method]
         i = knee(pts, x_key)
         m = pts[i]["metrics"]
-        within = [p for p in pts if p["valid_metrics"]["NDCG@10"] >= 0.95 * base_valid["NDCG@10"]]
-        sign = 1 if better == "lower" else -1
-        best = min(within, key=lambda p: sign * p["valid_metrics"][x_key])
+        best = best_at_95(pts, base_valid, x_key, better)
         b = best["metrics"]
         out[method] = {
             "chosen_on": "validation",
@@ -316,6 +382,10 @@ def main() -> None:
     ap.add_argument("--model-dir", action="append", default=[], metavar="DATASET:MODEL=DIR")
     ap.add_argument("--lambdas", default=",".join(f"{x:g}" for x in LAMBDAS), help="rank relevance and MMR")
     ap.add_argument("--prob-lambdas", default=",".join(f"{x:g}" for x in PROB_LAMBDAS))
+    ap.add_argument(
+        "--alphas", default="", help="calibration's smoothing α values to choose from on validation"
+    )
+    ap.add_argument("--pools", default="", help="pool sizes to choose from on validation")
     ap.add_argument("--latency-requests", type=int, default=300, help="per arm; 0 skips the latency run")
     ap.add_argument("--latency-only", action="store_true", help="measure latency into the first run's record")
     ap.add_argument("--save", default="", help="save each trained model here (DIR/<dataset>_<model>)")
@@ -332,6 +402,10 @@ def main() -> None:
         if grid[0] != 0.0 or grid[-1] != 1.0:
             ap.error("λ grids must run from 0 to 1 (the knee is measured against that chord)")
     grids = {"calibrate": lambdas, "calibrate_prob": prob_lambdas, "mmr": lambdas}
+    alpha0, pool0 = default_setting()
+    alphas = [float(x) for x in args.alphas.split(",")] if args.alphas else [alpha0]
+    pools = [int(x) for x in args.pools.split(",")] if args.pools else [pool0]
+    settings = [(a, n) for n in pools for a in alphas]
     loaded: dict[str, tuple[Interactions, Split]] = {}
     for n_run, item in enumerate(args.runs.split(",")):
         dataset, name = item.split(":")
@@ -349,8 +423,10 @@ def main() -> None:
         features = item_features(model, split.train)
         valid = judge(model, split.valid, split, features)
         test = judge(model, split.test, split, features)
-        base_valid, base, curves = sweep(valid, test, features, grids)
+        base_valid, base, curves, chosen = sweep(valid, test, features, grids, settings)
         kn = summarise(base_valid, base, curves)
+        for method, st in chosen.items():
+            kn[method]["alpha"], kn[method]["pool"] = st["alpha"], st["pool"]
         budget = info.get("budget_minutes") if "loaded_from" in info else minutes  # saved: its own run's
         how = f"{budget:g}-minute budget" if budget else "no budget"
         if "loaded_from" in info:
@@ -365,7 +441,8 @@ def main() -> None:
             valid_metrics_of_model=base_valid,
             lambdas={m: list(g) for m, g in grids.items()},
             rerank_k=K,
-            pool=spec_from({}).pool,
+            pool=pool0,
+            settings=chosen,
         )
         if n_run == 0 and args.latency_requests > 0:
             record["latency"] = latency(model, data, split, dataset, latency_spec(kn), args.latency_requests)
@@ -375,8 +452,16 @@ def main() -> None:
 
 
 def latency_spec(kn: dict[str, Any]) -> dict[str, Any]:
-    """The spec the latency run uses: calibration as validation chose it, probability relevance."""
-    return {"calibrate": {"lambda": kn["calibrate_prob"]["best_lambda_at_95pct_ndcg"]}, "relevance": "prob"}
+    """The spec the latency run uses: calibration as validation chose it (λ, and α and pool where
+    they were chosen too), probability relevance."""
+    c = kn["calibrate_prob"]
+    alpha0, pool0 = default_setting()
+    spec: dict[str, Any] = {"calibrate": {"lambda": c["best_lambda_at_95pct_ndcg"]}, "relevance": "prob"}
+    if c.get("alpha", alpha0) != alpha0:
+        spec["calibrate"]["alpha"] = c["alpha"]
+    if c.get("pool", pool0) != pool0:
+        spec["pool"] = c["pool"]
+    return spec
 
 
 def add_latency(
