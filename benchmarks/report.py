@@ -369,6 +369,8 @@ def cold_table() -> str:
     ]
     for r in _read(path):
         p = r["protocol"]
+        core = (r.get("params") or {}).get("k_core")
+        ds = f"{r['dataset']} ({core}-core)" if core else r["dataset"]
         for name, v in r["variants"].items():
             seeds = len(v.get("runs", [])) or "–"
             cells = [
@@ -378,7 +380,7 @@ def cold_table() -> str:
             if name == "borrowing":
                 cells[3] = "(id-only's)"
             out.append(
-                f"| {r['dataset']} | {p['cold_items']} ({p['cold_by']}) / {r['questions']} | {name} | "
+                f"| {ds} | {p['cold_items']} ({p['cold_by']}) / {r['questions']} | {name} | "
                 + " | ".join(cells)
                 + f" | {seeds} |"
             )
