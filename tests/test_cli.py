@@ -208,7 +208,7 @@ def test_train_nproc_2_prints_one_record(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "weights.safetensors").exists()
 
 
-def test_train_cold_ranks_held_out_items_every_way() -> None:
+def test_train_cold_ranks_held_out_items_every_way(tmp_path: Path) -> None:
     """`--cold` end to end: the model trains without the held-out items and the record ranks
     each user's first one by the content tower, neighbour borrowing, id-only and popularity."""
     world = ["--dataset", "synthetic", "-o", "n_users=300", "-o", "n_items=200"]
@@ -224,5 +224,12 @@ def test_train_cold_ranks_held_out_items_every_way() -> None:
     assert s["id-only"]["all/HR@10"] == 0.0 and s["content"]["all/HR@10"] > 0.0
     assert s["content"]["cold/HR@10"] > s["id-only"]["cold/HR@10"]
     assert "all/HR@10" not in s["cold-popularity"]
+    # the saved model is the one trained: its catalog is the warm one, and it serves
+    saved = runner.invoke(
+        app, [*args, "--budget-minutes", "0", "--cold", "random:0.2", "--out", str(tmp_path / "m")]
+    )
+    assert saved.exit_code == 0, saved.output
+    art = Artifact.load(tmp_path / "m")
+    assert len(art.items) == 160 and art.recommend(user=art.users.external[0], k=3)
     bad = runner.invoke(app, [*args, "--cold", "oldest:2"])
     assert bad.exit_code == 2 and "BY[:FRACTION]" in bad.output

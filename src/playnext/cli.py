@@ -295,7 +295,7 @@ def _train_here(
         done = run(plan, data, dataset=dataset, on_candidate=report)
     record = done.record
     if out_dir is not None:
-        record["model_dir"] = str(Artifact.from_data(done.result.model, data, record).save(out_dir))
+        record["model_dir"] = str(Artifact.from_data(done.result.model, done.data, record).save(out_dir))
     _print_record(record, as_json)
 
 
@@ -322,7 +322,7 @@ def _train_rank(
         done = run(plan, data, dataset=dataset, distributed=True)
         record = {**done.record, "backend": dist.get_backend()}
         if rank == 0 and out_dir is not None:
-            record["model_dir"] = str(Artifact.from_data(done.result.model, data, record).save(out_dir))
+            record["model_dir"] = str(Artifact.from_data(done.result.model, done.data, record).save(out_dir))
         dist.barrier()  # no rank tears the group down while rank 0 is still saving
     except PlaynextError:
         if rank != 0:
