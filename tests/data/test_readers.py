@@ -167,11 +167,16 @@ def test_ml1m_prefers_a_complete_ratings_dat(tmp_path: Path) -> None:
 def test_ml1m_falls_back_to_the_time_ordered_pairs_file(tmp_path: Path) -> None:
     folder = tmp_path / "ml-1m"
     write(folder / "interactions_all_users.txt", "1 3186\n1 1270\n1\t1721\n2 1\n")
-    write(folder / "ratings_users_0001-2999.dat", "1::1::1::1\n")
+    # a partial ratings file types the pairs it rates; the rest stay untyped, in the same order
+    write(folder / "ratings_users_0001-2999.dat", "1::1270::4::978300760\n1::9::2::978300761\n")
     write(folder / "movies.dat", "3186::Girl, Interrupted (1999)::Drama\n", encoding="latin-1")
     data = load_dataset("ml-1m", folder)
     assert seqs(data) == {"1": ["3186", "1270", "1721"], "2": ["1"]}
     assert not data.stats()["has_timestamps"]
+    h = data.sequences()
+    assert data.event_names == ("rating",)
+    assert h.events is not None and h.values is not None
+    assert h.events.tolist() == [-1, 0, -1, -1] and h.values[1] == 4.0
     meta = data.meta.row(0, named=True)
     assert (meta["title"], meta["genres"], meta["year"]) == ("Girl, Interrupted (1999)", ["Drama"], 1999)
 

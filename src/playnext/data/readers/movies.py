@@ -121,7 +121,9 @@ def _ml1m(path: Path, name: str) -> Interactions:
     """ratings.dat (UserID::MovieID::Rating::Timestamp) when complete, else the time-ordered pairs file.
 
     Without ratings.dat, `interactions_all_users.txt` gives every (user, movie) pair in each
-    user's time order. It has no timestamps, so file order alone is the order.
+    user's time order. It has no timestamps, so file order alone is the order. Partial ratings
+    files beside it (`ratings_users_*.dat`, ratings.dat lines of some users) type those users'
+    pairs as `rating` events with their values; the other pairs stay untyped.
     """
     folder = find_folder(path, ("ratings.dat", _ML1M_ORDER))
     if (folder / "ratings.dat").is_file():
@@ -130,6 +132,12 @@ def _ml1m(path: Path, name: str) -> Interactions:
         t = split_lines(open_text(folder / _ML1M_ORDER), None, ("UserID", "MovieID"))
         df = typed(t, {"UserID": "int", "MovieID": "int"})
         raw = df.select(ids("UserID", "MovieID"))
+        parts = sorted(folder.glob("ratings_users_*.dat"))
+        if parts:
+            rated = pl.concat([_ratings_dat(p) for p in parts]).select(C.USER, C.ITEM, C.WEIGHT, C.EVENT)
+            raw = raw.join(
+                rated.unique([C.USER, C.ITEM]), on=[C.USER, C.ITEM], how="left", maintain_order="left"
+            )
     return build(raw, _ml_dat_meta(folder), name, "movie")
 
 
