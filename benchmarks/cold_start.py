@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import append_record, bench_record, data_path
+from benchmarks.common import SHORT_SASREC, append_record, bench_record, data_path
 from playnext.data.interactions import Interactions
 from playnext.data.readers import load_dataset
 from playnext.data.split import cold_item_split, k_core
@@ -36,18 +36,7 @@ from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.experiment import COLD_NEIGHBOURS, COLD_TEMPERATURE, cold_report
 from playnext.models.sasrec import SASRec, SASRecConfig
 
-RECIPE: dict[str, Any] = {
-    "dim": 64,
-    "n_blocks": 2,
-    "n_heads": 1,
-    "max_len": 50,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "dropout": 0.2,
-    "patience": 0,
-    "warmup_epochs": 0.0,
-    "verbose": False,
-}
+RECIPE = SHORT_SASREC
 # what each catalog describes: lastfm-2k artists have tags and names, no year
 FEATURES = {
     "ml-1m": ["genres", "year", "text"],

@@ -158,3 +158,18 @@ def http_call(client: Any, path: str, body: dict[str, Any] | None) -> tuple[bool
     except httpx.HTTPError as e:
         return False, repr(e)
     return r.is_success, f"{r.status_code} {r.text[:200]}"
+
+
+# the short SASRec recipe the signal benchmarks (typed_events, cold_start) compare variants with
+SHORT_SASREC: dict[str, Any] = {
+    "dim": 64,
+    "n_blocks": 2,
+    "n_heads": 1,
+    "max_len": 50,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "dropout": 0.2,
+    "patience": 0,
+    "warmup_epochs": 0.0,
+    "verbose": False,
+}

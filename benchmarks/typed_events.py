@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import append_record, bench_record, data_path
+from benchmarks.common import SHORT_SASREC, append_record, bench_record, data_path
 from playnext.data.interactions import Interactions
 from playnext.data.readers import load_dataset
 from playnext.data.split import leave_one_out
@@ -29,18 +29,7 @@ from playnext.data.synthetic import generate_world
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.sasrec import SASRec, SASRecConfig
 
-RECIPE: dict[str, Any] = {
-    "dim": 64,
-    "n_blocks": 2,
-    "n_heads": 1,
-    "max_len": 50,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "dropout": 0.2,
-    "patience": 0,
-    "warmup_epochs": 0.0,
-    "verbose": False,
-}
+RECIPE = SHORT_SASREC
 VARIANTS: dict[str, dict[str, Any]] = {
     "untyped": {},
     "typed": {"actions": True, "targets": "positive"},
