@@ -8,7 +8,10 @@ among all items and within the cold set (HR@10, NDCG@10):
 - neighbour borrowing: the id-only model's scores of each cold item's 10 nearest MiniLM texts,
   softmax-weighted (τ = 0.05), exactly what `playnext serve` does for a model without content;
 - the content tower: the same recipe with `item_features`, scoring cold items from content alone;
-- popularity within the cold set: each cold item's events before the question (no training).
+- popularity within the cold set: each cold item's events before the question (no training);
+- `+live`: borrowing and the content tower with w · log(1 + the item's events so far) added, as
+  `playnext serve` adds the state store's counts; w is chosen on a seeded half of the questions'
+  users, and every figure (all scorers) is on the other half.
 
 Both SASRecs also answer the ordinary leave-one-out questions of the warm log (the warm target:
 the tower must cost at most 1 % of NDCG@10). Same recipe and budget for both; the epoch is
@@ -63,8 +66,15 @@ def run(
 ) -> dict[str, Any]:
     split = cold_item_split(load(name), fraction, by=by, seed=0)
     warm = split.warm
-    runs: dict[str, list[dict[str, Any]]] = {"id-only": [], "borrowing": [], "content": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "id-only": [],
+        "borrowing": [],
+        "borrowing+live": [],
+        "content": [],
+        "content+live": [],
+    }
     pop: dict[str, float] = {}
+    questions: dict[str, int] = {}
     for seed in seeds:
         for variant, extra in (
             ("id-only", {}),
@@ -85,14 +95,17 @@ def run(
                 "train_seconds": round(seconds, 1),
             }
             # the content model is read by its own vectors; the id-only one as serving would without them
-            scorers = cold_report(model, split, encoder if variant == "id-only" else "none")
+            report = cold_report(model, split, encoder if variant == "id-only" else "none")
+            scorers, weights = report["scorers"], report["live_weights"]
             for scorer, metrics in scorers.items():
-                if scorer in runs and (scorer == "content") == (variant == "content"):
-                    runs[scorer].append({**base, **metrics})
-            pop = scorers["cold-popularity"]
+                if scorer in runs and scorer.startswith("content") == (variant == "content"):
+                    chosen = weights.get(scorer.removesuffix("+live"), {}).get("chosen")
+                    live = {"live_weight": chosen} if scorer.endswith("+live") else {}
+                    runs[scorer].append({**base, **metrics, **live})
+            pop, questions = scorers["cold-popularity"], report["questions"]
             logging.info("%s %s seed %d: warm NDCG@10 %.4f, cold HR@10 %s", name, variant, seed, ndcg,
                          {k: round(v["cold/HR@10"], 4) for k, v in scorers.items()})  # fmt: skip
-    out: dict[str, Any] = {"protocol": split.protocol, "questions": len(split.cold), "variants": {}}
+    out: dict[str, Any] = {"protocol": split.protocol, "questions": questions, "variants": {}}
     for variant, rs in runs.items():
         summary = {}
         for key in (*KEYS, "warm/NDCG@10"):
@@ -119,6 +132,12 @@ def summary_metrics(result: dict[str, Any]) -> dict[str, float]:
                 m[f"{key}_{name}"] = s[key]["mean"]
     m["content_over_borrowing_cold_HR@10"] = v["content"]["cold/HR@10"]["mean"] / max(
         1e-12, v["borrowing"]["cold/HR@10"]["mean"]
+    )
+    m["content_live_over_borrowing_live_cold_HR@10"] = v["content+live"]["cold/HR@10"]["mean"] / max(
+        1e-12, v["borrowing+live"]["cold/HR@10"]["mean"]
+    )
+    m["content_live_over_popularity_cold_HR@10"] = v["content+live"]["cold/HR@10"]["mean"] / max(
+        1e-12, v["cold-popularity"]["cold/HR@10"]["mean"]
     )
     m["content_over_borrowing_all_HR@10"] = v["content"]["all/HR@10"]["mean"] / max(
         1e-12, v["borrowing"]["all/HR@10"]["mean"]

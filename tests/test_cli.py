@@ -220,7 +220,11 @@ def test_train_cold_ranks_held_out_items_every_way(tmp_path: Path) -> None:
     cold = rec["cold"]
     assert cold["protocol"]["cold_items"] == 40 and rec["n_items"] == 160
     s = cold["scorers"]
-    assert set(s) == {"content", "borrowing", "id-only", "cold-popularity"}
+    assert set(s) == {"content", "borrowing", "content+live", "borrowing+live", "id-only", "cold-popularity"}
+    q = cold["questions"]  # live weights chosen on one half of the questions, reported on the other
+    assert s["content"]["questions"] == q["test"] and abs(q["test"] - q["valid"]) <= 1
+    w = cold["live_weights"]["content"]
+    assert w["chosen"] in {float(k) for k in w["valid/cold/NDCG@10"]}
     assert s["id-only"]["all/HR@10"] == 0.0 and s["content"]["all/HR@10"] > 0.0
     assert s["content"]["cold/HR@10"] > s["id-only"]["cold/HR@10"]
     assert "all/HR@10" not in s["cold-popularity"]

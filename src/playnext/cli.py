@@ -353,10 +353,11 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         p = record["cold"]["protocol"]
         scorers = record["cold"]["scorers"]
         n = int(next(iter(scorers.values()))["questions"])
+        chosen = ", ".join(f"{k} {v['chosen']:g}" for k, v in record["cold"].get("live_weights", {}).items())
         _metrics_table(
             scorers,
-            f"cold items ({p['cold_items']} held out, {p['cold_by']}) — {n} questions: "
-            "among all items / within the cold set",
+            f"cold items ({p['cold_items']} held out, {p['cold_by']}) — {n} test questions: "
+            f"among all items / within the cold set; +live weights ({chosen}) chosen on the other half",
             ["all/HR@10", "all/NDCG@10", "cold/HR@10", "cold/NDCG@10"],
         )
     if "model_dir" in record:

@@ -24,9 +24,16 @@ from playnext import __version__
 from playnext.data.interactions import Interactions
 from playnext.data.split import ColdSplit, EvalSet, Split, cold_item_split, leave_one_out, parse_cold
 from playnext.errors import ConfigError
-from playnext.evaluate.cold import borrowing, cold_popularity, evaluate_cold, id_only
+from playnext.evaluate.cold import (
+    borrowing,
+    choose_live_weight,
+    cold_popularity,
+    evaluate_cold,
+    id_only,
+    with_live_counts,
+)
 from playnext.evaluate.metrics import TIES, Ties
-from playnext.evaluate.protocol import EvalResult, judge_on, protocol_description
+from playnext.evaluate.protocol import EvalResult, Scorer, judge_on, protocol_description
 from playnext.models import registry
 from playnext.models.nn import NeuralRecommender
 from playnext.recipes import Recipe
@@ -301,31 +308,45 @@ def run(
     )
     rec = record(plan, res, split, dataset=dataset, n_items=data.n_items)
     if cold is not None:
-        rec["cold"] = {"protocol": cold.protocol, "scorers": cold_report(res.model, cold)}
+        rec["cold"] = {"protocol": cold.protocol, **cold_report(res.model, cold)}
     return Run(res, rec, data, split)
 
 
 COLD_NEIGHBOURS, COLD_TEMPERATURE = 10, 0.05  # as `playnext serve` borrows (Settings.cold_*)
 
 
-def cold_report(model: Any, split: ColdSplit, text_encoder: str = "minilm") -> dict[str, dict[str, float]]:
+def cold_report(model: Any, split: ColdSplit, text_encoder: str = "minilm") -> dict[str, Any]:
     """`model` on the cold questions (evaluate/cold.py), beside what it would be without content:
     the model's own content vectors when it has a content tower; neighbour borrowing from its
-    warm scores (by `text_encoder` texts, as serving does); id-only; cold-set popularity."""
-    out: dict[str, dict[str, float]] = {}
+    warm scores (by `text_encoder` texts, as serving does); id-only; cold-set popularity. Each
+    scorer that ranks cold items also runs with live counts (`…+live`), their weight chosen on a
+    seeded half of the questions' users (`weights`); every figure is on the other half."""
+    valid, test = split.halves()
+    scorers: dict[str, Scorer] = {}
     if getattr(model, "has_content", False):
         vecs = model.content_vectors(split.cold_meta)
-        out["content"] = evaluate_cold(lambda u, h: model.score_new_items(u, h, vecs), split)
+        scorers["content"] = lambda u, h: model.score_new_items(u, h, vecs)
     encoder = make_encoder(text_encoder)
     if encoder is not None:
         warm_meta = split.warm_log.meta
         known = encoder.encode([item_text(*r) for r in warm_meta.select(*TEXT_COLUMNS).iter_rows()])
         new = encoder.encode([item_text(*r) for r in split.cold_meta.select(*TEXT_COLUMNS).iter_rows()])
         nb, w = text_neighbours(new, known, COLD_NEIGHBOURS, COLD_TEMPERATURE)
-        out["borrowing"] = evaluate_cold(borrowing(model.score, nb, w), split)
-    out["id-only"] = evaluate_cold(id_only(model.score, split.n_cold), split)
-    out["cold-popularity"] = evaluate_cold(cold_popularity(split), split, within_only=True)
-    return out
+        scorers["borrowing"] = borrowing(model.score, nb, w)
+    out: dict[str, dict[str, float]] = {}
+    weights: dict[str, dict[str, Any]] = {}
+    for name, scorer in scorers.items():
+        out[name] = evaluate_cold(scorer, test)
+        best, seen = choose_live_weight(scorer, valid)
+        weights[name] = {"chosen": best, "valid/cold/NDCG@10": {f"{k:g}": v for k, v in seen.items()}}
+        out[name + "+live"] = evaluate_cold(with_live_counts(scorer, test, best), test)
+    out["id-only"] = evaluate_cold(id_only(model.score, split.n_cold), test)
+    out["cold-popularity"] = evaluate_cold(cold_popularity(test), test, within_only=True)
+    return {
+        "scorers": out,
+        "live_weights": weights,
+        "questions": {"valid": len(valid.cold), "test": len(test.cold)},
+    }
 
 
 TEXT_COLUMNS = ("title", "kind", "genres", "year")  # item_text's arguments, in order

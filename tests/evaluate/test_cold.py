@@ -10,7 +10,14 @@ import torch
 
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import cold_item_split
-from playnext.evaluate.cold import borrowing, cold_popularity, evaluate_cold, id_only
+from playnext.evaluate.cold import (
+    borrowing,
+    choose_live_weight,
+    cold_popularity,
+    evaluate_cold,
+    id_only,
+    with_live_counts,
+)
 
 
 def _split():  # type: ignore[no-untyped-def]
@@ -81,3 +88,40 @@ def test_cold_popularity_orders_by_events_seen_before_each_question() -> None:
     assert torch.isinf(s[:, : split.n_warm]).all()
     got = evaluate_cold(cold_popularity(split), split, ks=(3,), within_only=True)
     assert "all/HR@3" not in got and 0.0 <= got["cold/HR@3"] <= 1.0
+
+
+def test_halves_split_the_questions_by_user_and_keep_their_counts() -> None:
+    split = _split()
+    valid, test = split.halves(seed=4)
+    assert len(valid.cold) + len(test.cold) == len(split.cold) and abs(len(valid.cold) - len(test.cold)) <= 1
+    assert not set(valid.cold.users.tolist()) & set(test.cold.users.tolist())
+    row_of = {int(u): r for r, u in enumerate(split.cold.users)}
+    for half in (valid, test):
+        for r, u in enumerate(half.cold.users):  # each question keeps its own target and live counts
+            assert int(half.cold.targets[r][0]) == int(split.cold.targets[row_of[int(u)]][0])
+            assert np.array_equal(half.cold_counts[r], split.cold_counts[row_of[int(u)]])
+    assert np.array_equal(split.halves(seed=4)[0].cold.users, valid.cold.users)  # seeded
+
+
+def test_live_counts_add_log1p_counts_to_cold_items_only() -> None:
+    split = _split()
+    base = torch.from_numpy(np.random.default_rng(5).random((len(split.cold), split.n_warm + split.n_cold)))
+    row_of = {int(u): r for r, u in enumerate(split.cold.users)}
+    scorer = lambda u, h: base[[row_of[int(x)] for x in u]]  # noqa: E731
+    s = with_live_counts(scorer, split, 0.5)(split.cold.users, split.cold.history)
+    assert torch.equal(s[:, : split.n_warm], base[:, : split.n_warm])
+    want = base[:, split.n_warm :] + 0.5 * torch.log1p(torch.from_numpy(split.cold_counts))
+    assert torch.allclose(s[:, split.n_warm :], want.to(s.dtype))
+
+
+def test_the_live_weight_is_chosen_by_the_validation_metric() -> None:
+    """Scores that know nothing (all zero): more weight on counts can only help up to the point
+    counts alone rank; weight 0 (chance) must lose to any positive weight whenever counts help."""
+    split = _split()
+    valid, _ = split.halves()
+    zero = lambda u, h: torch.zeros(len(u), split.n_warm + split.n_cold)  # noqa: E731
+    best, seen = choose_live_weight(zero, valid, weights=(0.0, 1.0, 2.0))
+    pop = evaluate_cold(cold_popularity(valid), valid, within_only=True)["cold/NDCG@10"]
+    assert abs(seen[1.0] - pop) < 1e-9 and abs(seen[2.0] - pop) < 1e-9  # same order as counts alone
+    want = 1.0 if pop > seen[0.0] else 0.0  # ties go to the smaller weight
+    assert best == want

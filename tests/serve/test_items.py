@@ -124,3 +124,39 @@ def test_a_content_tower_model_scores_cold_items_itself(
         np.array([u]), world.sequences().take(np.array([u])), model.content_vectors(meta)
     )
     assert abs(got[0]["score"] - float(own[0, -1])) < 1e-4
+
+
+def test_cold_items_gain_their_live_event_counts(
+    make_client: Callable[..., TestClient], auth: dict[str, str], artifact: Artifact, world: Interactions
+) -> None:
+    """Two added items with the same text borrow the same score; once people play one of them,
+    it gains weight · log(1 + its events) — counted in the shared store, so every worker sees it."""
+    import math
+
+    c = make_client(cold_live_weight=0.5, cold_poll_seconds=0.0)
+    twin = world.meta.row(0, named=True)
+    for item_id in ("cold-a", "cold-b"):
+        item = {"item_id": item_id, "title": "Same Film", "kind": twin["kind"], "genres": twin["genres"]}
+        assert c.post("/items", json=item, headers=auth).status_code == 201
+    ask = {"user_id": world.users.external[5], "only_items": ["cold-a", "cold-b"], "k": 2}
+    tied = {x["item_id"]: x["score"] for x in c.post("/recommend", json=ask).json()["items"]}
+    assert tied["cold-a"] == tied["cold-b"]
+    for s in range(3):
+        events = {"events": [{"item_id": "cold-b", "event": "play"}]}
+        assert c.post(f"/sessions/s{s}/events", json=events).status_code == 200
+    got = {x["item_id"]: x["score"] for x in c.post("/recommend", json=ask).json()["items"]}
+    assert abs(got["cold-b"] - got["cold-a"] - 0.5 * math.log(4)) < 1e-4 and got["cold-a"] == tied["cold-a"]
+    assert c.get("/health").json()["cold_live_weight"] == 0.5
+
+
+def test_the_live_weight_defaults_to_the_one_train_cold_chose(
+    make_client: Callable[..., TestClient], artifact: Artifact
+) -> None:
+    chose = {
+        **artifact.info,
+        "cold": {"live_weights": {"borrowing": {"chosen": 2.0}, "content": {"chosen": 9.0}}},
+    }
+    art = Artifact(artifact.model, artifact.users, artifact.items, artifact.meta, artifact.histories, chose)
+    assert make_client(art).get("/health").json()["cold_live_weight"] == 2.0  # EASE borrows: not `content`'s
+    assert make_client(art, cold_live_weight=0.0).get("/health").json()["cold_live_weight"] == 0.0
+    assert make_client().get("/health").json()["cold_live_weight"] == 0.0

@@ -56,6 +56,19 @@ def test_event_log_bound_drops_oldest(store_where: str) -> None:
     assert [e.item_id for e in s.events()] == [f"i{i}" for i in range(3, 8)]
 
 
+def test_item_counts_run_incrementally_from_a_watermark(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    assert s.item_counts(["a"]) == ({}, 0)
+    s.append("s1", [NewEvent("a"), NewEvent("b"), NewEvent("a", "skip")])
+    got, mark = s.item_counts(["a", "c"])
+    assert got == {"a": 2} and mark == s.last_seq()
+    s.append("s2", [NewEvent("c"), NewEvent("a"), NewEvent("b")])
+    newer, mark2 = s.item_counts(["a", "c"], after_seq=mark)  # only what came after the watermark
+    assert newer == {"a": 1, "c": 1} and mark2 == s.last_seq()
+    assert s.item_counts(["a"], after_seq=mark2) == ({}, mark2)
+    assert s.item_counts([], after_seq=0) == ({}, mark2)
+
+
 def test_cold_items_and_meta(store_where: str) -> None:
     s = StateStore.open(store_where, Limits(max_cold_items=2))
     assert s.cold_seq() == 0

@@ -6,7 +6,7 @@ toolkits reading the same file — agree on every test target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -231,6 +231,18 @@ class ColdSplit:
     @property
     def n_cold(self) -> int:
         return len(self.cold_items)
+
+    def halves(self, seed: int = 0) -> tuple[ColdSplit, ColdSplit]:
+        """(validation, test): the questions of a seeded half of their users, and the rest.
+
+        Anything tuned on cold questions (the live-popularity weight) is chosen on the first and
+        reported on the second, as a model is chosen on validation users."""
+        rows = np.random.default_rng(seed).permutation(len(self.cold))
+        cut = len(rows) // 2
+        return self._take(np.sort(rows[:cut])), self._take(np.sort(rows[cut:]))
+
+    def _take(self, rows: np.ndarray) -> ColdSplit:
+        return replace(self, cold=self.cold.take(rows), cold_counts=self.cold_counts[rows])
 
 
 def cold_item_split(

@@ -8,17 +8,24 @@ cold ones: can the cold answer reach the top of a real list?) and within the col
 
 is what serving does for a cold item under a model without a content tower (neighbour
 borrowing); an id-only model alone cannot rank a cold item at all (its score is −∞).
+
+A cold item's own events since it arrived are a signal no trained model has seen; serving adds
+
+    s_c + w · log(1 + n_c),   n_c = the item's events so far (the state store's count)
+
+with w chosen on validation questions (`choose_live_weight`), never on the test ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from playnext.data.interactions import Histories
-from playnext.data.split import ColdSplit
+from playnext.data.split import ColdSplit, EvalSet
 from playnext.evaluate.protocol import Scorer, evaluate
 
 ALL, WITHIN = "all/", "cold/"
@@ -73,16 +80,62 @@ def borrowing(warm: Scorer, neighbours: np.ndarray, weights: np.ndarray) -> Scor
     return score
 
 
-def cold_popularity(split: ColdSplit) -> Scorer:
-    """Popularity within the cold set as a live system counts it: each cold item's events before
-    the question's own time (no training); warm items at −∞. Questions are answered by position,
-    so call it with `split.cold`'s rows in order (as `evaluate` does)."""
+def cached(scorer: Scorer, questions: EvalSet) -> Scorer:
+    """`scorer` run once over `questions` (one question a user), then read back by user."""
+    table = scorer(questions.users, questions.history)
+    row_of = {int(u): r for r, u in enumerate(questions.users)}
+
+    def score(users: np.ndarray, history: Histories) -> torch.Tensor:
+        return table[torch.as_tensor([row_of[int(u)] for u in users])]
+
+    return score
+
+
+def _live_counts(split: ColdSplit) -> Any:
+    """users → (B, C) each cold item's events before that user's question (one question a user)."""
     row_of = {int(u): r for r, u in enumerate(split.cold.users)}
     counts = torch.from_numpy(split.cold_counts)
 
+    def of(users: np.ndarray) -> torch.Tensor:
+        return counts[torch.as_tensor([row_of[int(u)] for u in users])]
+
+    return of
+
+
+def cold_popularity(split: ColdSplit) -> Scorer:
+    """Popularity within the cold set as a live system counts it: each cold item's events before
+    the question's own time (no training); warm items at −∞."""
+    counts = _live_counts(split)
+
     def score(users: np.ndarray, history: Histories) -> torch.Tensor:
-        rows = torch.as_tensor([row_of[int(u)] for u in users])
         warm = torch.full((len(users), split.n_warm), -torch.inf)
-        return torch.cat([warm, counts[rows]], 1)
+        return torch.cat([warm, counts(users)], 1)
 
     return score
+
+
+def with_live_counts(scorer: Scorer, split: ColdSplit, weight: float) -> Scorer:
+    """`scorer` with w · log(1 + n_c) added to each cold item (n_c: its events before the
+    question), as serving adds the state store's counts; warm items unchanged."""
+    counts = _live_counts(split)
+
+    def score(users: np.ndarray, history: Histories) -> torch.Tensor:
+        s = scorer(users, history).clone()
+        s[:, split.n_warm :] += weight * torch.log1p(counts(users))
+        return s
+
+    return score
+
+
+LIVE_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def choose_live_weight(
+    scorer: Scorer, valid: ColdSplit, weights: Sequence[float] = LIVE_WEIGHTS, metric: str = "cold/NDCG@10"
+) -> tuple[float, dict[float, float]]:
+    """The weight of live counts with the best validation `metric` (ties: the smaller weight),
+    and every weight's value: the same choice a model's epoch gets, on questions never tested."""
+    once = cached(scorer, valid.cold)
+    seen = {w: evaluate_cold(with_live_counts(once, valid, w), valid)[metric] for w in weights}
+    best = max(seen, key=lambda w: (seen[w], -w))
+    return best, seen

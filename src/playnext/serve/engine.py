@@ -75,6 +75,16 @@ class _Context:
     values: np.ndarray | None = None
 
 
+def live_weight(artifact: Artifact, settings: Settings) -> float:
+    """The weight of a cold item's live event count: the setting, else what `playnext train
+    --cold` chose on validation questions for this model's way of scoring cold items, else 0."""
+    if settings.cold_live_weight is not None:
+        return settings.cold_live_weight
+    chosen = artifact.info.get("cold", {}).get("live_weights", {})
+    way = "content" if getattr(artifact.model, "has_content", False) else "borrowing"
+    return float(chosen.get(way, {}).get("chosen", 0.0))
+
+
 @dataclass(frozen=True)
 class _Cold:
     """Nearest known items (by text) of every cold-start item, with similarity weights."""
@@ -105,6 +115,10 @@ class Engine:
         self._cold = _Cold()
         self._cold_seq = 0  # the newest store cold item applied here
         self._cold_checked = 0.0
+        # cold items' events so far, counted from the store's log: (their ids, counts, watermark)
+        self._live: tuple[tuple[str, ...], np.ndarray, int] = ((), np.zeros(0, dtype=np.int64), 0)
+        self._live_checked = 0.0
+        self.live_weight = live_weight(artifact, settings)
         self._lock = threading.Lock()
         b = getattr(self.model, "b_", None)  # an item-item weight matrix (EASE): exact contributions
         shape_ok = isinstance(b, torch.Tensor) and tuple(b.shape) == (self.n_known, self.n_known)
@@ -312,17 +326,41 @@ class Engine:
 
     def _full_scores(self, known: np.ndarray, n: int) -> np.ndarray:
         """(n,) scores over the catalog: cold items borrow their text neighbours' model scores,
-        unless the model scored them already (a content tower: `known` covers them)."""
+        unless the model scored them already (a content tower: `known` covers them); either way
+        they gain `live_weight` · log(1 + their events so far)."""
         cold = self._cold
         n_cold = n - self.n_known
-        if n_cold <= 0 or len(known) >= n:
+        if n_cold <= 0:
             return known[:n]
-        nb = known[cold.nn[:n_cold]]  # (C, kn)
-        finite = np.isfinite(nb)
-        w = np.where(finite, cold.w[:n_cold], 0.0)
-        borrowed = (np.where(finite, nb, 0.0) * w).sum(1) / np.maximum(w.sum(1), 1e-12)
-        borrowed[~finite.any(1)] = -np.inf
-        return np.concatenate([known, borrowed.astype(np.float32)])
+        if len(known) >= n:
+            out = known[:n].copy()
+        else:
+            nb = known[cold.nn[:n_cold]]  # (C, kn)
+            finite = np.isfinite(nb)
+            w = np.where(finite, cold.w[:n_cold], 0.0)
+            borrowed = (np.where(finite, nb, 0.0) * w).sum(1) / np.maximum(w.sum(1), 1e-12)
+            borrowed[~finite.any(1)] = -np.inf
+            out = np.concatenate([known, borrowed.astype(np.float32)])
+        if self.live_weight > 0:
+            out[self.n_known :] += self.live_weight * np.log1p(self.live_counts(n_cold)).astype(np.float32)
+        return out
+
+    def live_counts(self, n_cold: int) -> np.ndarray:
+        """(n_cold,) events of the first `n_cold` cold items in the store's log (every worker's),
+        re-read at most every `cold_poll_seconds`: only events after the last watermark, unless
+        the cold set grew (new items are counted from the start of the log)."""
+        ids, counts, seq = self._live
+        now = time.monotonic()
+        if len(ids) < n_cold or now - self._live_checked >= self.settings.cold_poll_seconds:
+            self._live_checked = now
+            want = tuple(self.catalog.ids[self.n_known : self.n_known + n_cold])
+            grew = want[: len(ids)] != ids or len(want) > len(ids)
+            got, seq = self.store.item_counts(want, after_seq=0 if grew else seq)
+            base = np.zeros(len(want), dtype=np.int64) if grew else counts.copy()
+            base += np.array([got.get(i, 0) for i in want], dtype=np.int64)
+            self._live = (want, base, seq)
+            counts = base
+        return counts[:n_cold]
 
     def recommend(self, q: Query) -> list[dict[str, Any]]:
         return self.recommend_ranked(q).items

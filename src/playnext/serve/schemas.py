@@ -196,6 +196,9 @@ class Health(BaseModel):
     n_users: int
     n_items: int
     n_cold_items: int
+    cold_live_weight: float = Field(
+        description="Weight of log(1 + a cold item's events so far) in its score."
+    )
     sessions: int
     text_encoder: str | None
     text_index: str | None

@@ -60,6 +60,13 @@ class Settings(BaseModel):
     cold_temperature: float = Field(
         0.05, gt=0.0, le=10.0, description="Softmax temperature over those neighbours' text similarities."
     )
+    cold_live_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=100.0,
+        description="Weight of log(1 + a cold item's events so far) added to its score; unset: the "
+        "weight `playnext train --cold` chose on validation questions (0 for other models).",
+    )
     ann_threshold: int = Field(
         100_000, ge=0, description="Vector indexes over more items than this use faiss ANN, else exact."
     )

@@ -259,6 +259,22 @@ class StateStore:
         with self._guard("read"), self._read.connect() as conn:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.seq), 0))).scalar_one())
 
+    def item_counts(self, item_ids: Sequence[str], after_seq: int = 0) -> tuple[dict[str, int], int]:
+        """Events of each of `item_ids` logged after `after_seq`, and the watermark they run to.
+
+        Callers keep a running count by passing the returned watermark next time: each call reads
+        only the newest events (a primary-key range), however long the log."""
+        with self._guard("read"), self._read.connect() as conn:
+            top = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.seq), 0))).scalar_one())
+            if not item_ids or top <= after_seq:
+                return {}, max(top, after_seq)
+            q = (
+                sa.select(EVENTS.c.item_id, sa.func.count())
+                .where(EVENTS.c.seq > after_seq, EVENTS.c.seq <= top, EVENTS.c.item_id.in_(list(item_ids)))
+                .group_by(EVENTS.c.item_id)
+            )
+            return {str(i): int(n) for i, n in conn.execute(q)}, top
+
     # ---- cold-start items ------------------------------------------------------------------
     def add_cold_item(
         self, item_id: str, title: str, kind: str, genres: Sequence[str], year: int | None

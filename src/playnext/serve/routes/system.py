@@ -38,6 +38,7 @@ def health(holder: HolderDep, request: Request) -> Any:
         n_users=len(engine.artifact.users),
         n_items=engine.n_items,
         n_cold_items=engine.n_cold,
+        cold_live_weight=engine.live_weight,
         sessions=sessions,
         text_encoder=engine.encoder.name if engine.encoder is not None else None,
         text_index=engine.text_index.kind if engine.text_index is not None else None,
