@@ -9,8 +9,9 @@ Logs: the synthetic music world with planted re-listens (`generate_world(reliste
 after 30 % of plays the user replays a track of their own recent history, albums may be
 replayed) and Last.fm HetRec 2K as tag-days (`events="tag-days"`: one event per day a user
 tagged an artist, so a return on a later day is a repeat; its plays hold no repeated pair).
-Popularity and recency × frequency are deterministic (one run); SASRec runs each seed within
-a short wall-clock budget:
+Popularity and recency × frequency are deterministic (one run); SASRec, without and with the
+learned repeat bonus (`sasrec+bonus`: `repeat_bonus=true`), runs each seed within a short
+wall-clock budget:
 
     python -m benchmarks.repeats                          # synthetic-music and lastfm-2k, 3 seeds
     python -m benchmarks.repeats --datasets synthetic-music --minutes 1 --seeds 0
@@ -67,15 +68,16 @@ def load(name: str) -> Interactions:
 
 def plan_for(model: str, seed: int, minutes: float) -> Plan:
     """Baselines with their validation search; SASRec with this benchmark's recipe and budget."""
-    if model == "sasrec":
-        return Plan(model, base=dict(SASREC), overrides={"seed": seed}, budget_minutes=minutes, repeats=True)
+    if model in ("sasrec", "sasrec+bonus"):  # +bonus: the learned repeat bonus (repeat_bonus=true)
+        base = {**SASREC, "repeat_bonus": model == "sasrec+bonus"}
+        return Plan("sasrec", base=base, overrides={"seed": seed}, budget_minutes=minutes, repeats=True)
     return Plan.from_recipe(recipes.default_for(model), search=True, repeats=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="synthetic-music,lastfm-2k")
-    ap.add_argument("--models", default="popular,recency,sasrec")
+    ap.add_argument("--models", default="popular,recency,sasrec,sasrec+bonus")
     ap.add_argument("--seeds", default="0,1,2", help="SASRec's seeds (the baselines are deterministic)")
     ap.add_argument("--minutes", type=float, default=3.0, help="SASRec's training budget per run")
     ap.add_argument("--threads", type=int, default=1)
@@ -90,7 +92,7 @@ def main() -> None:
         split = leave_one_out(data)
         load_s = time.perf_counter() - t0
         for model in args.models.split(","):
-            for seed in seeds if model == "sasrec" else [0]:
+            for seed in seeds if model.startswith("sasrec") else [0]:
                 done = run(plan_for(model, seed, args.minutes), data, dataset=name, split=split)
                 extra: dict[str, Any] = {"load_seconds": load_s, "read": READ.get(name, {})}
                 if name == "synthetic-music":

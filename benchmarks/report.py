@@ -283,7 +283,8 @@ def repeats_table(records: list[dict[str, Any]]) -> str:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if "repeats" in (r.get("protocol") or {}):
-            groups[(r["dataset"], r["model"], str(r.get("tag", "")))].append(r)
+            bonus = " + repeat bonus" if (r.get("params") or {}).get("repeat_bonus") else ""
+            groups[(r["dataset"], r["model"] + bonus, str(r.get("tag", "")))].append(r)
     if not groups:
         return ""
     keys = [f"{g}NDCG@10" for g in ("", "repeat/", "new/")] + [f"{g}HR@10" for g in ("", "repeat/", "new/")]
@@ -361,7 +362,9 @@ def cold_table() -> str:
         "Cold-start protocol); each user's first held-out item asked after the warm events before "
         "it, ranked among all items and within the cold set. SASRec, one recipe and epoch budget "
         "for both models; *warm* is leave-one-out on the log without the cold items. Mean ± std "
-        "over model seeds (one split).",
+        "over model seeds (one split). `+live` adds w · log(1 + the item's events so far), w chosen "
+        "on half the questions' users (the weight each seed chose in brackets); such records count "
+        "only the other half's questions, on which every scorer of the row is measured.",
         "",
         "| dataset | cold items / questions | scorer | HR@10 among all | HR@10 within cold "
         "| NDCG@10 within cold | warm NDCG@10 | seeds |",
@@ -377,10 +380,14 @@ def cold_table() -> str:
                 _ms(v, k) if k in v else "–"
                 for k in ("all/HR@10", "cold/HR@10", "cold/NDCG@10", "warm/NDCG@10")
             ]
-            if name == "borrowing":
+            if name.startswith("borrowing"):
                 cells[3] = "(id-only's)"
+            if name.endswith("+live"):
+                name += " (w " + ", ".join(f"{x['live_weight']:g}" for x in v["runs"]) + ")"
+            q = r["questions"]
+            q = f"{q['test']} (+{q['valid']} to choose w)" if isinstance(q, dict) else q
             out.append(
-                f"| {ds} | {p['cold_items']} ({p['cold_by']}) / {r['questions']} | {name} | "
+                f"| {ds} | {p['cold_items']} ({p['cold_by']}) / {q} | {name} | "
                 + " | ".join(cells)
                 + f" | {seeds} |"
             )

@@ -10,7 +10,8 @@ trained with timestamps also takes `times` (B, max_len) int64 seconds aligned wi
 Caser takes `users` (B,) int64 (internal index, -1 = anonymous) beside its window of items.
 The output `scores` (B, n_items) float32 is ordered like items.parquet — seen items are not
 masked (that is the caller's policy, as `exclude_seen` is here). A model trained with typed
-events (`actions=true`) is refused: its action ids are no input of these graphs.
+events (`actions=true`) is refused: its action ids are no input of these graphs; so is one with
+a learned repeat bonus (`repeat_bonus=true`), which the graphs do not add.
 
 Before the file is renamed into place, onnxruntime scores real histories of the model folder's
 users and the result is compared with `Recommender.score` (the PyTorch path serving uses); a
@@ -183,6 +184,13 @@ def export_onnx(
     if model.name not in GRAPHS:
         raise ConfigError(
             f"{model_dir}: a {model.name} model has no ONNX export; supported: {', '.join(sorted(GRAPHS))}"
+        )
+    if getattr(model.config, "repeat_bonus", False):
+        # the graphs end at state · item vectors: the bonus on seen items would be missing
+        raise ConfigError(
+            f"{model_dir}: this {model.name} model scores re-listens with a learned bonus "
+            "(repeat_bonus=true), which the ONNX graph does not compute yet; serve it with "
+            "`playnext serve`, or export a model trained without it"
         )
     if getattr(model.config, "actions", False):
         # the graphs take items (and times) only: a typed model's events would silently read as

@@ -424,6 +424,7 @@ class HSTU(SequenceRecommender):
             in_batch=self.config.in_batch_negatives,
             item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
             weights=weights,
+            bonus=self.loss_bonus(batch, mask),
         )
 
     # ---- scoring ------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ class SequenceConfig(NeuralConfig):
     item_features: list[str] = dataclasses.field(default_factory=list)
     text_encoder: str = "minilm"  # for "text": the offline MiniLM, or hashing (fast, for tests)
     id_dropout: float = 0.1  # with item_features: P(an item's id part is dropped) per training step
+    # re-listens (docs/models.md): each item of the input window adds a learned weight of how
+    # long ago it was (log-spaced buckets) to its own score, so returning is learned apart from taste
+    repeat_bonus: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -104,6 +107,10 @@ class SequenceConfig(NeuralConfig):
         require(
             not (self.sparse_embeddings and self.item_features),
             "item_features needs dense item tables (sparse_embeddings=false): every step reads the tower",
+        )
+        require(
+            not self.repeat_bonus or self.loss == "ce",
+            "repeat_bonus needs loss='ce' (the bonus reaches every seen item's logit in the full softmax)",
         )
         require(
             not self.sparse_embeddings or self.loss != "ce",
@@ -316,6 +323,20 @@ class NeuralRecommender(Recommender):
         self.net_.to(load_device(self.config.device)).eval()
 
 
+def recency_buckets(max_len: int) -> int:
+    """Log-spaced buckets of how many events ago: 0, 1, 2–3, 4–7, … up to `max_len` − 1."""
+    return max(1, max_len).bit_length()
+
+
+def recency_bucket(distance: torch.Tensor, n: int) -> torch.Tensor:
+    """floor(log2(d + 1)) of each distance d ≥ 0, capped at n − 1 (exact: integer bit lengths)."""
+    d = distance.long() + 1
+    bucket = torch.zeros_like(d)
+    for b in range(1, n):
+        bucket += (d >= (1 << b)).long()
+    return bucket
+
+
 def known_items(seq: torch.Tensor, n_items: int) -> torch.Tensor:
     """Padded +1 ids with anything outside the catalog turned into padding."""
     return seq.masked_fill(seq > n_items, B.PAD)
@@ -343,6 +364,7 @@ class SequenceNet(nn.Module):
         self.action_emb: nn.Embedding | None = None  # built by nets of typed configs
         self.content: ContentTower | None = None  # attached by SequenceRecommender (item_features)
         self.id_dropout = 0.0
+        self.repeat_beta: nn.Parameter | None = None  # attached by SequenceRecommender (repeat_bonus)
 
     def item_table(self) -> torch.Tensor:
         """(I + 1, D) input vectors of the catalog, row 0 padding: the id table, plus the content
@@ -386,6 +408,31 @@ class SequenceNet(nn.Module):
         table = self.action_emb.weight  # (A, D)
         a = (table[actions] - table[1:].mean(0)) * (seq > 0)[..., None].to(x.dtype)  # (B, T, D)
         return x + a / self.input_scale  # (B, T, D)
+
+    # Adam moves a parameter by about lr per step whatever its gradient: a handful of shared
+    # weights on the logit scale (top logits ≈ 10) would need thousands of steps to matter
+    REPEAT_GAIN = 10.0
+
+    def repeat_weights(self) -> torch.Tensor:
+        """(buckets,) the logit each recency bucket adds to a seen item's score."""
+        assert self.repeat_beta is not None
+        return self.repeat_beta * self.REPEAT_GAIN
+
+    def repeat_bonus(self, seq: torch.Tensor, every_position: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """What returning adds to the scores of (B, T) left-padded ids: (item ids, amounts) to
+        scatter-add into the logits, each input item j adding β[bucket(t − j)] to its own logit
+        at every later position t (or only the last, `every_position=False`); an item seen
+        several times adds once per time. Shapes (B, T, T) or (B, T); ids are 0-based."""
+        beta = self.repeat_weights()
+        t = seq.shape[1]
+        pos = torch.arange(t, device=seq.device)
+        real = (seq > 0).to(beta.dtype)  # (B, T)
+        ids = (seq - 1).clamp(min=0)
+        if not every_position:
+            return ids, beta[recency_bucket(t - 1 - pos, len(beta))][None] * real  # (B, T)
+        dist = pos[:, None] - pos[None, :]  # (T, T) t − j
+        w = beta[recency_bucket(dist.clamp(min=0), len(beta))] * (dist >= 0).to(beta.dtype)  # (T, T)
+        return ids[:, None, :].expand(-1, t, -1), w[None] * real[:, None, :]  # (B, T, T)
 
     def item_vectors(self) -> torch.Tensor:
         """(I, D) output embeddings of the real items: scores = state · item_vectors().T."""
@@ -584,7 +631,15 @@ class SequenceRecommender(NeuralRecommender):
             in_batch=self.config.in_batch_negatives,
             item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
             weights=weights,
+            bonus=self.loss_bonus(batch, mask),
         )
+
+    def loss_bonus(self, batch: Batch, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The repeat bonus of the (N,) positions `mask` picks, for `dot_product_loss`, or None."""
+        if self.net_.repeat_beta is None:
+            return None
+        ids, amounts = self.net_.repeat_bonus(batch["inputs"], every_position=True)  # (B, T, T)
+        return ids[mask], amounts[mask]  # (N, T)
 
     def score_actions(self, rows: Histories, width: int) -> torch.Tensor | None:
         """(b, width) left-padded action ids of `rows` for a net with an action embedding, else None."""
@@ -600,9 +655,19 @@ class SequenceRecommender(NeuralRecommender):
         """(B, V) scores of each row's next-item state against (V, D) output vectors."""
         out = torch.zeros(len(history), len(vectors))
         for idx in self._score_chunks(history):
-            h = self._states(users[idx], history.take(idx))  # (b, D)
-            out[torch.from_numpy(idx)] = (h @ vectors.T).float().cpu()  # (b, V)
+            rows = history.take(idx)
+            s = (self._states(users[idx], rows) @ vectors.T).float()  # (b, V)
+            out[torch.from_numpy(idx)] = self.add_repeat_bonus(s, rows).cpu()
         return out
+
+    def add_repeat_bonus(self, scores: torch.Tensor, rows: Histories) -> torch.Tensor:
+        """(b, V) scores of `rows`' next item plus what returning adds to their window's items
+        (a model trained with `repeat_bonus`; unchanged otherwise)."""
+        if self.net_.repeat_beta is None:
+            return scores
+        seq = known_items(torch.from_numpy(B.left_pad(rows, self.config.max_len)), int(self.n_items_ or 0))
+        ids, amounts = self.net_.repeat_bonus(seq.to(scores.device), every_position=False)  # (b, T)
+        return scores.scatter_add(1, ids, amounts.to(scores.dtype))
 
     def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
         """(b, D) next-item states of `rows` (one scoring chunk)."""
@@ -625,6 +690,8 @@ class SequenceRecommender(NeuralRecommender):
             net.id_dropout = self.config.id_dropout
             if self._content_feats is not None:
                 net.content.set_features(self._content_feats)
+        if self.config.repeat_bonus:  # zeros: training starts from the model without it
+            net.repeat_beta = nn.Parameter(torch.zeros(recency_buckets(self.config.max_len)))
         return net
 
     def _learn_content(self, train: Interactions) -> None:

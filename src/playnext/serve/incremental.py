@@ -100,8 +100,10 @@ def _check_items(model: Model, items: Sequence[int]) -> None:
         raise ValueError(f"item ids must be known internal ids in [0, {n_items})")
 
 
-def _scores(net: SequenceNet, h: torch.Tensor) -> torch.Tensor:
-    return (h @ net.item_vectors().T)[0].float().cpu()  # (n_items,)
+def _scores(model: Model, net: SequenceNet, h: torch.Tensor, items: Sequence[int]) -> torch.Tensor:
+    """(n_items,) scores of state (1, D) after `items`, with a repeat bonus where the model has one."""
+    s = (h @ net.item_vectors().T).float()  # (1, n_items)
+    return model.add_repeat_bonus(s, Histories.from_lists([list(items)]))[0].cpu()
 
 
 def full_scores(
@@ -120,7 +122,7 @@ def full_scores(
     with torch.no_grad():
         t, a = _times_tensor(model, times, width), _actions_tensor(model, actions, width)
         h = model.net_.encode_last(seq, t, actions=a)  # (1, D)
-        return _scores(model.net_, h)
+        return _scores(model, model.net_, h, items)
 
 
 class IncrementalScorer:
@@ -170,8 +172,9 @@ class IncrementalScorer:
         a = _actions_tensor(self.model, None if action is None else [action], 1)  # (1, 1) or None
         with torch.no_grad():
             h, cache = net.step(new, cache, t, actions=a)  # (1, D)
-            scores = _scores(net, h)
         state.items = [*state.items, int(item)][-self.max_len :]
+        with torch.no_grad():
+            scores = _scores(self.model, net, h, state.items)
         if state.times is not None and time is not None:
             state.times = [*state.times, int(time)][-self.max_len :]
         if state.actions is not None and action is not None:

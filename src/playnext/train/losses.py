@@ -74,6 +74,7 @@ def dot_product_loss(
     item_log_freq: torch.Tensor | None = None,
     rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
     weights: torch.Tensor | None = None,
+    bonus: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Loss for models whose logits are `h · W[item] (+ b[item])` — every sequence model here.
 
@@ -82,7 +83,8 @@ def dot_product_loss(
     `item_log_freq` (I,) is log training frequency, needed only for in-batch logQ. `rows(ids)`
     replaces `weight[ids]` where the table must get a sparse gradient (sampled losses only).
     `weights` (N,) make it a weighted mean Σ w·loss / Σ w (typed events' per-type weights);
-    without them every loss is computed exactly as before.
+    without them every loss is computed exactly as before. `bonus` (ids, amounts), both (N, L),
+    is added to the full softmax's logits at those item ids (a repeat bonus; `ce` only).
     """
     n_items = weight.shape[0]
     red = "mean" if weights is None else "none"
@@ -99,12 +101,16 @@ def dot_product_loss(
         out = h @ take(ids).T  # (N, C)
         return out + bias[ids][None, :] if bias is not None else out
 
+    if bonus is not None and kind != "ce":
+        raise ValueError("a logit bonus needs the full softmax (loss='ce')")
     if kind == "ce":
         if rows is not None:
             raise ValueError("full softmax uses every item row; sparse rows need a sampled loss")
-        if weights is not None:  # per-row losses: the (N, I) logits are materialised
+        if weights is not None or bonus is not None:  # the (N, I) logits are materialised
             logits = h.float() @ weight.float().T + (bias.float() if bias is not None else 0.0)
-            return reduce(F.cross_entropy(logits, targets, reduction="none"))
+            if bonus is not None:
+                logits = logits.scatter_add(1, bonus[0], bonus[1].float())
+            return reduce(F.cross_entropy(logits, targets, reduction=red))
         return chunked_softmax_ce(h, weight, targets, bias)
     pos = (h * take(targets)).sum(-1)  # (N,)
     if bias is not None:
