@@ -152,3 +152,23 @@ def test_learns_planted_relistens_better_than_without_it() -> None:
     assert got[True]["repeat/NDCG@10"] >= got[False]["repeat/NDCG@10"] + 0.03, got
     assert got[True]["NDCG@10"] > got[False]["NDCG@10"], got
     assert (beta[1:] > 0).all(), beta  # returning after a while is learned as likely
+
+
+def test_the_service_adds_it_when_seen_items_may_come_back() -> None:
+    from fastapi.testclient import TestClient
+
+    from playnext.artifact import Artifact
+    from playnext.serve import Settings, create_app
+
+    world = generate_world(100, 60, seed=0, kinds=("music",), allow_repeats=True, relisten_rate=0.3)
+    model = SASRec(SASRecConfig(dim=8, max_len=10, epochs=1, repeat_bonus=True, verbose=False)).fit(world)
+    with torch.no_grad():
+        model.net_.repeat_beta.zero_()  # type: ignore[union-attr]
+        model.net_.repeat_beta[0] = 100.0  # type: ignore[index]  # the last item: bucket 0
+    art = Artifact.from_data(model, world, {"dataset": "synthetic", "model": "sasrec"})
+    ids = world.items.external.to_list()[:3]
+    with TestClient(create_app(art, Settings(text_encoder="none", cache_dir=None))) as c:
+        ask = {"history": ids, "k": 3}
+        top = c.post("/recommend", json={**ask, "exclude_seen": False}).json()["items"]
+        assert top[0]["item_id"] == ids[2]
+        assert ids[2] not in [x["item_id"] for x in c.post("/recommend", json=ask).json()["items"]]
