@@ -10,12 +10,15 @@ a saved folder trained on the same split (`--model-dir`, e.g. the folders an ear
 with `--save`; the record keeps that run's budget and training time). Its validation and test
 scores are computed once; then for each λ the standard leave-one-out evaluation
 (`playnext.evaluate.evaluate`, full ranking, seen items excluded, expected ties) runs on the
-re-ranked top-10 of every user — calibration (Steck 2018) with rank and with probability
-relevance, and MMR, swept separately — recording NDCG@10, HR@10, miscalibration, intra-list
+re-ranked top-10 of every user — calibration (Steck 2018, the lookahead greedy) with rank
+relevance, with probability relevance, and with probability relevance over DCG-weighted slots,
+and MMR, swept separately — recording NDCG@10, HR@10, miscalibration, intra-list
 diversity, coverage and novelty, on validation and on test. λ is chosen on validation, as a model
 is: the knee of each validation curve (the point farthest from the chord between λ = 0 and
 λ = 1, both axes scaled to [0, 1]) and the best λ keeping 95 % of the validation NDCG@10; the
-record reports test at those λ. Given several smoothing values α (`--alphas`) or pool sizes
+record reports test at those λ, and which calibration method validation prefers
+(`chosen_calibration`: the lowest validation miscalibration at ≥ 95 % of its NDCG@10).
+Given several smoothing values α (`--alphas`) or pool sizes
 (`--pools`), each calibration method first runs its λ grid at every (α, pool) on validation alone,
 keeps the setting with the lowest validation miscalibration at ≥ 95 % of the validation NDCG@10
 (ties: the first listed), and sweeps (validation and test) at that setting only; the record keeps
@@ -74,6 +77,7 @@ PROB_LAMBDAS = (
 AXES = {
     "calibrate": ("Miscalibration@10", "lower"),
     "calibrate_prob": ("Miscalibration@10", "lower"),
+    "calibrate_prob_dcg": ("Miscalibration@10", "lower"),
     "mmr": ("ILD-genre@10", "higher"),
 }
 Setting = tuple[float, int]  # calibration's smoothing α and the pool size
@@ -83,6 +87,12 @@ SPECS = {  # each swept method's spec at λ and (α, pool); MMR runs at the defa
         "calibrate": {"lambda": lam, "alpha": st[0]},
         "pool": st[1],
         "relevance": "prob",
+    },
+    "calibrate_prob_dcg": lambda lam, st: {
+        "calibrate": {"lambda": lam, "alpha": st[0]},
+        "pool": st[1],
+        "relevance": "prob",
+        "slots": "dcg",
     },
     "mmr": lambda lam, st: {"mmr": {"lambda": lam}},
 }
@@ -277,6 +287,12 @@ def summarise(
             c["target_met_at_validation_lambda"] = bool(
                 c["best_ndcg_ratio"] >= 0.95 and (c[f"best_{x_key}_ratio_at_95pct_ndcg"] or 1.0) <= 0.5
             )
+    # the calibration method a user would deploy: the lowest validation miscalibration at ≥ 95 %
+    # of the validation NDCG@10, chosen like λ on validation alone (ties: the first listed)
+    cal = [m for m in out if AXES[m][0] == "Miscalibration@10"]
+    if cal:
+        key = "best_valid_Miscalibration@10_ratio"
+        out["chosen_calibration"] = min(cal, key=lambda m: out[m][key])
     return out
 
 
@@ -333,8 +349,12 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    panels = [(axes[0], ["calibrate", "calibrate_prob"]), (axes[1], ["mmr"])]
-    labels = {"calibrate": "calibrate, rank relevance", "calibrate_prob": "calibrate, prob relevance"}
+    panels = [(axes[0], ["calibrate", "calibrate_prob", "calibrate_prob_dcg"]), (axes[1], ["mmr"])]
+    labels = {
+        "calibrate": "calibrate, rank relevance",
+        "calibrate_prob": "calibrate, prob relevance",
+        "calibrate_prob_dcg": "calibrate, prob relevance, dcg slots",
+    }
     for ax, methods in panels:
         x_key, better = AXES[methods[0]]
         for method in (m for m in methods if m in curves):
@@ -361,7 +381,7 @@ def plot(
             )
         ax.set_xlabel(f"test {x_key} ({better} is better)")
         ax.set_ylabel("test NDCG@10 (full ranking, re-ranked top-10)")
-        ax.set_title(" / ".join(methods).replace("calibrate_prob", "calibrate (prob)"))
+        ax.set_title("calibration (lookahead greedy)" if len(methods) > 1 else methods[0])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(
@@ -401,7 +421,12 @@ def main() -> None:
     for grid in (lambdas, prob_lambdas):
         if grid[0] != 0.0 or grid[-1] != 1.0:
             ap.error("λ grids must run from 0 to 1 (the knee is measured against that chord)")
-    grids = {"calibrate": lambdas, "calibrate_prob": prob_lambdas, "mmr": lambdas}
+    grids = {
+        "calibrate": lambdas,
+        "calibrate_prob": prob_lambdas,
+        "calibrate_prob_dcg": prob_lambdas,
+        "mmr": lambdas,
+    }
     alpha0, pool0 = default_setting()
     alphas = [float(x) for x in args.alphas.split(",")] if args.alphas else [alpha0]
     pools = [int(x) for x in args.pools.split(",")] if args.pools else [pool0]
@@ -452,16 +477,12 @@ def main() -> None:
 
 
 def latency_spec(kn: dict[str, Any]) -> dict[str, Any]:
-    """The spec the latency run uses: calibration as validation chose it (λ, and α and pool where
-    they were chosen too), probability relevance."""
-    c = kn["calibrate_prob"]
+    """The spec the latency run uses: the calibration method validation chose (probability
+    relevance in records without that choice), at its validation λ, α and pool."""
+    method = kn.get("chosen_calibration", "calibrate_prob")
+    c = kn[method]
     alpha0, pool0 = default_setting()
-    spec: dict[str, Any] = {"calibrate": {"lambda": c["best_lambda_at_95pct_ndcg"]}, "relevance": "prob"}
-    if c.get("alpha", alpha0) != alpha0:
-        spec["calibrate"]["alpha"] = c["alpha"]
-    if c.get("pool", pool0) != pool0:
-        spec["pool"] = c["pool"]
-    return spec
+    return SPECS[method](c["best_lambda_at_95pct_ndcg"], (c.get("alpha", alpha0), c.get("pool", pool0)))
 
 
 def add_latency(

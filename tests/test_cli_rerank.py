@@ -42,9 +42,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_train_reports_the_reranked_test_beside_the_model_own(model_dir: tuple[Path, dict]) -> None:
     _, record = model_dir
     assert record["rerank"] == {
-        "calibrate": {"lambda": 0.5, "alpha": 0.01, "by": "genre"},
+        "calibrate": {"lambda": 0.5, "alpha": 0.01, "by": "genre", "lookahead": True},
         "pool": 100,
         "relevance": "rank",
+        "slots": "equal",
     }
     plain, reranked = record["metrics_without_rerank"], record["metrics"]
     assert reranked["Miscalibration@10"] < 0.5 * plain["Miscalibration@10"]

@@ -63,6 +63,44 @@ def test_calibration_strength_grows_with_lambda_and_zero_is_the_model_order() ->
     assert counts == sorted(counts, reverse=True) and counts[0] == 10 and counts[-1] == 7
 
 
+def test_lookahead_keeps_the_head_and_fixes_the_mix_at_the_tail() -> None:
+    """A 70/30 drama/comedy history; the model's best item is a comedy, then dramas. Judged as a
+    one-item list, the comedy is far from 70/30 and Steck's greedy (lookahead off) demotes it;
+    judged as the first of ten, it costs nothing, so the lookahead keeps it first — and both end
+    with the history's mix."""
+    f, history, items, _ = drama_comedy()
+    scores = np.where(items < 150, 10.0, 5.0) - items * 1e-3
+    scores[items == 153] = 11.0  # one comedy the model is surest of
+    spec = {"calibrate": {"lambda": 0.9}}
+    ahead = rerank(scores, items, history, f, spec_from(spec), 10).items
+    steck = rerank(
+        scores, items, history, f, spec_from({"calibrate": {"lambda": 0.9, "lookahead": False}}), 10
+    )
+    assert ahead[0] == 153 and steck.items[0] != 153
+    assert n_drama(ahead) == n_drama(steck.items) == 7
+    assert list(ahead[:6]) == [153, *items[:5]]  # the model's own head, the comedies further down
+
+
+def test_with_lookahead_the_mix_is_fixed_at_the_tail_and_dcg_slots_fix_more_of_it() -> None:
+    """Every drama above every comedy, a 70/30 history. With lookahead the comedies go to the
+    second half of the list at every λ, where Steck's partial-list greedy puts some at the head;
+    slots weighed as NDCG weighs them make relevance cheaper after the first slot, so the same λ
+    calibrates at least as much."""
+    f, history, items, scores = drama_comedy()
+
+    def comedy_slots(lam: float, lookahead: bool, slots: str) -> list[int]:
+        spec = spec_from({"calibrate": {"lambda": lam, "lookahead": lookahead}, "slots": slots})
+        return [t for t, i in enumerate(rerank(scores, items, history, f, spec, 10).items) if i >= 150]
+
+    lams = (0.1, 0.2, 0.3, 0.5)
+    for lam in lams:
+        equal, dcg = comedy_slots(lam, True, "equal"), comedy_slots(lam, True, "dcg")
+        assert all(t >= 5 for t in equal + dcg), (lam, equal, dcg)
+        assert len(dcg) >= len(equal)
+    assert any(len(comedy_slots(lam, True, "dcg")) > len(comedy_slots(lam, True, "equal")) for lam in lams)
+    assert any(min(comedy_slots(lam, False, "equal"), default=10) < 5 for lam in lams)
+
+
 def test_calibration_by_kind() -> None:
     f, history, items, scores = drama_comedy()
     history = np.array([0, 1, 2, 3, 4, 250, 251, 252, 253, 254])  # half movies, half games
@@ -198,15 +236,23 @@ def reference_gains(
     lam_c: float,
     lam_m: float,
     alpha: float,
+    open_slots: int = 0,
+    slot_weight: float = 1.0,
 ) -> list[float]:
-    """Each candidate's gain given the picks so far, from the definitions, with dicts and loops."""
+    """Each candidate's gain given the picks so far, from the definitions, with dicts and loops:
+    `open_slots` more items at exactly the mix p complete the list (lookahead), and the slot
+    being filled weighs relevance by `slot_weight`."""
     out = []
     for i in range(len(rel)):
         listed = [*chosen, i]
-        mass = sum(sum(cats[j].values()) for j in listed)
-        q = {g: sum(cats[j].get(g, 0.0) for j in listed) / mass if mass else 0.0 for g in p}
+        mass = sum(sum(cats[j].values()) for j in listed) + open_slots
+        q = {
+            g: (sum(cats[j].get(g, 0.0) for j in listed) + open_slots * p[g]) / mass if mass else 0.0
+            for g in p
+        }
         kl = sum(pg * math.log(pg / ((1 - alpha) * q[g] + alpha * pg)) for g, pg in p.items() if pg > 0)
-        gain = (1 - lam_c) * rel[i] - lam_c * kl if p and lam_c > 0 else rel[i]
+        r = rel[i] * slot_weight
+        gain = (1 - lam_c) * r - lam_c * kl if p and lam_c > 0 else r
         if lam_m > 0:
             sims = [
                 sum(a * b for a, b in zip(vecs[i], vecs[j], strict=True))
@@ -225,10 +271,12 @@ def reference_gains(
     lam_c=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
     lam_m=st.sampled_from([0.0, 0.4, 1.0]),
     relevance=st.sampled_from(["rank", "prob"]),
+    lookahead=st.booleans(),
+    slots=st.sampled_from(["equal", "dcg"]),
     seed=st.integers(0, 10_000),
 )
 def test_every_pick_is_the_best_gain_by_the_definitions(
-    n: int, k: int, lam_c: float, lam_m: float, relevance: str, seed: int
+    n: int, k: int, lam_c: float, lam_m: float, relevance: str, lookahead: bool, slots: str, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
     names = ["a", "b", "c", "d"]
@@ -240,9 +288,10 @@ def test_every_pick_is_the_best_gain_by_the_definitions(
     scores = rng.integers(0, 4, size=n).astype(float)  # ties on purpose
     spec = spec_from(
         {
-            "calibrate": {"lambda": lam_c},
+            "calibrate": {"lambda": lam_c, "lookahead": lookahead},
             "mmr": {"lambda": lam_m, "by": "embedding"},
             "relevance": relevance,
+            "slots": slots,
         }
     )
     out = rerank(scores, items, history, f, spec, k).items
@@ -258,8 +307,10 @@ def test_every_pick_is_the_best_gain_by_the_definitions(
     p_arr = f.history_mix(history)
     p = {int(g): float(p_arr[g]) for g in np.flatnonzero(p_arr)}
     chosen: list[int] = []
-    for pick in out:
-        gains = reference_gains(rel, cats, vecs.tolist(), p, chosen, lam_c, lam_m, 0.01)
+    for t, pick in enumerate(out):
+        open_slots = min(k, n) - t - 1 if lookahead else 0
+        weight = 1.0 / math.log2(2 + t) if slots == "dcg" else 1.0
+        gains = reference_gains(rel, cats, vecs.tolist(), p, chosen, lam_c, lam_m, 0.01, open_slots, weight)
         best = max(g for i, g in enumerate(gains) if i not in chosen)
         assert gains[int(pick)] >= best - 1e-9, (chosen, int(pick), gains)
         chosen.append(int(pick))
@@ -357,19 +408,21 @@ def test_parse_spec_from_command_line_strings() -> None:
     assert parse_spec(None) is None
     spec = parse_spec(
         [
-            "calibrate:lambda=0.4,by=kind",
+            "calibrate:lambda=0.4,by=kind,lookahead=false",
             "mmr:by=genres",
             "quota:max_per_genre=3,min_per_kind.game=2",
             "pool=200",
+            "slots=dcg",
         ]
     )
     assert spec is not None
     assert spec.describe() == {
-        "calibrate": {"lambda": 0.4, "alpha": 0.01, "by": "kind"},
+        "calibrate": {"lambda": 0.4, "alpha": 0.01, "by": "kind", "lookahead": False},
         "mmr": {"lambda": 0.3, "by": "genres"},
         "quota": {"min_per_kind": {"game": 2}, "max_per_genre": 3},
         "pool": 200,
         "relevance": "rank",
+        "slots": "dcg",
     }
     assert spec.applied == ["calibrate", "mmr", "quota"]  # the fixed order, not the given one
     assert parse_spec(['{"novelty": {"weight": 0.1}}', "calibrate"]).applied == ["novelty", "calibrate"]  # type: ignore[union-attr]

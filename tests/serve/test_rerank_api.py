@@ -37,9 +37,10 @@ def test_calibrated_list_has_the_history_kind_mix_and_the_answer_says_so(
     assert got["rerank"] == {
         "applied": ["calibrate"],
         "params": {
-            "calibrate": {"lambda": 1.0, "alpha": 0.01, "by": "kind"},
+            "calibrate": {"lambda": 1.0, "alpha": 0.01, "by": "kind", "lookahead": True},
             "pool": 100,
             "relevance": "rank",
+            "slots": "equal",
         },
         "pool": got["rerank"]["pool"],
         "similarity": None,

@@ -3,7 +3,8 @@
     r_i   = 1 / log2(1 + rank_i)                     relevance = rank (the default)
     r_i   = exp(s_i) / Σ_{j ∈ C} exp(s_j)            relevance = prob
     r_i  ← r_i − w · r_max · log(1 + pop_i) / log(1 + max pop)                          novelty
-    g_i   = (1 − λ_c) · r_i − λ_c · KL(p ‖ q̃(S ∪ {i}))                                 calibration
+    r_i  ← r_i / log2(2 + t)   at the t-th pick (t = 0 …)                               slots = dcg
+    g_i   = (1 − λ_c) · r_i − λ_c · KL(p ‖ q̃(S ∪ {i} + (k − |S| − 1)·p))              calibration
     g_i  ← (1 − λ_m) · g_i − λ_m · max_{j ∈ S} sim(i, j)                               MMR
     S    ← S ∪ {argmax g_i over the items quotas allow}                                 k times
 
@@ -20,9 +21,20 @@ r_max (1 with rank relevance) keeps novelty's weight relative to the model's fir
 p is the history's category mix (each item's genres weighted 1/|genres|), q the list's, and
 q̃ = (1 − α)·q + α·p (Steck, RecSys 2018). Adding the item with the best total objective is the
 same as adding the one with the best marginal gain, since the current list's terms are common to
-every candidate. Everything runs over a pool, the model's top `pool` items (quotas and
-calibration add the best few of a kind or genre the list needs), so a request costs about
-O(k · pool · categories), never O(k · catalog).
+every candidate.
+
+Lookahead (`calibrate.lookahead`, the default): the KL a pick is judged by is that of the list
+completed with the k − |S| − 1 open slots at exactly p, an estimate of the *final* list's KL,
+which is what the objective and the metric score. Steck's greedy (lookahead off) judges the
+partial list instead, whose KL swings most at the first picks: one item cannot match a mix, so
+the head of the list, where NDCG weighs most, goes to whatever matches p best. With lookahead
+an early pick costs only the miscalibration the rest of the list could not undo, and the tail
+corrects the mix. `slots = dcg` weighs each slot's relevance as NDCG weighs the slot, so with
+prob relevance the greedy trades the list's expected DCG (not its expected hits) against KL.
+
+Everything runs over a pool, the model's top `pool` items (quotas and calibration add the best
+few of a kind or genre the list needs), so a request costs about O(k · pool · categories), never
+O(k · catalog).
 """
 
 from __future__ import annotations
@@ -206,7 +218,7 @@ def _greedy(
 ) -> tuple[np.ndarray, str | None]:
     """Positions into `cand` of the k picks, in pick order; and the MMR similarity used."""
     n = len(cand)
-    cal = _Calibration.start(rel, cand, history, features, spec)
+    cal = _Calibration.start(cand, history, features, spec, k)
     similarity: str | None = None
     sim: Callable[[int], np.ndarray] | None = None
     mmr = spec.mmr
@@ -217,8 +229,10 @@ def _greedy(
     quota = _Quota.start(cand, features, spec)
     chosen = np.zeros(n, dtype=bool)
     picks: list[int] = []
+    dcg = spec.slots == "dcg"
     for t in range(k):
-        gain = cal.gain() if cal is not None else rel
+        r = rel / np.log2(2.0 + t) if dcg else rel
+        gain = cal.gain(r) if cal is not None else r
         if sim is not None:
             gain = (1 - lam_m) * gain - lam_m * maxsim
         allowed = quota.allowed(~chosen, k - t) if quota is not None else ~chosen
@@ -242,26 +256,27 @@ class _Calibration:
 
     def __init__(
         self,
-        rel: np.ndarray,
         ps: np.ndarray,
         sh: np.ndarray,
         mass: np.ndarray,
         lam: float,
         alpha: float,
+        open_slots: int,
     ) -> None:
-        self.rel, self.ps, self.sh, self.mass, self.lam, self.alpha = rel, ps, sh, mass, lam, alpha
+        self.ps, self.sh, self.mass, self.lam, self.alpha = ps, sh, mass, lam, alpha
         self.num = np.zeros(sh.shape[1])  # Σ shares of the listed items, on p's support
         self.den = 0.0  # how many listed items have a category
         self.entropy = float((ps * np.log(ps)).sum())
+        self.open = open_slots  # lookahead: slots after the next pick, assumed at p (else 0)
 
     @classmethod
     def start(
         cls,
-        rel: np.ndarray,
         cand: np.ndarray,
         history: np.ndarray,
         features: ItemFeatures,
         spec: RerankSpec,
+        k: int,
     ) -> _Calibration | None:
         c = spec.calibrate
         if c is None or c.lam <= 0:
@@ -272,22 +287,22 @@ class _Calibration:
             return None
         sh = features.block(c.by, cand, support)  # (P, S)
         mass = features.mass(c.by)[cand]  # (P,) 1 for an item with categories, else 0
-        return cls(rel, p[support], sh, mass, c.lam, c.alpha)
+        return cls(p[support], sh, mass, c.lam, c.alpha, k - 1 if c.lookahead else 0)
 
-    def gain(self) -> np.ndarray:
-        """(1 − λ)·r_i − λ·KL(p ‖ q̃(S ∪ {i})) for every candidate i: Steck's objective
-        (1 − λ)·Σ_S r − λ·KL(p ‖ q̃(S)) less the terms common to every candidate."""
-        tot = self.den + self.mass  # (P,)
-        q = np.divide(
-            self.num[None, :] + self.sh, tot[:, None], out=np.zeros_like(self.sh), where=tot[:, None] > 0
-        )  # (P, S)
+    def gain(self, rel: np.ndarray) -> np.ndarray:
+        """(1 − λ)·r_i − λ·KL(p ‖ q̃(S ∪ {i} ∪ open slots at p)) for every candidate i: Steck's
+        objective (1 − λ)·Σ_S r − λ·KL(p ‖ q̃(S)) less the terms common to every candidate."""
+        tot = self.den + self.mass + self.open  # (P,)
+        num = self.num[None, :] + self.sh + self.open * self.ps[None, :]  # (P, S)
+        q = np.divide(num, tot[:, None], out=np.zeros_like(self.sh), where=tot[:, None] > 0)  # (P, S)
         qt = (1 - self.alpha) * q + self.alpha * self.ps[None, :]
         kl = self.entropy - (np.log(qt) * self.ps[None, :]).sum(1)
-        return (1 - self.lam) * self.rel - self.lam * kl
+        return (1 - self.lam) * rel - self.lam * kl
 
     def add(self, i: int) -> None:
         self.num += self.sh[i]
         self.den += float(self.mass[i])
+        self.open = max(0, self.open - 1)
 
 
 class _Quota:

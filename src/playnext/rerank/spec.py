@@ -20,7 +20,7 @@ from playnext.errors import ConfigError
 
 RERANKERS = ("novelty", "calibrate", "mmr", "quota")
 """The re-rankers, in the order they are applied."""
-SETTINGS = ("pool", "relevance")
+SETTINGS = ("pool", "relevance", "slots")
 """The spec's fields that are not re-rankers: what every re-ranker works on."""
 MAX_POOL = 1000
 MAX_QUOTA_KINDS = 20
@@ -88,6 +88,12 @@ class Calibrate(_Part):
         0.01, description="Smoothing of the list's mix, q̃ = (1 − α)·q + α·p; in [1e-4, 0.5]."
     )
     by: Literal["genre", "kind"] = Field("genre", description="Calibrate the genre mix or the kind mix.")
+    lookahead: bool = Field(
+        True,
+        description="Judge each pick by the KL of the list completed at the history's mix (the slots "
+        "still open assumed calibrated) rather than of the partial list (Steck's greedy): the head "
+        "stays the model's and the tail corrects the mix.",
+    )
 
 
 class MMR(_Part):
@@ -126,6 +132,12 @@ class RerankSpec(_Part):
         "model's place (any model's scores); prob = the model's softmax probability over the "
         "candidates (scores that are softmax logits; λ then sits near 0.02).",
     )
+    slots: Literal["equal", "dcg"] = Field(
+        "equal",
+        description="How much relevance each slot of the list is worth: equal (Σ relevance, as "
+        "Steck) or dcg = 1/log2(1 + slot), the list's expected DCG: accuracy is kept at the head, "
+        "the re-rankers act further down.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -161,7 +173,7 @@ def parse_spec(items: Sequence[str] | None, where: str = "--rerank") -> RerankSp
     """A spec from command-line strings, each `NAME[:key=value,…]` or one JSON object.
 
     `calibrate:lambda=0.5`, `mmr:lambda=0.3,by=genres`, `novelty:weight=0.2`,
-    `quota:max_per_genre=3,min_per_kind.game=2`, `pool=200`, `relevance=prob`. Errors are
+    `quota:max_per_genre=3,min_per_kind.game=2`, `pool=200`, `relevance=prob`, `slots=dcg`. Errors are
     ConfigErrors naming the field and its range (the CLI exits 2).
     """
     if not items:
