@@ -97,7 +97,9 @@ def main() -> None:
                 extra: dict[str, Any] = {"load_seconds": load_s, "read": READ.get(name, {})}
                 if name == "synthetic-music":
                     extra["world"] = WORLD
-                path = append_record("repeats", bench_record(done.record, args.tag, **extra))
+                # the variant keeps sasrec and sasrec+bonus apart: both are model "sasrec"
+                record = bench_record(done.record, args.tag, variant=model, **extra)
+                path = append_record("repeats", record, key=("model", "dataset", "seed", "tag", "variant"))
                 m, groups = done.result.test.metrics, done.result.test.groups
                 logging.info(
                     "%s %s seed %d: NDCG@10 %.4f (repeat %.4f on %d, new %.4f on %d) → %s",
