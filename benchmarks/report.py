@@ -233,22 +233,31 @@ def rerank_tables() -> str:
         "miscalibration keeping 95 % of the validation NDCG@10 (issue #23's target: test "
         "miscalibration ≤ 0.5× there, at ≥ 95 % of the test NDCG@10). The numbers are test's: "
         "percentages and × against the model's own test lists. Relevance: rank = the NDCG weight of "
-        "the model's place, prob = its softmax probability.",
+        "the model's place, prob = its softmax probability; dcg slots weigh each slot as NDCG does. "
+        "Greedy: Steck's judges each pick by the partial list's KL, lookahead by the KL of the list "
+        "completed at the history's mix (the default since it was measured).",
         "",
-        "| dataset | model | budget min | NDCG@10 | miscal. | relevance | knee λ | NDCG@10 | miscal. "
-        "| ≥ 95 % λ | NDCG@10 | miscal. | target met |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| dataset | model | budget min | NDCG@10 | miscal. | greedy | relevance | knee λ | NDCG@10 "
+        "| miscal. | ≥ 95 % λ | NDCG@10 | miscal. | target met |",
+        "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         m = r["metrics"]
         budget = f"{r['budget_minutes']:g}" if r.get("budget_minutes") else "–"
-        for method, relevance in (("calibrate", "rank"), ("calibrate_prob", "prob")):
+        greedy = "lookahead" if "calibrate_prob_dcg" in r["knee"] else "Steck"  # records before it: Steck's
+        chosen = r["knee"].get("chosen_calibration")
+        for method, relevance in (
+            ("calibrate", "rank"),
+            ("calibrate_prob", "prob"),
+            ("calibrate_prob_dcg", "prob, dcg slots"),
+        ):
             cal = r["knee"].get(method)
             if cal is None:
                 continue
+            mark = " (chosen on validation)" if method == chosen else ""
             out.append(
                 f"| {r['dataset']} | {r['model']} | {budget} | {m['NDCG@10']:.4f} "
-                f"| {m['Miscalibration@10']:.3f} | {relevance} "
+                f"| {m['Miscalibration@10']:.3f} | {greedy} | {relevance}{mark} "
                 f"| {cal['knee_lambda']:g} | {cal['ndcg_ratio']:.0%} | {cal['Miscalibration@10_ratio']:.2f}× "
                 f"| {cal['best_lambda_at_95pct_ndcg']:g} | {cal['best_ndcg_ratio']:.1%} "
                 f"| {cal['best_Miscalibration@10_ratio_at_95pct_ndcg']:.2f}× "

@@ -54,23 +54,27 @@ from playnext.rerank import ItemFeatures, list_reranker, spec_from
 from playnext.serve import Settings, create_app
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-LAMBDAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+LAMBDAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.225, 0.25, 0.275, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
 # probability relevance: Σ p over ten items is about the hit rate (≈ 0.2), so λ sits near 0.02
+# (Steck's greedy) to 0.1 (lookahead, whose early picks cost little KL)
 PROB_LAMBDAS = (
     0.0,
     0.005,
     0.01,
-    0.0125,
     0.015,
-    0.0175,
     0.02,
-    0.0225,
     0.025,
     0.03,
     0.04,
     0.06,
+    0.08,
     0.1,
+    0.125,
+    0.15,
+    0.175,
     0.2,
+    0.25,
+    0.3,
     0.5,
     1.0,
 )
