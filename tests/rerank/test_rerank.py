@@ -240,14 +240,19 @@ def reference_gains(
     slot_weight: float = 1.0,
 ) -> list[float]:
     """Each candidate's gain given the picks so far, from the definitions, with dicts and loops:
-    `open_slots` more items at exactly the mix p complete the list (lookahead), and the slot
+    `open_slots` more items complete the list (lookahead) at p's largest categories, as many as
+    they can carry (open × the candidates' mean number of categories), renormalised; the slot
     being filled weighs relevance by `slot_weight`."""
+    carriers = [len(c) for c in cats if c]
+    per_item = sum(carriers) / len(carriers) if carriers else 1.0
+    top = sorted(p, key=lambda g: (-p[g], g))[: math.ceil(open_slots * per_item)]
+    rest = {g: (p[g] / sum(p[h] for h in top) if g in top else 0.0) for g in p}
     out = []
     for i in range(len(rel)):
         listed = [*chosen, i]
         mass = sum(sum(cats[j].values()) for j in listed) + open_slots
         q = {
-            g: (sum(cats[j].get(g, 0.0) for j in listed) + open_slots * p[g]) / mass if mass else 0.0
+            g: (sum(cats[j].get(g, 0.0) for j in listed) + open_slots * rest[g]) / mass if mass else 0.0
             for g in p
         }
         kl = sum(pg * math.log(pg / ((1 - alpha) * q[g] + alpha * pg)) for g, pg in p.items() if pg > 0)

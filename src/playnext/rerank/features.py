@@ -130,6 +130,14 @@ class ItemFeatures:
         out: np.ndarray = self._cache[key]
         return out
 
+    def n_categories(self, by: By) -> np.ndarray:
+        """(n,) how many categories each item carries (0 without any)."""
+        key = f"count-{by}"
+        if key not in self._cache:
+            self._cache[key] = np.diff(self.categories(by).indptr)
+        out: np.ndarray = self._cache[key]
+        return out
+
     def history_mix(self, history: np.ndarray, by: By = "genre") -> np.ndarray:
         """p: the category distribution of `history` (dense (C,), sums to 1, or all 0)."""
         d = self.dense(by)

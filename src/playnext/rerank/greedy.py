@@ -24,13 +24,15 @@ same as adding the one with the best marginal gain, since the current list's ter
 every candidate.
 
 Lookahead (`calibrate.lookahead`, the default): the KL a pick is judged by is that of the list
-completed with the k − |S| − 1 open slots at exactly p, an estimate of the *final* list's KL,
-which is what the objective and the metric score. Steck's greedy (lookahead off) judges the
-partial list instead, whose KL swings most at the first picks: one item cannot match a mix, so
-the head of the list, where NDCG weighs most, goes to whatever matches p best. With lookahead
-an early pick costs only the miscalibration the rest of the list could not undo, and the tail
-corrects the mix. `slots = dcg` weighs each slot's relevance as NDCG weighs the slot, so with
-prob relevance the greedy trades the list's expected DCG (not its expected hits) against KL.
+completed with the k − |S| − 1 open slots at p — restricted to p's largest categories, as many as
+the open slots can carry (open × the pool's mean categories per item), renormalised — an
+estimate of the *final* list's KL, which is what the objective and the metric score. Steck's
+greedy (lookahead off) judges the partial list instead, whose KL swings most at the first
+picks: one item cannot match a mix, so the head of the list, where NDCG weighs most, goes to
+whatever matches p best. With lookahead an early pick costs only the miscalibration the rest
+of the list could not undo, and the tail corrects the mix. `slots = dcg` weighs each slot's
+relevance as NDCG weighs the slot, so with prob relevance the greedy trades the list's expected
+DCG (not its expected hits) against KL.
 
 Everything runs over a pool, the model's top `pool` items (quotas and calibration add the best
 few of a kind or genre the list needs), so a request costs about O(k · pool · categories), never
@@ -262,12 +264,15 @@ class _Calibration:
         lam: float,
         alpha: float,
         open_slots: int,
+        per_item: float,
     ) -> None:
         self.ps, self.sh, self.mass, self.lam, self.alpha = ps, sh, mass, lam, alpha
         self.num = np.zeros(sh.shape[1])  # Σ shares of the listed items, on p's support
         self.den = 0.0  # how many listed items have a category
         self.entropy = float((ps * np.log(ps)).sum())
-        self.open = open_slots  # lookahead: slots after the next pick, assumed at p (else 0)
+        self.open = open_slots  # lookahead: slots after the next pick (else 0)
+        self.per_item = per_item  # categories an item of the pool carries, on average
+        self.by_share = np.argsort(-ps, kind="stable")  # p's categories, largest share first
 
     @classmethod
     def start(
@@ -287,13 +292,28 @@ class _Calibration:
             return None
         sh = features.block(c.by, cand, support)  # (P, S)
         mass = features.mass(c.by)[cand]  # (P,) 1 for an item with categories, else 0
-        return cls(p[support], sh, mass, c.lam, c.alpha, k - 1 if c.lookahead else 0)
+        counts = features.n_categories(c.by)[cand]
+        per_item = float(counts[mass > 0].mean()) if (mass > 0).any() else 1.0
+        return cls(p[support], sh, mass, c.lam, c.alpha, k - 1 if c.lookahead else 0, per_item)
+
+    def completion(self) -> np.ndarray:
+        """(S,) the mix the open slots are assumed to add: p on its largest categories, as many
+        as the open slots can carry (open × categories per item), renormalised — all of p for a
+        film's handful of genres, the head of a listener's long tag mix."""
+        cap = int(np.ceil(self.open * self.per_item))
+        if cap >= len(self.ps):
+            return self.ps
+        out = np.zeros_like(self.ps)
+        top = self.by_share[:cap]
+        out[top] = self.ps[top]
+        return out / out.sum()
 
     def gain(self, rel: np.ndarray) -> np.ndarray:
-        """(1 − λ)·r_i − λ·KL(p ‖ q̃(S ∪ {i} ∪ open slots at p)) for every candidate i: Steck's
-        objective (1 − λ)·Σ_S r − λ·KL(p ‖ q̃(S)) less the terms common to every candidate."""
+        """(1 − λ)·r_i − λ·KL(p ‖ q̃(S ∪ {i} ∪ the open slots' completion)) for every candidate
+        i: Steck's objective (1 − λ)·Σ_S r − λ·KL(p ‖ q̃(S)) less the terms common to every candidate."""
         tot = self.den + self.mass + self.open  # (P,)
-        num = self.num[None, :] + self.sh + self.open * self.ps[None, :]  # (P, S)
+        rest = self.completion() if self.open else self.ps
+        num = self.num[None, :] + self.sh + self.open * rest[None, :]  # (P, S)
         q = np.divide(num, tot[:, None], out=np.zeros_like(self.sh), where=tot[:, None] > 0)  # (P, S)
         qt = (1 - self.alpha) * q + self.alpha * self.ps[None, :]
         kl = self.entropy - (np.log(qt) * self.ps[None, :]).sum(1)
