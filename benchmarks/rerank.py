@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from fastapi.testclient import TestClient
 
 from benchmarks.common import RESULTS, append_record, bench_record
@@ -48,7 +47,7 @@ from playnext import recipes
 from playnext.artifact import Artifact
 from playnext.data.interactions import Interactions
 from playnext.data.split import EvalSet, Split, leave_one_out
-from playnext.evaluate.protocol import evaluate
+from playnext.evaluate.protocol import cached, evaluate, model_scorer
 from playnext.experiment import Plan, item_features, run
 from playnext.rerank import ItemFeatures, list_reranker, spec_from
 from playnext.serve import Settings, create_app
@@ -123,13 +122,8 @@ def cached_scorer(model: Any, questions: EvalSet) -> Any:
     """Score the users once; every λ re-ranks the same scores (every model here scores the logits
     it was trained on, HSTU's cosine / temperature included: what `relevance=prob` takes a softmax of)."""
     t0 = time.perf_counter()
-    scores = model.score(questions.users, questions.history)  # (U, N)
-    row = {int(u): r for r, u in enumerate(questions.users)}
+    scorer = cached(model_scorer(model), questions)
     log.info("scored %d users in %.1fs", len(questions), time.perf_counter() - t0)
-
-    def scorer(users: np.ndarray, history: Any) -> torch.Tensor:
-        return scores[torch.as_tensor([row[int(u)] for u in users])]
-
     return scorer
 
 

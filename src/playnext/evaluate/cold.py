@@ -18,15 +18,14 @@ with w chosen on validation questions (`choose_live_weight`), never on the test 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from playnext.data.interactions import Histories
-from playnext.data.split import ColdSplit, EvalSet
-from playnext.evaluate.protocol import Scorer, evaluate
+from playnext.data.split import ColdSplit
+from playnext.evaluate.protocol import Scorer, cached, evaluate, per_user
 
 ALL, WITHIN = "all/", "cold/"
 
@@ -80,26 +79,9 @@ def borrowing(warm: Scorer, neighbours: np.ndarray, weights: np.ndarray) -> Scor
     return score
 
 
-def cached(scorer: Scorer, questions: EvalSet) -> Scorer:
-    """`scorer` run once over `questions` (one question a user), then read back by user."""
-    table = scorer(questions.users, questions.history)
-    row_of = {int(u): r for r, u in enumerate(questions.users)}
-
-    def score(users: np.ndarray, history: Histories) -> torch.Tensor:
-        return table[torch.as_tensor([row_of[int(u)] for u in users])]
-
-    return score
-
-
-def _live_counts(split: ColdSplit) -> Any:
-    """users → (B, C) each cold item's events before that user's question (one question a user)."""
-    row_of = {int(u): r for r, u in enumerate(split.cold.users)}
-    counts = torch.from_numpy(split.cold_counts)
-
-    def of(users: np.ndarray) -> torch.Tensor:
-        return counts[torch.as_tensor([row_of[int(u)] for u in users])]
-
-    return of
+def _live_counts(split: ColdSplit) -> Callable[[np.ndarray], torch.Tensor]:
+    """users → (B, C) each cold item's events before that user's question."""
+    return per_user(torch.from_numpy(split.cold_counts), split.cold.users)
 
 
 def cold_popularity(split: ColdSplit) -> Scorer:

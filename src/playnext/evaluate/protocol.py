@@ -258,6 +258,19 @@ def model_scorer(model: Any) -> Scorer:
     return lambda users, hist: model.score(users, hist)
 
 
+def per_user(table: torch.Tensor, users: np.ndarray) -> Callable[[np.ndarray], torch.Tensor]:
+    """asked users → their rows of `table`, whose row r belongs to `users[r]` (one row a user)."""
+    row_of = {int(u): r for r, u in enumerate(users)}
+    return lambda asked: table[torch.as_tensor([row_of[int(u)] for u in asked], dtype=torch.long)]
+
+
+def cached(scorer: Scorer, questions: EvalSet) -> Scorer:
+    """`scorer` run once over `questions` (one question a user), then read back by user: for
+    sweeps that evaluate many transforms of the same scores."""
+    rows = per_user(scorer(questions.users, questions.history), questions.users)
+    return lambda users, history: rows(users)
+
+
 def judge_on(
     model: Any,
     split: Split,
