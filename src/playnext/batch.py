@@ -1,4 +1,5 @@
-"""Every user's top-k to one Parquet file: bounded memory, resumable after a kill.
+"""Every user's top-k to one Parquet file: bounded memory, resumable after a kill, on any number of
+processes.
 
     OUT.parts/manifest.json        what the parts were computed for (model fingerprint, k, …)
     OUT.parts/part-000000.parquet  users [0, chunk) — each part committed atomically
@@ -12,6 +13,27 @@ manifest makes that safe — parts computed for another model, k or chunking are
 than mixed in. The final file is written part by part (one part in memory), renamed into place,
 and only then is the parts folder removed.
 
+Several processes (`playnext recommend --all-users --nproc N`, or the same command under
+torchrun; from Python, `recommend_all` inside an initialised torch.distributed group) write ONE
+parts folder. Rank 0 alone checks (or starts) the manifest and lists the parts already
+committed; the others wait for that list (a broadcast, which also carries rank 0's refusal to
+every rank). The parts still missing are dealt round-robin: the j-th missing part goes to rank
+j % world. Part boundaries depend on the users and the chunk size only, and the manifest holds no
+world size, so a run stopped on N processes resumes on any number of them. Every rank then
+waits for the others (a barrier), and rank 0 concatenates and removes the folder. Each part is
+the same computation whichever rank makes it, so the file's rows are byte for byte those of a
+one-process run — given the same threads per process (float sums depend on the thread count),
+as with `--nproc N` on N·t cores against one process with t threads. On several machines OUT
+must be on a filesystem they share, with flock working across them (Linux NFS clients emulate
+it); the ranks exchange only control messages (gloo is enough).
+
+Two runs never interleave. `.lock` is held exclusively by rank 0 (or the only process) for the
+whole run: a second run's rank 0 is refused, and its other ranks get that refusal from it.
+`.ranks` is held shared by every other rank while it writes, and rank 0 takes it exclusively
+once at the start: if a run's rank 0 dies while its other ranks still write, a new run is
+refused until they are gone. The finished folder is removed while `.lock` is still held; a run
+that had opened the removed `.lock` finds another file at its path and takes that one instead.
+
 Rows: `user_id` (external), `rank` (1..k), `item_id` (external), `score` (float32), one per
 (user, rank), users in the model folder's order. With `exclude_seen` a user's own history is
 masked as in `Artifact.recommend`; items left at -inf (a user who has seen almost everything)
@@ -20,28 +42,32 @@ are not written, so such a user has fewer than k rows.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
+import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+import torch.distributed as dist
 
 from playnext.artifact import Artifact
 from playnext.errors import ConfigError, PlaynextError
 from playnext.io import atomic_write, sha256_file, sha256_text, write_json
 from playnext.rerank import RerankSpec, rerank_rows
+from playnext.train import distributed
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # rank 0's, exclusive, for the whole run
+RANKS = ".ranks"  # the other ranks', shared, while they write parts
 MANIFEST_VERSION = 1
 SCORE_BYTES = 1 << 28  # one chunk's (users, items) float32 scores stay under 256 MiB
 MAX_CHUNK_USERS = 512
@@ -62,6 +88,7 @@ SCHEMA = pa.schema(
     ]
 )
 _PART = re.compile(r"part-(\d{6})\.parquet")
+T = TypeVar("T")
 
 
 class ResumeMismatchError(PlaynextError):
@@ -92,6 +119,7 @@ class Done:
     parts: int
     parts_reused: int
     seconds: float
+    ranks: int = 1  # the processes that wrote the parts
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -122,12 +150,16 @@ def recommend_all(
 ) -> Done:
     """Write every user's top-k to `out` (Parquet), resuming a killed run with the same job.
 
-    `progress(users_done, users_total)` is called after each part (reused ones included);
-    `on_part(index)` after each part this call computes (a hook: tests stop a run there).
-    A parts folder from another job or model is an error unless `restart`, which discards it.
+    Inside a torch.distributed group every rank calls this alike and writes its share of the
+    parts; rank 0 writes `out`, and every rank returns the same `Done` (module docstring).
+    `progress(users_done, users_total)` is called after each part this rank computes, counting
+    the parts reused and this rank's share; `on_part(index)` after each part this rank computes
+    (a hook: tests stop a run there). A parts folder from another job or model is an error
+    unless `restart`, which discards it.
     """
     job.validate()
     t0 = time.perf_counter()
+    rank, world = distributed.group()
     model_dir = Path(model_dir)
     out = Path(out).resolve()
     if out.is_dir():
@@ -135,7 +167,55 @@ def recommend_all(
     art = Artifact.load(model_dir)
     n_users, n_items = len(art.users), len(art.items)
     chunk = chunk_size(job, n_items)
-    manifest = {
+    n_parts = -(-n_users // chunk)
+    work = parts_dir(out)
+
+    def users_in(parts: list[int]) -> int:
+        return sum(min(n_users, (i + 1) * chunk) - i * chunk for i in parts)
+
+    def start() -> list[int]:  # rank 0: lock, check or start the manifest, list the parts done
+        locks.exclusive()
+        _prepare(work, out, _manifest(art, model_dir, job, chunk), restart)
+        return sorted(_existing_parts(work, n_parts))
+
+    def finish() -> int:  # rank 0, every part committed: the file, then the folder (still locked)
+        rows = _concatenate(work, n_parts, out)
+        shutil.rmtree(work, ignore_errors=True)
+        return rows
+
+    locks = _Locks(work)
+    try:
+        reused = _on_rank_0(start, rank, world)
+        if rank != 0:
+            locks.shared()
+        missing = sorted(set(range(n_parts)) - set(reused))
+        mine = missing[rank::world]  # round-robin: the j-th missing part is rank j % world's
+        users_done, users_total = users_in(reused), users_in(reused) + users_in(mine)
+        if progress is not None:
+            progress(users_done, users_total)
+        item_ids = art.items.external.to_arrow().cast(pa.string())
+        user_ids = art.users.external.to_arrow().cast(pa.string())
+        for i in mine:
+            lo, hi = i * chunk, min(n_users, (i + 1) * chunk)
+            _write_part(work / _part_name(i), _top_k(art, np.arange(lo, hi), job, user_ids, item_ids))
+            users_done += hi - lo
+            if on_part is not None:
+                on_part(i)
+            if progress is not None:
+                progress(users_done, users_total)
+        if world > 1:
+            dist.barrier()  # every rank's parts are committed
+            if rank != 0:
+                locks.release()
+        rows = _on_rank_0(finish, rank, world)
+    finally:
+        locks.release()
+    return Done(out, n_users, rows, n_parts, len(reused), time.perf_counter() - t0, world)
+
+
+def _manifest(art: Artifact, model_dir: Path, job: Job, chunk: int) -> dict[str, Any]:
+    """What the parts hold; no world size, so that any number of processes may resume them."""
+    return {
         "version": MANIFEST_VERSION,
         "model_fingerprint": fingerprint(model_dir),
         "model": art.model.name,
@@ -143,32 +223,30 @@ def recommend_all(
         "exclude_seen": job.exclude_seen,
         "rerank": job.rerank.describe() if job.rerank is not None and job.rerank.active else None,
         "chunk_users": chunk,
-        "n_users": n_users,
-        "n_items": n_items,
+        "n_users": len(art.users),
+        "n_items": len(art.items),
     }
-    work = parts_dir(out)
-    n_parts = -(-n_users // chunk)
-    with _locked(work, out, manifest, restart):
-        done = _existing_parts(work, n_parts)
-        users_done = sum(min(n_users, (i + 1) * chunk) - i * chunk for i in done)
-        if progress is not None:
-            progress(users_done, n_users)
-        item_ids = art.items.external.to_arrow().cast(pa.string())
-        user_ids = art.users.external.to_arrow().cast(pa.string())
-        for i in range(n_parts):
-            if i in done:
-                continue
-            lo, hi = i * chunk, min(n_users, (i + 1) * chunk)
-            table = _top_k(art, np.arange(lo, hi), job, user_ids, item_ids)
-            _write_part(work / _part_name(i), table)
-            users_done += hi - lo
-            if on_part is not None:
-                on_part(i)
-            if progress is not None:
-                progress(users_done, n_users)
-        rows = _concatenate(work, n_parts, out)
-    shutil.rmtree(work, ignore_errors=True)
-    return Done(out, n_users, rows, n_parts, len(done), time.perf_counter() - t0)
+
+
+def _on_rank_0(fn: Callable[[], T], rank: int, world: int) -> T:
+    """`fn()` run by rank 0 alone; every rank returns its result, or raises when it failed (the
+    other ranks wait for it: the broadcast is their barrier)."""
+    if world == 1:
+        return fn()
+    box: list[Any] = [None, None]  # [result, rank 0's error message]
+    failure: BaseException | None = None
+    if rank == 0:
+        try:
+            box[0] = fn()
+        except BaseException as e:  # the others must not wait for a result that never comes
+            failure, box[1] = e, str(e) or type(e).__name__
+    dist.broadcast_object_list(box, src=0)
+    if failure is not None:
+        raise failure
+    if box[1] is not None:
+        raise PlaynextError(f"rank 0: {box[1]}")
+    result: T = box[0]
+    return result
 
 
 def _top_k(art: Artifact, users: np.ndarray, job: Job, user_ids: pa.Array, item_ids: pa.Array) -> pa.Table:
@@ -219,25 +297,75 @@ def _concatenate(work: Path, n_parts: int, out: Path) -> int:
     return rows
 
 
-@contextlib.contextmanager
-def _locked(work: Path, out: Path, manifest: dict[str, Any], restart: bool) -> Iterator[None]:
-    """The parts folder, checked against (or started with) `manifest`, held under a lock so a
-    second run on the same output fails instead of interleaving parts."""
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PlaynextError(f"{work}: another batch run is writing this output") from None
-        if restart:  # under the lock: never pull the folder from under a running writer
-            for p in work.iterdir():
-                if p.name != ".lock":
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-        _check_manifest(work, manifest)
-        # files whose writer was killed mid-write: a part, or the final file's temporary sibling
-        for tmp in [*work.glob(".part-*.tmp"), *out.parent.glob(f".{out.name}.*.tmp")]:
-            tmp.unlink(missing_ok=True)
-        yield
+class _Locks:
+    """The parts folder's two flocks (module docstring), released by `release` or at exit."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.held: list[IO[str]] = []
+
+    def exclusive(self) -> None:
+        """Rank 0's: `.lock` for the whole run, and `.ranks` once, or refuse (never wait)."""
+        while True:
+            self.work.mkdir(parents=True, exist_ok=True)
+            try:
+                lock = open(self.work / LOCK, "a")  # noqa: SIM115 - held until `release`
+            except FileNotFoundError:  # a run that finished removed the folder just now
+                continue
+            self.held.append(lock)
+            if not _flock(lock, fcntl.LOCK_EX):
+                raise PlaynextError(f"{self.work}: another batch run is writing this output")
+            if _is_at(lock, self.work / LOCK):
+                break
+            self.release()  # a finished run removed this file after we opened it: take the new one
+        with open(self.work / RANKS, "a") as ranks:
+            if not _flock(ranks, fcntl.LOCK_EX):
+                raise PlaynextError(
+                    f"{self.work}: ranks of an earlier batch run, whose rank 0 has gone, are still "
+                    "writing this output"
+                )
+
+    def shared(self) -> None:
+        """Another rank's, while it writes parts: taken once rank 0 holds `.lock`, so it never waits."""
+        ranks = open(self.work / RANKS, "a")  # noqa: SIM115 - held until `release`
+        self.held.append(ranks)
+        fcntl.flock(ranks, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        for f in self.held:
+            f.close()
+        self.held.clear()
+
+
+def _flock(f: IO[str], kind: int) -> bool:
+    try:
+        fcntl.flock(f, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _is_at(f: IO[str], path: Path) -> bool:
+    """Whether the open file `f` is still the file at `path` (not one removed since it was opened)."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(f.fileno())
+    return (mine.st_dev, mine.st_ino) == (found.st_dev, found.st_ino)
+
+
+def _prepare(work: Path, out: Path, manifest: dict[str, Any], restart: bool) -> None:
+    """The parts folder, under rank 0's lock: emptied with `restart`, checked against (or started
+    with) `manifest`, and swept of the files whose writer was killed mid-write."""
+    if restart:  # under the lock: never pull the folder from under a running writer
+        for p in work.iterdir():
+            if p.name not in (LOCK, RANKS):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _check_manifest(work, manifest)
+    # a part, or the final file's temporary sibling; no other rank has started yet
+    for tmp in [*work.glob(".part-*.tmp"), *out.parent.glob(f".{out.name}.*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_manifest(work: Path, manifest: dict[str, Any]) -> None:
