@@ -1,7 +1,7 @@
-"""`batch.recommend_all` on several processes: a 2-rank run (gloo, CPU) killed after some parts
-resumes on 1 process and on 2 (the manifest holds no world size) to the same file, byte for byte,
-as one process; rank 0's refusal of another job's parts stops every rank; a run is refused while
-ranks of an earlier one still write.
+"""`playnext recommend --all-users` on several processes: 2 gloo ranks on CPU write the same file,
+byte for byte, as one process; a 2-rank run killed after some parts resumes on 1 process and on 2
+(the manifest holds no world size), and rank 0's refusal of another job's parts stops every rank;
+a run is refused while ranks of an earlier one still write.
 
 Every run scores with one thread per process, as float sums depend on the thread count (the
 batch module's docstring). Spawning ranks costs most of the time here: importing torch twice.
@@ -13,6 +13,8 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,24 @@ def whole(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
         torch.set_num_threads(before)
     assert done.parts == N_PARTS and done.ranks == 1
     return done.path.read_bytes()
+
+
+def test_nproc_2_writes_the_same_file_as_one_process(model_dir: Path, whole: bytes, tmp_path: Path) -> None:
+    """`--nproc 2` relaunches under torch.distributed; rank 0 alone prints the summary."""
+    out = tmp_path / "recs.parquet"
+    cmd = [
+        *(sys.executable, "-m", "playnext.cli", "recommend", "--model-dir", str(model_dir)),
+        *("--all-users", "--k", "10", "--chunk-users", "16", "--out", str(out), "--nproc", "2", "--json"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[:3000] + "\n…\n" + done.stderr[-1500:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    summary = json.loads(lines[0])
+    assert summary["processes"] == 2 and summary["parts"] == N_PARTS and summary["rows"] == 150 * 10
+    assert out.read_bytes() == whole
+    assert not batch.parts_dir(out).exists()
 
 
 def _killed(model_dir: str, out: str, parts_each: int) -> None:

@@ -434,6 +434,7 @@ def _metrics_table(rows: dict[str, dict[str, float]], title: str, keys: list[str
 # ---- recommend --------------------------------------------------------------------------------------
 @app.command()
 def recommend(
+    ctx: typer.Context,
     model_dir: Annotated[Path, typer.Option("--model-dir", help="Folder written by `playnext train --out`.")],
     user: Annotated[str | None, typer.Option("--user", help="A user id from the dataset.")] = None,
     history: Annotated[
@@ -466,12 +467,20 @@ def recommend(
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     rerank: RerankOpt = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc", min=1, help="With --all-users: processes on this machine, a share of the parts each."
+        ),
+    ] = 1,
 ) -> None:
     """Top-k recommendations with titles for a user or an ad-hoc history, or every user's top-k
-    streamed to Parquet (`--all-users --out recs.parquet`; rerun the same command to resume)."""
+    streamed to Parquet (`--all-users --out recs.parquet`; rerun the same command to resume).
+    With --all-users under torchrun (or with --nproc N) every process writes a share of the parts."""
 
     def go() -> None:
         from playnext.artifact import Artifact
+        from playnext.batch import Job
         from playnext.rerank import parse_spec
 
         spec = parse_spec(rerank)  # a bad value exits 2 before the model is loaded
@@ -479,12 +488,11 @@ def recommend(
         if all_users:
             if typed is not None:
                 raise PlaynextError("--events types a --history; --all-users reads each user's stored events")
-            _recommend_all(
-                model_dir, user, history, k, exclude_seen, out_file, restart, chunk_users, as_json, spec
-            )
+            job = Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users, rerank=spec)
+            _recommend_all(model_dir, user, history, job, out_file, restart, as_json, nproc, ctx)
             return
-        if out_file is not None or restart:
-            raise PlaynextError("--out and --restart go with --all-users")
+        if out_file is not None or restart or nproc > 1:
+            raise PlaynextError("--out, --restart and --nproc go with --all-users")
         if (user is None) == (history is None):
             raise PlaynextError("give exactly one of --user or --history (or --all-users --out FILE)")
         if typed is not None and history is None:
@@ -528,56 +536,79 @@ def _recommend_all(
     model_dir: Path,
     user: str | None,
     history: str | None,
-    k: int,
-    exclude_seen: bool,
+    job: Any,
     out_file: Path | None,
     restart: bool,
-    chunk_users: int,
     as_json: bool,
-    spec: Any = None,
+    nproc: int,
+    ctx: typer.Context,
 ) -> None:
-    from playnext import batch
+    """`recommend --all-users`: here, as one rank under torchrun, or relaunched as `nproc` ranks."""
+    from playnext.train import distributed
 
     if user is not None or history is not None:
         raise PlaynextError("--all-users takes no --user or --history")
     if out_file is None:
         raise PlaynextError("--all-users needs --out FILE.parquet")
-    job = batch.Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users, rerank=spec)
-    if as_json or not err.is_terminal:
-        done = batch.recommend_all(model_dir, out_file, job, restart=restart)
-    else:
-        with Progress(
-            TextColumn("recommending"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("users"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as prog:
-            task = prog.add_task("users", total=None)
-            done = batch.recommend_all(
-                model_dir,
-                out_file,
-                job,
-                restart=restart,
-                progress=lambda n, total: prog.update(task, completed=n, total=total),
-            )
+    job.validate()  # once, before any process starts
+    if nproc > 1 and not distributed.in_worker():
+        code = distributed.launch(nproc, ["-m", "playnext.cli", *_argv_of(ctx, skip=("nproc",))])
+        if code:
+            raise typer.Exit(code)
+        return
+    rank = distributed.init("gloo")[0] if distributed.in_worker() else 0  # control messages only
+    try:
+        done = _recommend_all_here(model_dir, out_file, job, restart, show=rank == 0 and not as_json)
+    except PlaynextError:
+        if rank != 0:
+            raise typer.Exit(2) from None  # rank 0 says why
+        raise
+    finally:
+        distributed.shutdown()
+    if rank != 0:
+        return
     summary = {
         "out": str(done.path),
         "users": done.users,
         "rows": done.rows,
         "parts": done.parts,
         "parts_reused": done.parts_reused,
+        "processes": done.ranks,
         "seconds": round(done.seconds, 3),
     }
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         reused = f", {done.parts_reused} of {done.parts} parts reused" if done.parts_reused else ""
-        err.print(f"{done.rows:,} rows for {done.users:,} users in {done.seconds:.1f}s{reused}")
+        ranks = f" on {done.ranks} processes" if done.ranks > 1 else ""
+        err.print(f"{done.rows:,} rows for {done.users:,} users in {done.seconds:.1f}s{ranks}{reused}")
         out.print(f"wrote {done.path}")
+
+
+def _recommend_all_here(model_dir: Path, out_file: Path, job: Any, restart: bool, show: bool) -> Any:
+    """This process's `batch.recommend_all`, with a progress bar on a terminal when `show`."""
+    from playnext import batch
+
+    if not show or not err.is_terminal:
+        return batch.recommend_all(model_dir, out_file, job, restart=restart)
+    with Progress(
+        TextColumn("recommending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("users"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("users", total=None)
+        return batch.recommend_all(
+            model_dir,
+            out_file,
+            job,
+            restart=restart,
+            progress=lambda n, total: prog.update(task, completed=n, total=total),
+        )
 
 
 def _recs_table(recs: list[dict[str, Any]], title: str) -> None:
