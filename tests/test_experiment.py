@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import torch
 
-import playnext.evaluate.protocol as protocol
 import playnext.models.registry as registry
 from playnext.data.interactions import Histories, Interactions
 from playnext.data.split import EvalSet, Split, leave_one_out
+from playnext.evaluate import protocol
 from playnext.evaluate.protocol import evaluate
 from playnext.experiment import select_and_test
 from playnext.models.base import ModelConfig, Recommender

@@ -1,6 +1,13 @@
-"""playnext: deep and large neural models for what to watch, listen to or play next."""
+"""playnext: deep and large neural models for what to watch, listen to or play next.
 
+`import playnext as pn` gives the public API (`playnext.api`): Dataset, splits, models,
+evaluate/compare, train, save/load. `pn.evaluate` is the function; the evaluation package
+(`playnext.evaluate.*`) is still imported by its full dotted name.
+"""
+
+from playnext.version import __version__
+from playnext.api import *  # noqa: F403  (the public API is `playnext.api.__all__`)
+from playnext.api import __all__ as _API
 from playnext.data.interactions import Histories, IdMap, Interactions
 
-__all__ = ["Histories", "IdMap", "Interactions"]
-__version__ = "0.1.0"
+__all__ = [*_API, "Histories", "IdMap", "Interactions", "__version__"]

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
@@ -32,8 +31,8 @@ from playnext.data.interactions import Columns, Histories, IdMap, Interactions
 from playnext.errors import ConfigError, UnknownIdError
 from playnext.io import commit_dir, fsync_dir
 from playnext.models.base import Recommender
+from playnext.ranking import Lists, rank
 from playnext.rerank import ItemFeatures, RerankSpec
-from playnext.rerank import rerank as rerank_items
 
 
 @dataclass
@@ -98,9 +97,7 @@ class Artifact:
     def event_types(self) -> tuple[str, ...]:
         """The event types the model reads as inputs (trained with `actions`), else none: the
         only types a history's events may name (API, CLI and batch apply this one rule)."""
-        if not getattr(self.model.config, "actions", False):
-            return ()
-        return tuple(getattr(self.model, "event_types_", ()))
+        return self.model.event_types
 
     def typed_history(
         self, items: np.ndarray, events: Sequence[tuple[str | None, float | None]], where: str = "events"
@@ -140,6 +137,43 @@ class Artifact:
             self._features = ItemFeatures.from_meta(self.meta, pop, self.model.item_embeddings())
         return self._features
 
+    def rank(
+        self,
+        users: np.ndarray,
+        *,
+        k: int,
+        exclude_seen: bool = True,
+        rerank: RerankSpec | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Lists:
+        """Lists for known users (internal ids) from their stored histories: the one ranking path."""
+        hist = self.histories.take(users)
+        return self.rank_histories(
+            np.asarray(users, np.int64), hist, k=k, exclude_seen=exclude_seen, rerank=rerank, allowed=allowed
+        )
+
+    def rank_histories(
+        self,
+        users: np.ndarray,
+        hist: Histories,
+        *,
+        k: int,
+        exclude_seen: bool = True,
+        rerank: RerankSpec | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Lists:
+        """Lists for rows of (user or -1, history): model scores, then `playnext.ranking.rank`."""
+        scores = self.model.score(users, hist)  # (B, I)
+        return rank(
+            scores,
+            k,
+            seen=hist if exclude_seen else None,
+            allowed=allowed,
+            rerank_spec=rerank,
+            features=self.features() if rerank is not None and rerank.active else None,
+            history=hist,
+        )
+
     def recommend_ranked(
         self,
         *,
@@ -164,25 +198,13 @@ class Artifact:
             uidx = np.array([-1])
             items = self.items.to_internal(history or [], kind="item")
             hist = Histories.from_lists([items]) if events is None else self.typed_history(items, events)
-        scores = self.model.score(uidx, hist)[0].clone()  # (I,)
-        if exclude_seen and len(hist.items):
-            scores[torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")
-        summary = None
-        if rerank is not None and rerank.active:
-            s = scores.numpy()
-            cand = np.flatnonzero(np.isfinite(s))
-            done = rerank_items(s[cand], cand, hist.items, self.features(), rerank, k)
-            idx, values = done.items, s[done.items].tolist()
-            summary = done.summary(rerank)
-        else:
-            k = max(1, min(k, int(torch.isfinite(scores).sum())))
-            top = torch.topk(scores, k)
-            idx, values = top.indices.numpy(), top.values.tolist()
+        lists = self.rank_histories(uidx, hist, k=k, exclude_seen=exclude_seen, rerank=rerank)
+        idx, values = lists.row(0)
         rows = self.meta[idx]
         out = []
-        for rank, (row, v) in enumerate(zip(rows.iter_rows(named=True), values, strict=True), 1):
-            out.append({"rank": rank, **row, "score": float(v)})
-        return out, summary
+        for r, (row, v) in enumerate(zip(rows.iter_rows(named=True), values.tolist(), strict=True), 1):
+            out.append({"rank": r, **row, "score": float(v)})
+        return out, lists.summaries[0] if lists.summaries else None
 
     def history_titles(self, user: str) -> list[str]:
         uidx = self.users.to_internal([user], kind="user")

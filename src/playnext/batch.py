@@ -36,8 +36,8 @@ that had opened the removed `.lock` finds another file at its path and takes tha
 
 Rows: `user_id` (external), `rank` (1..k), `item_id` (external), `score` (float32), one per
 (user, rank), users in the model folder's order. With `exclude_seen` a user's own history is
-masked as in `Artifact.recommend`; items left at -inf (a user who has seen almost everything)
-are not written, so such a user has fewer than k rows.
+masked by the one ranking path (`playnext.ranking`, through `Artifact.rank`); a user with fewer than
+k candidates left (one who has seen almost everything) gets fewer than k rows.
 """
 
 from __future__ import annotations
@@ -56,13 +56,12 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 import torch.distributed as dist
 
 from playnext.artifact import Artifact
 from playnext.errors import ConfigError, PlaynextError
 from playnext.io import atomic_write, sha256_file, sha256_text, write_json
-from playnext.rerank import RerankSpec, rerank_rows
+from playnext.rerank import RerankSpec
 from playnext.train import distributed
 
 MANIFEST = "manifest.json"
@@ -250,28 +249,15 @@ def _on_rank_0(fn: Callable[[], T], rank: int, world: int) -> T:
 
 
 def _top_k(art: Artifact, users: np.ndarray, job: Job, user_ids: pa.Array, item_ids: pa.Array) -> pa.Table:
-    """The long-format rows of `users`' top-k, best first (scores from the model's own `score`)."""
-    hist = art.histories.take(users)
-    scores = art.model.score(users, hist)  # (B, I)
-    if job.exclude_seen and len(hist.items):
-        rows = torch.from_numpy(hist.row_ids())
-        scores[rows, torch.from_numpy(hist.items.astype(np.int64))] = float("-inf")
-    if job.rerank is not None and job.rerank.active:
-        lists = rerank_rows(scores, hist, art.features(), job.rerank, job.k)  # (B, k), -1 padded
-        picked = torch.from_numpy(np.maximum(lists, 0))
-        values, indices = scores.gather(1, picked).numpy(), lists  # each item's model score
-        keep = lists >= 0
-    else:
-        top = torch.topk(scores, min(job.k, scores.shape[1]), dim=1)  # (B, k)
-        values, indices = top.values.numpy(), top.indices.numpy()
-        keep = np.isfinite(values)  # (B, k) seen items never appear, even when k exceeds the rest
-    row_of, rank_of = np.nonzero(keep)  # row-major: users in order, ranks ascending
+    """The long-format rows of `users`' top-k, best first, through the one ranking path."""
+    lists = art.rank(users, k=job.k, exclude_seen=job.exclude_seen, rerank=job.rerank)
+    row_of, rank_of, items, scores = lists.long()  # users in order, ranks ascending
     return pa.table(
         {
             "user_id": user_ids.take(pa.array(users[row_of])),
-            "rank": pa.array((rank_of + 1).astype(np.int16)),
-            "item_id": item_ids.take(pa.array(indices[keep])),
-            "score": pa.array(values[keep].astype(np.float32)),
+            "rank": pa.array(rank_of.astype(np.int16)),
+            "item_id": item_ids.take(pa.array(items)),
+            "score": pa.array(scores.astype(np.float32)),
         },
         schema=SCHEMA,
     )

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from playnext import __version__
+from playnext.version import __version__
 from playnext.data.interactions import Interactions
 from playnext.data.split import ColdSplit, EvalSet, Split, cold_item_split, leave_one_out, parse_cold
 from playnext.errors import ConfigError
@@ -36,9 +36,10 @@ from playnext.evaluate.metrics import TIES, Ties
 from playnext.evaluate.protocol import EvalResult, Scorer, judge_on, protocol_description
 from playnext.models import registry
 from playnext.models.nn import NeuralRecommender
+from playnext.ranking import cold_neighbours, item_texts
 from playnext.recipes import Recipe
 from playnext.rerank import ItemFeatures, RerankSpec, list_reranker
-from playnext.text import item_text, make_encoder, text_neighbours
+from playnext.text import make_encoder
 
 OnCandidate = Callable[[dict[str, Any], dict[str, float]], None]
 
@@ -151,7 +152,7 @@ RERANK_K = 10
 def item_features(model: Any, data: Interactions) -> ItemFeatures:
     """What re-rankers know of `data`'s items: genres and kinds, training popularity and the
     model's item vectors (if it has them)."""
-    vectors = model.item_embeddings() if hasattr(model, "item_embeddings") else None
+    vectors = model.item_embeddings()
     return ItemFeatures.from_meta(data.meta, data.item_counts(), vectors)
 
 
@@ -323,15 +324,14 @@ def cold_report(model: Any, split: ColdSplit, text_encoder: str = "minilm") -> d
     seeded half of the questions' users (`weights`); every figure is on the other half."""
     valid, test = split.halves()
     scorers: dict[str, Scorer] = {}
-    if getattr(model, "has_content", False):
+    if model.has_content:
         vecs = model.content_vectors(split.cold_meta)
         scorers["content"] = lambda u, h: model.score_new_items(u, h, vecs)
     encoder = make_encoder(text_encoder)
     if encoder is not None:
-        warm_meta = split.warm_log.meta
-        known = encoder.encode([item_text(*r) for r in warm_meta.select(*TEXT_COLUMNS).iter_rows()])
-        new = encoder.encode([item_text(*r) for r in split.cold_meta.select(*TEXT_COLUMNS).iter_rows()])
-        nb, w = text_neighbours(new, known, COLD_NEIGHBOURS, COLD_TEMPERATURE)
+        known = encoder.encode(item_texts(split.warm_log.meta))
+        new = encoder.encode(item_texts(split.cold_meta))
+        nb, w = cold_neighbours(new, known, COLD_NEIGHBOURS, COLD_TEMPERATURE)
         scorers["borrowing"] = borrowing(model.score, nb, w)
     out: dict[str, dict[str, float]] = {}
     weights: dict[str, dict[str, Any]] = {}
@@ -349,13 +349,10 @@ def cold_report(model: Any, split: ColdSplit, text_encoder: str = "minilm") -> d
     }
 
 
-TEXT_COLUMNS = ("title", "kind", "genres", "year")  # item_text's arguments, in order
-
-
 def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_items: int) -> dict[str, Any]:
     """The one run record (benchmarks/results/*.json, `playnext train --json`, artifact.json)."""
     chosen = res.chosen if res.chosen is not None else res.model
-    report = getattr(chosen, "report_", None)  # the selection run's curve and best epoch
+    report = chosen.training_report()  # the selection run's curve and best epoch
     params = chosen.config.to_dict()
     return {
         "model": plan.model,
@@ -373,7 +370,7 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "n_users_evaluated": res.test.n_users,
         **({"n_users_by_target": res.test.groups} if plan.repeats else {}),
         "n_items": n_items,
-        "n_params": int(res.model.n_params()) if hasattr(res.model, "n_params") else None,
+        "n_params": res.model.n_params(),
         "train_seconds": res.train_seconds,
         "eval_seconds": res.test.seconds,
         "seconds_per_epoch": report.seconds_per_epoch if report else None,

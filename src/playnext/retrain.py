@@ -45,8 +45,9 @@ from playnext.evaluate.protocol import evaluate
 from playnext.experiment import environment
 from playnext.models import registry
 from playnext.models.base import Recommender
+from playnext.ranking import cold_neighbours, item_texts
 from playnext.state.store import DB_FILE, ColdItemRow, EventRow, StateError, StateStore
-from playnext.text import item_text, make_encoder
+from playnext.text import make_encoder
 
 log = logging.getLogger("playnext.retrain")
 
@@ -274,13 +275,12 @@ def _initial_rows(
     init: list[list[int]] = [[] for _ in range(n_new)]
     by = {"text": 0, "co-occurrence": 0, "mean": 0}
     if n_cold and encoder != "none" and n_known:
-        texts = [_item_text(r) for r in meta.iter_rows(named=True)]
+        texts = item_texts(meta)
         enc = make_encoder(encoder)
         assert enc is not None  # "none" was handled above
         known = enc.encode(texts[:n_known])  # (K, D), unit rows
         new = enc.encode(texts[n_known : n_known + n_cold])  # (C, D)
-        k = min(neighbours, n_known)
-        top = np.argsort(-(new @ known.T), axis=1, kind="stable")[:, :k]  # (C, k)
+        top, _ = cold_neighbours(new, known, neighbours, temperature=1.0)  # (C, k), nearest first
         for j in range(n_cold):
             init[j] = [int(i) for i in top[j]]
         by["text"] = n_cold
@@ -301,12 +301,6 @@ def _initial_rows(
             by["co-occurrence"] += 1
     by["mean"] = sum(1 for r in init if not r)
     return init, by
-
-
-def _item_text(row: dict[str, Any]) -> str:
-    """What an item says, exactly as the server's text index reads it."""
-    c = Columns
-    return item_text(row.get(c.TITLE), row.get(c.KIND), row.get(c.GENRES), row.get(c.YEAR))
 
 
 # ---- training -------------------------------------------------------------------------------------

@@ -146,17 +146,3 @@ def borrow_weights(sims: np.ndarray, temperature: float) -> np.ndarray:
     similarities: a softmax, so the closest texts dominate and near-ties share."""
     w = np.exp((sims - sims.max(1, keepdims=True)) / temperature)
     return (w / w.sum(1, keepdims=True)).astype(np.float32)
-
-
-def text_neighbours(
-    new: np.ndarray, known: np.ndarray, k: int, temperature: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest `known` rows of each `new` row by cosine (rows L2-normalised), with their
-    `borrow_weights`: (C, k) ids and (C, k) weights, what a cold item borrows scores from."""
-    sims = new @ known.T  # (C, K)
-    k = min(k, known.shape[0])
-    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (C, k)
-    top = np.take_along_axis(sims, nn, 1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    nn, top = np.take_along_axis(nn, order, 1), np.take_along_axis(top, order, 1)
-    return nn, borrow_weights(top, temperature)

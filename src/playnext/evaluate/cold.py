@@ -68,7 +68,7 @@ def id_only(warm: Scorer, n_cold: int) -> Scorer:
 
 def borrowing(warm: Scorer, neighbours: np.ndarray, weights: np.ndarray) -> Scorer:
     """Serving-time neighbour borrowing: cold item c scores the weighted mean of its (C, k)
-    text `neighbours`' scores (weights from `playnext.text.text_neighbours`)."""
+    text `neighbours`' scores (weights from `playnext.ranking.cold_neighbours`)."""
     nb, w = torch.from_numpy(neighbours), torch.from_numpy(weights)
 
     def score(users: np.ndarray, history: Histories) -> torch.Tensor:

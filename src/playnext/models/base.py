@@ -102,6 +102,50 @@ class Recommender(ABC):
         model without them; a model that scores by state · item vector returns those vectors."""
         return None
 
+    # ---- capabilities: what callers ask the contract instead of probing attributes -----------
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The event types the model reads as inputs (trained with typed actions), else none:
+        the only types a history's events may name."""
+        return ()
+
+    @property
+    def has_content(self) -> bool:
+        """Whether items unseen in training can be scored from their metadata (`score_new_items`)."""
+        return False
+
+    @property
+    def uses_repeat_bonus(self) -> bool:
+        """Whether seen items gain a learned re-listen bonus (graphs that end at state · item
+        vectors, such as the ONNX export, cannot compute it)."""
+        return False
+
+    @property
+    def max_len(self) -> int | None:
+        """The longest history window the model reads (None: the whole history)."""
+        return None
+
+    def content_vectors(self, meta: Any) -> torch.Tensor:
+        """(N, D) output vectors of the items `meta` describes, from their content alone."""
+        raise NotImplementedError(f"{self.name}: no content tower; check has_content first")
+
+    def score_new_items(self, users: np.ndarray, history: Histories, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, I + N) scores: the model's items, then N new ones given by `content_vectors`."""
+        raise NotImplementedError(f"{self.name}: no content tower; check has_content first")
+
+    def item_item(self) -> torch.Tensor | None:
+        """(I, I) item-to-item weights when the scores are history · weights (EASE): explanations
+        read exact contributions from it; None for any other model."""
+        return None
+
+    def training_report(self) -> Any | None:
+        """The training curve (`playnext.train.loop.TrainReport`) of a model trained by epochs."""
+        return None
+
+    def n_params(self) -> int | None:
+        """Learned parameters, for the run record (None for a model without a parameter count)."""
+        return None
+
     # ---- persistence ------------------------------------------------------------------------
     @abstractmethod
     def _state(self) -> dict[str, torch.Tensor]: ...

@@ -54,6 +54,9 @@ class EASE(Recommender):
         b.diagonal().zero_()
         self.b_ = b.float()
 
+    def item_item(self) -> torch.Tensor | None:
+        return self.b_
+
     def _score(self, users: np.ndarray, history: Histories) -> torch.Tensor:
         x = torch.zeros(len(history), self.b_.shape[0])  # (B, I) binary history
         x[torch.from_numpy(history.row_ids()), torch.from_numpy(history.items.astype(np.int64))] = 1.0

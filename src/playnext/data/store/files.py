@@ -92,7 +92,7 @@ def write_manifest(
     has_ts: bool,
 ) -> None:
     """The manifest, written last: a store is complete exactly when its manifest is there."""
-    from playnext import __version__
+    from playnext.version import __version__
 
     write_json(
         folder / MANIFEST,
