@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from playnext.artifact import Artifact
-from playnext.errors import PlaynextError
-from playnext.serve.catalog import ServeError
+from playnext.errors import PlaynextError, UnknownEventTypeError
+from playnext.serve.errors import Conflict, NotFound, UnknownIds
 from playnext.serve.metrics import Metrics
 from playnext.serve.routes.admin import router as admin_router
 from playnext.serve.routes.items import router as items_router
@@ -37,7 +37,7 @@ from playnext.serve.routes.sessions import router as sessions_router
 from playnext.serve.routes.system import router as system_router
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
-from playnext.state import Limits, StateError, StateStore
+from playnext.state import Limits, StateConflict, StateError, StateStore
 from playnext.text import TextEncoder, make_encoder
 
 log = logging.getLogger("playnext.serve")
@@ -113,21 +113,36 @@ def create_app(
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
-    @app.exception_handler(ServeError)
-    async def serve_error(request: Request, exc: ServeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), **exc.extra}, status_code=exc.status)
-
-    @app.exception_handler(StateError)
-    async def state_error(request: Request, exc: StateError) -> JSONResponse:
-        log.error("%s", exc)
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
     @app.exception_handler(PlaynextError)
     async def playnext_error(request: Request, exc: PlaynextError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(exc)
 
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=app.state.metrics)
     return app
+
+
+# Each domain error's HTTP status, the most specific class first: the one place a status is chosen.
+STATUS: tuple[tuple[type[PlaynextError], int], ...] = (
+    (NotFound, 404),  # the item or session in the URL path
+    (Conflict, 409),
+    (StateConflict, 409),  # the store refuses an add (id taken, max_cold_items reached)
+    (StateError, 503),
+    (PlaynextError, 422),  # bad input: unknown ids in the body, limits, filters, event types
+)
+
+
+def error_response(exc: PlaynextError) -> JSONResponse:
+    """A domain error as HTTP: its status, `detail`, and what a client can act on (the unknown
+    ids, the event types the model knows)."""
+    status = next(code for cls, code in STATUS if isinstance(exc, cls))
+    body: dict[str, Any] = {"detail": str(exc)}
+    if isinstance(exc, UnknownIds):
+        body["unknown"] = exc.ids[:100]
+    if isinstance(exc, UnknownEventTypeError):
+        body["known_event_types"] = list(exc.known)
+    if status == 503:
+        log.error("%s", exc)
+    return JSONResponse(body, status_code=status)
 
 
 def limits(settings: Settings) -> Limits:

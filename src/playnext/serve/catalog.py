@@ -15,27 +15,7 @@ import numpy as np
 import polars as pl
 
 from playnext.data.interactions import Columns
-from playnext.errors import PlaynextError
-
-
-class ServeError(PlaynextError):
-    """A request the server understood but cannot serve; `status` is the HTTP status to answer."""
-
-    status: int = 422
-
-    def __init__(self, message: str, status: int | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
-        self.extra = extra
-
-
-class UnknownIds(ServeError):
-    """Ids that name no user, item or session; the message lists them."""
-
-    def __init__(self, what: str, ids: Sequence[str], status: int = 422) -> None:
-        shown = ", ".join(ids[:10]) + (f" … ({len(ids)} in all)" if len(ids) > 10 else "")
-        super().__init__(f"unknown {what}: {shown}", status, unknown=list(ids[:100]))
+from playnext.serve.errors import Conflict, QueryError, UnknownIds
 
 
 @dataclass(frozen=True)
@@ -88,13 +68,13 @@ class Catalog:
     def record(self, i: int) -> ItemRecord:
         return ItemRecord(self.ids[i], self.titles[i], self.kinds[i], self.genres[i], self.years[i])
 
-    def indices(self, ids: Iterable[object], what: str = "item id(s)", status: int = 422) -> np.ndarray:
+    def indices(self, ids: Iterable[object], what: str = "item id(s)") -> np.ndarray:
         """Catalog indices of external ids (strings or numbers, as in the dataset); unknown ids raise."""
         keys = [str(i) for i in ids]
         out = np.fromiter((self.lookup.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         if (out < 0).any():
             missing = list(dict.fromkeys(k for k, v in zip(keys, out, strict=True) if v < 0))
-            raise UnknownIds(what, missing, status)
+            raise UnknownIds(what, missing)
         return out
 
     @property
@@ -122,12 +102,12 @@ class Catalog:
         if kinds:
             bad = [k for k in kinds if k not in self._by_kind]
             if bad:
-                raise ServeError(f"unknown kind(s): {', '.join(bad)}; known: {', '.join(self.kind_names)}")
+                raise QueryError(f"unknown kind(s): {', '.join(bad)}; known: {', '.join(self.kind_names)}")
             keep &= _rows(n, (self._by_kind[k] for k in kinds))
         if genres:
             bad = [g for g in genres if g not in self._by_genre]
             if bad:
-                raise ServeError(
+                raise QueryError(
                     f"unknown genre(s): {', '.join(bad[:10])}; known: {', '.join(self.genre_names[:50])}"
                 )
             keep &= _rows(n, (self._by_genre[g] for g in genres))  # any of the genres
@@ -168,7 +148,7 @@ class Catalog:
     def append(self, rec: ItemRecord) -> int:
         with self._lock:
             if rec.item_id in self.lookup:
-                raise ServeError(f"item id {rec.item_id} already exists", status=409)
+                raise Conflict(f"item id {rec.item_id} already exists")
             i = len(self.ids)
             self.titles.append(rec.title)
             self.kinds.append(rec.kind)

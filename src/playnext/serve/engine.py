@@ -23,12 +23,13 @@ import torch
 from playnext.artifact import Artifact
 from playnext.data.events import check_event
 from playnext.data.interactions import META_SCHEMA, Histories
-from playnext.errors import ConfigError, UnknownEventTypeError
+from playnext.errors import ConfigError
 from playnext.rerank import ItemFeatures, RerankSpec, rerank
-from playnext.serve.catalog import Catalog, ItemRecord, ServeError, UnknownIds
+from playnext.serve.catalog import Catalog, ItemRecord
+from playnext.serve.errors import Conflict, NotFound, QueryError, TextOff, UnknownIds
 from playnext.serve.index import VectorIndex
 from playnext.serve.settings import Settings
-from playnext.state import ColdItemRow, NewEvent, SessionState, StateConflict, StateStore
+from playnext.state import ColdItemRow, NewEvent, SessionState, StateStore
 from playnext.text import TextEncoder, borrow_weights, encode_cached, item_text, make_encoder
 
 log = logging.getLogger("playnext.serve")
@@ -164,27 +165,31 @@ class Engine:
             **extra,
         }
 
-    def item_index(self, item_id: object, status: int = 404) -> int:
-        return int(self.indices([item_id], "item id", status)[0])
+    def item_index(self, item_id: object) -> int:
+        """The catalog index of the item a call is about (`NotFound` when there is none)."""
+        try:
+            return int(self.indices([item_id], "item id")[0])
+        except UnknownIds as e:
+            raise NotFound("item id", e.ids) from None
 
-    def indices(self, ids: Sequence[object], what: str, status: int = 422) -> np.ndarray:
+    def indices(self, ids: Sequence[object], what: str) -> np.ndarray:
         """Catalog indices; an unknown id first makes us look for cold items another worker added."""
         try:
-            return self.catalog.indices(ids, what, status)
+            return self.catalog.indices(ids, what)
         except UnknownIds:
             if not self.sync_cold(force=True):
                 raise
-            return self.catalog.indices(ids, what, status)
+            return self.catalog.indices(ids, what)
 
     # ---- scoring ----------------------------------------------------------------------------
     def _resolve(self, q: Query, *, check_k: bool = True) -> _Context:
         s = self.settings
         if check_k and q.k > s.max_k:
-            raise ServeError(f"k={q.k} is above the limit of {s.max_k}")
+            raise QueryError(f"k={q.k} is above the limit of {s.max_k}")
         if q.history is not None and len(q.history) > s.max_history:
-            raise ServeError(f"history has {len(q.history)} items; the limit is {s.max_history}")
+            raise QueryError(f"history has {len(q.history)} items; the limit is {s.max_history}")
         if q.user_id is None and q.history is None and q.session_id is None:
-            raise ServeError("give a user_id, a history or a session_id")
+            raise QueryError("give a user_id, a history or a session_id")
         self.sync_cold()
         n = self.n_items
         parts: list[np.ndarray] = []
@@ -244,16 +249,12 @@ class Engine:
         return items, codes, values
 
     def check_events(self, events: Sequence[NewEvent]) -> None:
-        """A model trained with actions takes only its own event types, in their value ranges."""
+        """A model trained with actions takes only its own event types, in their value ranges
+        (an `UnknownEventTypeError` names the known ones)."""
         if not self.event_types:
             return
         for e in events:
-            try:
-                check_event(e.event, e.value, self.event_types)
-            except UnknownEventTypeError as err:
-                raise ServeError(str(err), known_event_types=list(err.known)) from None
-            except ConfigError as err:
-                raise ServeError(str(err)) from None
+            check_event(e.event, e.value, self.event_types)
 
     def _history_tensor(
         self, rows: list[np.ndarray], ctx: _Context | None, masks: list[np.ndarray]
@@ -319,7 +320,7 @@ class Engine:
         users = np.array([user], dtype=np.int64)
         cold = self._cold.vectors
         if cold is not None and len(cold):  # (I + C,): the model ranks the cold items itself
-            s = self.model.score_new_items(users, hist, cold)[0]  # type: ignore[attr-defined]
+            s = self.model.score_new_items(users, hist, cold)[0]
         else:
             s = self.model.score(users, hist)[0]  # (I,)
         return np.nan_to_num(s.numpy().astype(np.float32), nan=-np.inf), True
@@ -480,11 +481,11 @@ class Engine:
     # ---- similar items and search --------------------------------------------------------------
     def similar(self, item_id: str, k: int, by: str) -> list[dict[str, Any]]:
         if k > self.settings.max_k:
-            raise ServeError(f"k={k} is above the limit of {self.settings.max_k}")
-        i = self.item_index(item_id, status=404)
+            raise QueryError(f"k={k} is above the limit of {self.settings.max_k}")
+        i = self.item_index(item_id)
         n = self.n_items
         if i >= n:
-            raise UnknownIds("item id", [str(item_id)], 404)
+            raise NotFound("item id", [str(item_id)])
         allowed = np.ones(n, dtype=bool)
         allowed[i] = False
         if by == "model" and i < self.n_known:
@@ -516,7 +517,7 @@ class Engine:
 
     def _require_text(self) -> VectorIndex:
         if self.text_index is None or self.encoder is None:
-            raise ServeError("text features are off on this server (text_encoder=none)")
+            raise TextOff()
         return self.text_index
 
     def search(self, text: str, q: Query, blend: float | None) -> list[dict[str, Any]]:
@@ -537,7 +538,7 @@ class Engine:
             ctx = self._resolve(q)
         else:
             if q.k > self.settings.max_k:
-                raise ServeError(f"k={q.k} is above the limit of {self.settings.max_k}")
+                raise QueryError(f"k={q.k} is above the limit of {self.settings.max_k}")
             empty = np.zeros(0, np.int64)
             ctx = _Context(-1, empty, empty, self._allowed(q), self.n_items)
         qv = self.encoder.encode([text])  # (1, D)
@@ -589,9 +590,9 @@ class Engine:
         pop = np.concatenate([self.popularity, np.zeros(max(0, n - self.n_known), dtype=np.int64)])[rows]
         order = np.lexsort((rows, -pop, rank))
         page = rows[order][offset : offset + limit]
-        return len(rows), [self.item(int(i), popularity=int(self._pop(int(i)))) for i in page]
+        return len(rows), [self.item(int(i), popularity=self.popularity_of(int(i))) for i in page]
 
-    def _pop(self, i: int) -> int:
+    def popularity_of(self, i: int) -> int:
         return int(self.popularity[i]) if i < self.n_known else 0
 
     # ---- sessions -----------------------------------------------------------------------------
@@ -624,11 +625,8 @@ class Engine:
         worker applies it; the others pick it up on their next poll or on first mention."""
         self._require_text()
         if rec.item_id in self.catalog.lookup:
-            raise ServeError(f"item id {rec.item_id} already exists", status=409)
-        try:
-            row = self.store.add_cold_item(rec.item_id, rec.title, rec.kind or "", rec.genres, rec.year)
-        except StateConflict as e:
-            raise ServeError(str(e), status=409) from None
+            raise Conflict(f"item id {rec.item_id} already exists")
+        row = self.store.add_cold_item(rec.item_id, rec.title, rec.kind or "", rec.genres, rec.year)
         self.sync_cold(force=True)
         i = self.catalog.lookup[row.item_id]
         c = self._cold
@@ -693,7 +691,7 @@ class Engine:
                   "kind": kind}],
                 schema=META_SCHEMA,
             )  # fmt: skip
-            v = self.model.content_vectors(meta)  # type: ignore[attr-defined]  # (1, D)
+            v = self.model.content_vectors(meta)  # (1, D)
             vectors = v if vectors is None else torch.cat([vectors, v])
         self._cold = _Cold(
             np.concatenate([old.nn.reshape(-1, kn), nn_pad[None]]),

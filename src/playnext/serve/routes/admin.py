@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from playnext.serve.catalog import ServeError
+from playnext.errors import ConfigError
 from playnext.serve.deps import HolderDep, require_token
 from playnext.serve.schemas import ModelStatus, SwapOut, SwapRequest
 
@@ -28,5 +28,5 @@ async def swap_model(body: SwapRequest, holder: HolderDep) -> SwapOut:
     try:
         engine = await run_in_threadpool(holder.admin_swap, body.model_dir)
     except Exception as e:
-        raise ServeError(f"model refused, still serving {holder.serving.path}: {e}", status=422) from None
+        raise ConfigError(f"model refused, still serving {holder.serving.path}: {e}") from None
     return SwapOut(model=engine.model.name, serving=ModelStatus.model_validate(vars(holder.serving)))

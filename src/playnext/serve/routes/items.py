@@ -29,8 +29,8 @@ def list_items(
 
 @router.get("/{item_id}", response_model=ItemOut, responses=ERRORS)
 def get_item(item_id: str, engine: EngineDep) -> ItemOut:
-    i = engine.item_index(item_id, status=404)
-    return ItemOut.model_validate(engine.item(i, popularity=engine._pop(i)))
+    i = engine.item_index(item_id)
+    return ItemOut.model_validate(engine.item(i, popularity=engine.popularity_of(i)))
 
 
 @router.get("/{item_id}/similar", response_model=RecommendResponse, responses=ERRORS)

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
-from playnext.serve.catalog import UnknownIds
 from playnext.serve.deps import EngineDep
 from playnext.serve.engine import Engine
+from playnext.serve.errors import NotFound
 from playnext.serve.routes._common import ERRORS
 from playnext.serve.schemas import SESSION_ID, EventsRequest, SessionEvent, SessionOut
 from playnext.state import NewEvent, SessionState
@@ -54,7 +54,7 @@ def add_events(session_id: SessionId, body: EventsRequest, engine: EngineDep) ->
 def get_session(session_id: SessionId, engine: EngineDep) -> SessionOut:
     s = engine.store.session(session_id)
     if s is None:
-        raise UnknownIds("session id", [session_id], 404)
+        raise NotFound("session id", [session_id])
     return _out(engine, s)
 
 
@@ -62,5 +62,5 @@ def get_session(session_id: SessionId, engine: EngineDep) -> SessionOut:
 def delete_session(session_id: SessionId, engine: EngineDep) -> Response:
     """Forget the session and its events (they leave the retraining log too)."""
     if not engine.store.delete_session(session_id):
-        raise UnknownIds("session id", [session_id], 404)
+        raise NotFound("session id", [session_id])
     return Response(status_code=204)
