@@ -111,7 +111,7 @@ def test_leave_one_out_explanations_agree_with_item_item(
     """For a linear item-item model, leaving one item out drops the score by exactly its weight."""
     loo = make_client()
     engine = loo.app.state.holder.engine  # type: ignore[attr-defined]
-    engine._item_item = None  # force the generic path
+    engine.explainer.item_item = None  # force the generic path
     hist = world.items.to_external(world.sequences()[3][:6])
     a = client.post("/recommend", json={"history": hist, "k": 5}).json()["items"]
     b = loo.post("/recommend", json={"history": hist, "k": 5}).json()["items"]

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from playnext.data.interactions import Columns
+from playnext.data.interactions import META_SCHEMA, Columns
+from playnext.ranking import item_texts
 from playnext.serve.errors import Conflict, QueryError, UnknownIds
 
 
@@ -53,6 +54,7 @@ class Catalog:
         for i in range(n):
             self._index(i)
         self._lock = threading.Lock()
+        self.n_known = n  # the model's items; later rows are cold-start items
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,6 +69,24 @@ class Catalog:
     # ---- lookups ---------------------------------------------------------------------------
     def record(self, i: int) -> ItemRecord:
         return ItemRecord(self.ids[i], self.titles[i], self.kinds[i], self.genres[i], self.years[i])
+
+    def item(self, i: int, **extra: Any) -> dict[str, Any]:
+        """Item `i` as every answer shows it, with `extra` fields (rank, score, explanation…)."""
+        r = self.record(i)
+        return {
+            "item_id": r.item_id,
+            "title": r.title,
+            "kind": r.kind,
+            "genres": r.genres,
+            "year": r.year,
+            "cold_start": i >= self.n_known,
+            **extra,
+        }
+
+    def texts(self, lo: int, hi: int) -> list[str]:
+        """What rows lo..hi-1 say (`ranking.item_texts`), as the text index embeds them; an item
+        without a title reads as its id, the title every answer shows."""
+        return item_texts(meta_frame([self.record(i) for i in range(lo, hi)]))
 
     def indices(self, ids: Iterable[object], what: str = "item id(s)") -> np.ndarray:
         """Catalog indices of external ids (strings or numbers, as in the dataset); unknown ids raise."""
@@ -160,6 +180,19 @@ class Catalog:
             self.ids.append(rec.item_id)  # last: readers size themselves by len(ids)
             self.lookup[rec.item_id] = i
             return i
+
+
+def meta_frame(records: Sequence[ItemRecord]) -> pl.DataFrame:
+    """Records as a metadata frame (`META_SCHEMA`): what item text and content towers read."""
+    c = Columns
+    cols = {
+        c.ITEM_ID: [r.item_id for r in records],
+        c.TITLE: [r.title for r in records],
+        c.GENRES: [list(r.genres) for r in records],
+        c.YEAR: [r.year for r in records],
+        c.KIND: [r.kind for r in records],
+    }
+    return pl.DataFrame(cols, schema=META_SCHEMA)
 
 
 def _rows(n: int, groups: Iterable[list[int]]) -> np.ndarray:
