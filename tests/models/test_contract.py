@@ -23,8 +23,10 @@ from playnext.data.split import Split, leave_one_out
 from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.base import Recommender
-from playnext.models.nn import NeuralRecommender, SequenceRecommender
+from playnext.models.neural import NeuralRecommender
+from playnext.models.parts import buckets
 from playnext.models.registry import create, get, names
+from playnext.models.sequence import SequenceRecommender
 from playnext.train.batches import left_pad
 
 NAMES = names()
@@ -179,8 +181,7 @@ def test_scores_do_not_depend_on_row_order_or_chunking(
     model = fit(name, split, fitted)
     users, history = split.test.users, split.test.history
     whole = model.score(users, history)
-    for module in ("playnext.models.nn", type(model).__module__):  # several chunks per call
-        monkeypatch.setattr(f"{module}.SCORE_CHUNK", 7, raising=False)
+    monkeypatch.setattr(buckets, "SCORE_CHUNK", 7)  # several chunks per call
     perm = np.random.default_rng(0).permutation(len(users))
     shuffled = model.score(users[perm], history.take(perm))
     torch.testing.assert_close(shuffled, whole[torch.from_numpy(perm)], atol=1e-4, rtol=1e-4)

@@ -15,7 +15,7 @@ from playnext.data.interactions import Histories
 from playnext.data.synthetic import generate_world
 from playnext.models.cache import KVCache
 from playnext.models.hstu import HSTU, HSTUConfig
-from playnext.models.nn import SequenceNet
+from playnext.models.parts.net import SequenceNet
 from playnext.models.sasrec import SASRec, SASRecConfig
 
 MAX_LEN = 8

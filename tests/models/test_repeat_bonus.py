@@ -18,7 +18,7 @@ from playnext.data.synthetic import generate_world
 from playnext.errors import ConfigError
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.hstu import HSTU, HSTUConfig
-from playnext.models.nn import recency_bucket, recency_buckets
+from playnext.models.parts.repeat import recency_bucket, recency_buckets
 from playnext.models.sasrec import SASRec, SASRecConfig
 from playnext.serve.incremental import IncrementalScorer, full_scores
 from playnext.train import batches as B

@@ -19,7 +19,7 @@ from torch import nn
 
 from playnext.config import require
 from playnext.data.interactions import Histories, Interactions
-from playnext.models.nn import (
+from playnext.models.neural import (
     NeuralConfig,
     NeuralRecommender,
     known_items,

@@ -15,8 +15,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from playnext.config import require
-from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
+from playnext.models.neural import search_space_from
+from playnext.models.parts.actions import ActionEmbedding
+from playnext.models.parts.net import SequenceNet
 from playnext.models.registry import register
+from playnext.models.sequence import SequenceRecommender
+from playnext.models.sequence_config import SequenceConfig
 
 CELLS = ("gru", "rnn")
 
@@ -51,11 +55,8 @@ class GRU4RecNet(SequenceNet):
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
-            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
-            nn.init.normal_(self.action_emb.weight, std=cfg.dim**-0.5)
-            with torch.no_grad():
-                self.action_emb.weight[0].zero_()
+        if n_actions:  # built last: an untyped net draws the initial weights it always did
+            self.action_emb = ActionEmbedding(n_actions, cfg.dim, init_std=cfg.dim**-0.5)
 
     def encode(self, seq: torch.Tensor, *, actions: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) left-padded ids (and (B, T) action ids) → (B, T, D) states."""
@@ -102,5 +103,4 @@ class GRU4Rec(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "hidden": [128, 256]})
 
     def _build(self) -> GRU4RecNet:
-        n_actions = self.n_actions() if self.config.actions else 0
-        return GRU4RecNet(int(self.n_items_ or 0), self.config, n_actions)
+        return GRU4RecNet(int(self.n_items_ or 0), self.config, self.n_actions())

@@ -46,18 +46,15 @@ from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.data.split import EvalSet
 from playnext.models.base import ModelConfig
 from playnext.models.cache import KV, KVCache
-from playnext.models.nn import (
-    SequenceConfig,
-    SequenceNet,
-    SequenceRecommender,
-    known_items,
-    search_space_from,
-)
+from playnext.models.neural import search_space_from
+from playnext.models.parts.actions import ActionEmbedding
+from playnext.models.parts.net import SequenceNet
 from playnext.models.registry import register
+from playnext.models.sequence import SequenceRecommender
+from playnext.models.sequence_config import SequenceConfig
 from playnext.train import batches as B
 from playnext.train.device import resolve_device
 from playnext.train.loop import Batch
-from playnext.train.losses import dot_product_loss
 
 LOG2 = math.log(2.0)
 
@@ -234,11 +231,8 @@ class HSTUNet(SequenceNet):
             nn.init.normal_(self.pos_emb.weight, std=1.0 / self.scale)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
-            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
-            nn.init.normal_(self.action_emb.weight, std=cfg.item_init_std)
-            with torch.no_grad():
-                self.action_emb.weight[0].zero_()
+        if n_actions:  # built last: an untyped net draws the initial weights it always did
+            self.action_emb = ActionEmbedding(n_actions, cfg.dim, init_std=cfg.item_init_std)
 
     def embed(
         self, seq: torch.Tensor, first_pos: int | torch.Tensor = 0, actions: torch.Tensor | None = None
@@ -354,6 +348,8 @@ class HSTU(SequenceRecommender):
     config_class = HSTUConfig
     config: HSTUConfig
     net_: HSTUNet
+    # its logits are cosines over a small temperature: the loss takes float32 states and vectors
+    logits_in_float32 = True
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
@@ -367,7 +363,7 @@ class HSTU(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
 
     def _build(self) -> HSTUNet:
-        return HSTUNet(int(self.n_items_ or 0), self.config, self.n_actions() if self.config.actions else 0)
+        return HSTUNet(int(self.n_items_ or 0), self.config, self.n_actions())
 
     def _fit(
         self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
@@ -408,24 +404,9 @@ class HSTU(SequenceRecommender):
         times, _ = B.split_next(self._times.take(rows))
         return {"times": torch.from_numpy(times)}
 
-    def train_loss(self, batch: Batch) -> torch.Tensor:
-        h = self.net_.encode(batch["inputs"], batch.get("times"), actions=batch.get("actions"))  # (B, T, D)
-        mask = batch["targets"] > 0  # (B, T) positions with a next item
-        weights = batch["target_weights"][mask] if "target_weights" in batch else None  # (N,)
-        neg = batch.get("negatives")
-        if neg is not None and neg.dim() == 3:
-            neg = neg[mask]  # (N, K)
-        return dot_product_loss(
-            self.config.loss,
-            h[mask].float(),  # (N, D); item_vectors carry the temperature
-            batch["targets"][mask] - 1,
-            self.net_.item_vectors().float(),  # (I, D)
-            negatives=neg,
-            in_batch=self.config.in_batch_negatives,
-            item_log_freq=self.item_log_freq_.to(h.device) if self.config.in_batch_negatives else None,
-            weights=weights,
-            bonus=self.loss_bonus(batch, mask),
-        )
+    def _encode_batch(self, batch: Batch) -> torch.Tensor:
+        times, acts = batch.get("times"), batch.get("actions")  # (B, T) each, or None
+        return self.net_.encode(batch["inputs"], times, actions=acts)  # (B, T, D)
 
     # ---- scoring ------------------------------------------------------------------------------
     def times_for(self, users: np.ndarray, history: Histories, width: int) -> np.ndarray | None:
@@ -448,14 +429,9 @@ class HSTU(SequenceRecommender):
             out[r, width - len(kept) :] = kept
         return out
 
-    def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
-        seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-        times = self.times_for(users, rows, seq.shape[1])
-        t = torch.from_numpy(times).to(self.device) if times is not None else None
-        acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
-        return self.net_.encode_last(
-            known_items(seq, int(self.n_items_ or 0)).to(self.device), t, actions=acts
-        )
+    def _score_times(self, users: np.ndarray, rows: Histories, width: int) -> torch.Tensor | None:
+        times = self.times_for(users, rows, width)
+        return torch.from_numpy(times).to(self.device) if times is not None else None
 
     # ---- persistence: the timestamp lookup travels with the weights ---------------------------
     def _state(self) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from torch import nn
 from playnext.config import require
 from playnext.data.interactions import Columns, Histories, Interactions
 from playnext.errors import ConfigError
-from playnext.models.nn import NeuralConfig, NeuralRecommender, sample_negatives, search_space_from
+from playnext.models.neural import NeuralConfig, NeuralRecommender, sample_negatives, search_space_from
 from playnext.models.registry import register
 from playnext.train import batches as B
 from playnext.train.loop import Batch

@@ -18,8 +18,12 @@ from torch import nn
 
 from playnext.config import require
 from playnext.models.cache import KV, KVCache
-from playnext.models.nn import SequenceConfig, SequenceNet, SequenceRecommender, search_space_from
+from playnext.models.neural import search_space_from
+from playnext.models.parts.actions import ActionEmbedding
+from playnext.models.parts.net import SequenceNet
 from playnext.models.registry import register
+from playnext.models.sequence import SequenceRecommender
+from playnext.models.sequence_config import SequenceConfig
 
 
 @dataclasses.dataclass
@@ -100,11 +104,8 @@ class SASRecNet(SequenceNet):
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        if n_actions:  # built last, so an untyped net draws exactly the initial weights it always did
-            self.action_emb = nn.Embedding(n_actions, cfg.dim, padding_idx=0)
-            nn.init.normal_(self.action_emb.weight, std=1.0 / self.scale)
-            with torch.no_grad():
-                self.action_emb.weight[0].zero_()
+        if n_actions:  # built last: an untyped net draws the initial weights it always did
+            self.action_emb = ActionEmbedding(n_actions, cfg.dim, init_std=1.0 / self.scale)
 
     def encode(
         self, seq: torch.Tensor, last_only: bool = False, *, actions: torch.Tensor | None = None
@@ -194,4 +195,4 @@ class SASRec(SequenceRecommender):
         return search_space_from({"dropout": [0.2, 0.1, 0.3], "lr": [1e-3, 2e-3]})
 
     def _build(self) -> SASRecNet:
-        return SASRecNet(int(self.n_items_ or 0), self.config, self.n_actions() if self.config.actions else 0)
+        return SASRecNet(int(self.n_items_ or 0), self.config, self.n_actions())

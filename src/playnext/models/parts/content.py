@@ -181,11 +181,23 @@ class ContentTower(nn.Module):
         self.register_buffer("year", torch.zeros(rows, dtype=torch.long))  # (I + 1,)
         self.register_buffer("text", torch.zeros(rows, max(vocab.text_dim, 1)))  # (I + 1, T)
 
-    def set_features(self, feats: dict[str, torch.Tensor]) -> None:
-        """Fill rows 1.. from `ContentVocab.encode` of the catalog's metadata (internal order)."""
+    def set_features(self, feats: dict[str, torch.Tensor], first: int = 1) -> None:
+        """Fill rows `first`.. from `ContentVocab.encode` of those items' metadata (internal
+        order): the whole catalog (row 1 on), or the items a warm start appended."""
         with torch.no_grad():
             for name, value in feats.items():
-                getattr(self, name)[1:] = value.to(getattr(self, name).dtype)
+                buf = getattr(self, name)
+                buf[first:] = value.to(buf.device, buf.dtype)
+
+    def add_to(self, id_rows: torch.Tensor, id_dropout: float) -> torch.Tensor:
+        """(I + 1, D) input vectors of the catalog: its (I + 1, D) id rows plus the content
+        vectors, each id row dropped with probability `id_dropout` in training (a fresh draw per
+        call), so the content part learns to stand on its own as a cold item's must."""
+        w = id_rows
+        if self.training and id_dropout > 0:
+            keep = torch.rand(w.shape[0], 1, device=w.device) >= id_dropout  # (I + 1, 1)
+            w = w * keep.to(w.dtype)
+        return w + self()  # (I + 1, D)
 
     def forward(self, feats: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """(I + 1, D) vectors of the catalog, or (N, D) of the items `feats` describes."""
@@ -206,3 +218,34 @@ class ContentTower(nn.Module):
         for p in parts[1:]:
             out = out + p
         return out  # row 0 of the buffers is all "unknown": the padding row comes out zero
+
+
+def learn_content(
+    meta: pl.DataFrame, features: Sequence[str], text_encoder: str
+) -> tuple[ContentVocab | None, dict[str, torch.Tensor] | None]:
+    """The vocabulary of the training catalog's metadata and its items' encoded features, or
+    (None, None) when the config asks for no features."""
+    if not features:
+        return None, None
+    dim = text_dim(text_encoder) if "text" in features else 0
+    vocab = ContentVocab.learn(meta, features, text_encoder, dim)
+    return vocab, vocab.encode(meta)
+
+
+def new_tower(
+    vocab: ContentVocab,
+    n_items: int,
+    dim: int,
+    id_table: torch.Tensor,
+    seed: int,
+    feats: dict[str, torch.Tensor] | None,
+) -> ContentTower:
+    """A tower started at the spread of the (I + 1, D) id table it adds to, drawn from its own
+    seed so that the id net's initial weights stay what they are without content."""
+    std = float(id_table[1:].detach().std()) if id_table.shape[0] > 1 else 0.02
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tower = ContentTower(vocab, n_items, dim, std)
+    if feats is not None:
+        tower.set_features(feats)
+    return tower
