@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: demo test lint install bench clean browser
+.PHONY: demo test lint install bench clean browser docs
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +30,15 @@ test: $(STAMP) browser
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(MKDOCS) build --strict -d site  # not --quiet: it hides the warnings strict mode counts
 	$(BIN)/pytest
+
+# The site (mkdocs-material, the API reference from the docstrings) into site/; offline, no fonts fetched.
+docs: $(STAMP)
+	$(MKDOCS) build --strict -d site
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.baselines
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
