@@ -43,7 +43,9 @@ from playnext.models.base import Recommender
 from playnext.models.caser import Caser, CaserNet
 from playnext.models.gru4rec import GRU4Rec, GRU4RecNet
 from playnext.models.hstu import HSTU
-from playnext.models.nn import SequenceNet, SequenceRecommender, known_items
+from playnext.models.neural import known_items
+from playnext.models.parts.net import SequenceNet
+from playnext.models.sequence import SequenceRecommender
 from playnext.train import batches as B
 
 TOLERANCE = 1e-4
@@ -185,14 +187,14 @@ def export_onnx(
         raise ConfigError(
             f"{model_dir}: a {model.name} model has no ONNX export; supported: {', '.join(sorted(GRAPHS))}"
         )
-    if getattr(model.config, "repeat_bonus", False):
+    if model.uses_repeat_bonus:
         # the graphs end at state · item vectors: the bonus on seen items would be missing
         raise ConfigError(
             f"{model_dir}: this {model.name} model scores re-listens with a learned bonus "
             "(repeat_bonus=true), which the ONNX graph does not compute yet; serve it with "
             "`playnext serve`, or export a model trained without it"
         )
-    if getattr(model.config, "actions", False):
+    if model.event_types:
         # the graphs take items (and times) only: a typed model's events would silently read as
         # untyped, so its export would score differently from the serving path
         raise ConfigError(
@@ -328,7 +330,7 @@ def _describe(path: Path, session: Any, graph: Graph, model: Recommender, model_
         "onnxruntime": onnxruntime.__version__,
         "weights_sha256": sha256_file(model_dir / "weights.safetensors"),
         "n_items": model.n_items_,
-        "max_len": getattr(model.config, "max_len", None),
+        "max_len": model.max_len,
         "inputs": [
             {"name": n, "shape": shapes[n][0], "type": shapes[n][1], "holds": what}
             for n, what in graph.inputs.items()

@@ -101,6 +101,10 @@ class Caser(NeuralRecommender):
     def search_space(cls) -> list[dict[str, Any]]:
         return search_space_from({"dropout": [0.5, 0.3], "max_len": [5, 9]})
 
+    @property
+    def max_len(self) -> int | None:
+        return int(self.config.max_len)  # L: it reads the L most recent items
+
     def _build(self) -> CaserNet:
         return CaserNet(int(self.n_users_ or 0), int(self.n_items_ or 0), self.config)
 
