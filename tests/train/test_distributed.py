@@ -30,11 +30,10 @@ from playnext.data.split import EvalSet, Split, leave_one_out
 from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.experiment import fit_and_save
 from playnext.models.base import Recommender
-from playnext.models.nn import NeuralRecommender
+from playnext.models.neural import NeuralRecommender
 from playnext.models.registry import create, get, names
 from playnext.train import batches as B
 from playnext.train import distributed as D
-from playnext.train.loop import loss_terms
 
 # dropout 0 and full-softmax CE: the only randomness is the (seed, epoch) shuffle, shared by all ranks
 PARAMS: dict[str, Any] = {
@@ -223,9 +222,9 @@ def test_rank_shards_partition_each_global_batch() -> None:
 def test_loss_terms_count_positions_with_a_target(split: Split) -> None:
     model = create("sasrec", **PARAMS)
     batch = {"inputs": torch.tensor([[0, 1, 2], [3, 4, 5]]), "targets": torch.tensor([[0, 2, 3], [4, 5, 6]])}
-    assert model.loss_terms(batch) == loss_terms(model, batch) == 5
+    assert model.loss_terms(batch) == 5
     mlp = create("mlp")
-    assert loss_terms(mlp, {"users": torch.zeros(7), "targets": torch.zeros(7)}) == 7
+    assert mlp.loss_terms({"users": torch.zeros(7), "targets": torch.zeros(7)}) == 7
 
 
 def test_outside_torchrun_is_not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,14 +62,12 @@ class Task(Protocol):
 
     def train_loss(self, batch: Batch) -> torch.Tensor: ...
 
+    def loss_terms(self, batch: Batch) -> int:
+        """How many terms `train_loss(batch)` averages over (rows, or positions with a target):
+        distributed training weights each rank's mean loss by its share of the global count."""
+        ...
+
     def score(self, users: np.ndarray, history: Histories) -> torch.Tensor: ...
-
-
-def loss_terms(task: Task, batch: Batch) -> int:
-    """How many terms `task.train_loss(batch)` averages over: its optional `loss_terms(batch)`,
-    else the batch's rows. Distributed training weights each rank's mean loss by this."""
-    own = getattr(task, "loss_terms", None)
-    return int(own(batch)) if own is not None else len(next(iter(batch.values())))
 
 
 class TaskLoss(nn.Module):
@@ -337,7 +335,7 @@ def _ddp_step(
     """
     with autocast_for(device, cfg.amp):
         loss = ddp(batch)
-    terms = loss_terms(task, batch)
+    terms = task.loss_terms(batch)
     bad = 0.0 if bool(torch.isfinite(loss)) else 1.0
     stats = torch.tensor([terms, bad, time.perf_counter() - t_start], dtype=torch.float64, device=device)
     dist.all_reduce(stats)
