@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -40,6 +39,7 @@ from playnext.train.checkpoints import Checkpointer, strip_prefix
 from playnext.train.config import SELECT_METRIC, TrainConfig
 from playnext.train.device import autocast_for, resolve_device
 from playnext.train.optim import Optimizers, load_optimizer_state, make_optimizer
+from playnext.train.progress import progress_bar
 from playnext.train.schedule import lr_factor
 
 log = logging.getLogger("playnext.train")
@@ -180,8 +180,7 @@ def _train(
     elif ckpt is not None and lead:
         ckpt.clear()
 
-    show = cfg.verbose and lead and sys.stderr.isatty()
-    progress = _progress(show)
+    bar = progress_bar(cfg.verbose and lead)
     t_start = time.perf_counter() - report.train_seconds
 
     def forward_batch(batch: Batch, scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -216,16 +215,14 @@ def _train(
             ema.update()
         return loss
 
-    with progress:
-        bar = progress.add_task("train", total=steps, info="") if show else None
+    try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             torch.manual_seed(_torch_seed(seed, epoch, rank))  # dropout; global state restored by fork_rng
             rng = np.random.default_rng([seed, epoch])  # same shuffle on every rank, then sharded
             net.train()
             loss_sum, n_batches, n_samples = 0.0, 0, 0
-            if bar is not None:
-                progress.reset(bar, total=steps, description=f"epoch {epoch + 1}/{cfg.epochs}")
+            bar.start(steps, f"epoch {epoch + 1}/{cfg.epochs}")
             for batch in task.train_batches(rng, local_batch, rank, world_size):
                 scale = batch.pop(LOSS_SCALE, None)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -234,11 +231,8 @@ def _train(
                 n_batches += 1
                 n_samples += len(next(iter(batch.values())))
                 loss_sum += float(loss.detach())
-                if bar is not None:
-                    rate = n_samples / max(1e-9, time.perf_counter() - t0)
-                    progress.update(
-                        bar, advance=1, info=f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s"
-                    )
+                rate = n_samples / max(1e-9, time.perf_counter() - t0)
+                bar.advance(f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s")
             seconds = time.perf_counter() - t0
             out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
             if distributed:  # global loss / throughput, and one stop decision for every rank
@@ -302,6 +296,8 @@ def _train(
                 on_epoch_end(epoch + 1, logs)
             if stop or out_of_time:
                 break
+    finally:
+        bar.close()
     if best is not None:
         net.load_state_dict(best)
     elif ema is not None:
@@ -351,17 +347,3 @@ def _ddp_step(
         weighted = loss * (terms * world_size / max(1.0, float(stats[0])))
     budget = float(stats[2]) / world_size / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
     return loss, weighted, budget
-
-
-def _progress(show: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        disable=not show,
-        transient=False,
-    )
