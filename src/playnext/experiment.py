@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from playnext.version import __version__
 from playnext.data.interactions import Interactions
 from playnext.data.split import ColdSplit, EvalSet, Split, cold_item_split, leave_one_out, parse_cold
 from playnext.errors import ConfigError
@@ -40,6 +39,7 @@ from playnext.ranking import cold_neighbours, item_texts
 from playnext.recipes import Recipe
 from playnext.rerank import ItemFeatures, RerankSpec, list_reranker
 from playnext.text import make_encoder
+from playnext.version import __version__
 
 OnCandidate = Callable[[dict[str, Any], dict[str, float]], None]
 

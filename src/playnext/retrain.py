@@ -447,7 +447,7 @@ def retrain(
             msg += f" ({len(cold)} new cold item(s) wait for events)"
         return Outcome({"status": "nothing new", "state": mark, "current": str(current)}, message=msg)
 
-    typed = tuple(getattr(art.model, "event_types_", ()))
+    typed = art.model.trained_event_types
     if typed:  # values are a typed model's inputs; an untyped lineage only logs them
         warm = not options.from_scratch and art.model.warm_startable
         check_store_events(events, typed if warm else None, where)

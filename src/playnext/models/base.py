@@ -110,6 +110,12 @@ class Recommender(ABC):
         return ()
 
     @property
+    def trained_event_types(self) -> tuple[str, ...]:
+        """Every event type the model learned from, as inputs or as weighted targets: the types a
+        warm start on new events must keep."""
+        return ()
+
+    @property
     def has_content(self) -> bool:
         """Whether items unseen in training can be scored from their metadata (`score_new_items`)."""
         return False

@@ -224,6 +224,10 @@ class SequenceRecommender(NeuralRecommender):
         return self.event_types_ if self.config.actions else ()
 
     @property
+    def trained_event_types(self) -> tuple[str, ...]:
+        return self.event_types_
+
+    @property
     def uses_repeat_bonus(self) -> bool:
         return bool(self.config.repeat_bonus)
 

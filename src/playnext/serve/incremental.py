@@ -73,7 +73,7 @@ def action_ids(model: Model, events: Sequence[str | None], values: Sequence[floa
     """The action id of each event (type or None, value or None) for a model trained with actions;
     a type it was not trained with, or a value outside its type's range, is a ConfigError naming
     the known types (the rule the API and the CLI apply)."""
-    known = model.event_types_ if model.config.actions else ()
+    known = model.event_types
     if not known:
         raise ValueError(f"this {model.name} model was trained without actions: it reads no event types")
     for n, (name, value) in enumerate(zip(events, values, strict=True), 1):
