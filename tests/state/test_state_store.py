@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from playnext.state import Limits, NewEvent, StateConflict, StateError, StateStore
-from playnext.state.store import DB_FILE, SCHEMA_VERSION
+from playnext.state import CatalogPrint, Limits, NewEvent, StateConflict, StateError, StateStore
+from playnext.state.store import DB_FILE, SCHEMA_VERSION, SESSIONS_LOCK
 
 
 def test_append_read_and_session_view_bound(store_where: str) -> None:
@@ -174,3 +176,185 @@ def test_unreachable_postgres_is_one_clear_error() -> None:
 def test_bad_store_url() -> None:
     with pytest.raises(StateError, match="sqlite:///FILE or postgresql"):
         StateStore.open("mysql://x/y")
+
+
+def _hold_session_lock(store_where: str) -> tuple[Any, Any]:
+    """Another worker's write transaction holding the session writers' lock; returns (commit, conn)."""
+    if not store_where.startswith("postgresql"):
+        con = sqlite3.connect(Path(store_where) / DB_FILE, isolation_level=None, timeout=10)
+        con.execute("BEGIN IMMEDIATE")
+        return con.execute, con
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(store_where.replace("postgresql://", "postgresql+psycopg://", 1))
+    conn = eng.connect()
+    conn.begin()
+    conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({SESSIONS_LOCK})"))
+    return (lambda q, p=(): conn.exec_driver_sql(q.replace("?", "%s"), tuple(p))), conn
+
+
+def test_a_writer_that_waited_for_the_lock_is_not_evicted(store_where: str) -> None:
+    """Eviction follows commit order: a new session whose write waited for the lock while other
+    workers wrote newer sessions used to be the oldest when it committed, evicted itself, and
+    answered a 500 for a write that was saved (issue #30, fault 4)."""
+    s = StateStore.open(store_where, Limits(max_sessions=3))
+    for i in range(3):
+        s.append(f"old{i}", [NewEvent("x")])
+    execute, holder = _hold_session_lock(store_where)
+    got: dict[str, Any] = {}
+
+    def late() -> None:
+        try:
+            got["state"] = s.append("late", [NewEvent("y")])
+        except BaseException as e:  # reported below
+            got["error"] = e
+
+    t = threading.Thread(target=late)
+    t.start()
+    time.sleep(0.3)  # "late" waits for the lock now
+    now = time.time()
+    for i in range(3):  # sessions another worker writes meanwhile, committed first
+        execute("INSERT INTO playnext_sessions VALUES (?, NULL, ?, ?, 1)", (f"new{i}", now, now))
+    execute("COMMIT")
+    holder.close()
+    t.join(15)
+    assert "error" not in got, got.get("error")
+    assert got["state"].item_ids() == ["y"]
+    assert s.session("late") is not None and s.n_sessions() == 3
+    assert {x for x in ("new0", "new1", "new2") if s.session(x) is not None} == {"new1", "new2"}
+    assert [e.item_id for e in s.events()] == ["x", "x", "x", "y"]
+
+
+def test_sqlite_write_connection_is_full_sync(tmp_path: Path) -> None:
+    """`synchronous=FULL` read on the store's own write connection (a commit is on disk, not in
+    the OS cache): another connection would report its own default."""
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    with s._write.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_file_acknowledges_no_write(tmp_path: Path, how: str) -> None:
+    """`rm state/state.db*` under a running server: the open connections would go on writing to
+    the unlinked file, and every write answered 200 was gone after a restart (fault 3)."""
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    db = tmp_path / DB_FILE
+    if how == "deleted":
+        for f in tmp_path.glob(DB_FILE + "*"):
+            f.unlink()
+    else:  # an older copy put back by hand
+        copy = tmp_path / "copy.db"
+        sqlite3.connect(db).execute("VACUUM INTO ?", (str(copy),))
+        copy.replace(db)
+    with pytest.raises(StateError, match=f"file was {how}") as e:
+        s.append("a", [NewEvent("lost")])
+    assert str(tmp_path) not in e.value.reason and "restart" in e.value.reason
+    with pytest.raises(StateError, match=f"file was {how}"):
+        s.session("a")
+    with pytest.raises(StateError, match=f"file was {how}"):
+        s.check()
+    after = StateStore.open(tmp_path)  # what a restart sees: nothing that was acknowledged is lost
+    assert "lost" not in [e.item_id for e in after.events()]
+
+
+def test_check_probes_the_store(tmp_path: Path) -> None:
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    assert s.check() == 1
+    assert s.get_meta("health.probe") is None  # the write probe was rolled back
+    holder = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    t0 = time.monotonic()
+    with pytest.raises(StateError, match="locked"):
+        s.check()
+    assert time.monotonic() - t0 < 5  # the probe waits about a second, not the 10 s busy timeout
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert s.check() == 1
+    with open(tmp_path / DB_FILE, "r+b") as f:  # the header overwritten in place (same inode)
+        f.write(b"\0" * 16)
+    with pytest.raises(StateError, match="header") as e:
+        s.check()
+    assert str(tmp_path) not in e.value.reason
+
+
+def test_check_after_a_failed_write_commits_a_probe(tmp_path: Path) -> None:
+    """A rolled-back write never reaches the disk, so after a real write failed (a full disk),
+    /health's probe commits a write to see whether writes work again."""
+    s = StateStore.open(tmp_path)
+    s._failing = "state store write failed: database or disk is full"
+    assert s.check() == 0
+    assert s.get_meta("health.probe") is not None and s._failing is None
+
+
+def _foreign_store(tmp_path: Path, sql: str) -> list[str]:
+    con = sqlite3.connect(tmp_path / DB_FILE)
+    con.executescript(sql)
+    con.close()
+    return _dump(tmp_path)
+
+
+def _dump(tmp_path: Path) -> list[str]:
+    con = sqlite3.connect(tmp_path / DB_FILE)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("version", ["abc", "", "1.5", "0"])
+def test_a_non_numeric_schema_version_is_one_clear_error(tmp_path: Path, version: str) -> None:
+    before = _foreign_store(
+        tmp_path,
+        "CREATE TABLE playnext_meta (key VARCHAR(200) PRIMARY KEY, value TEXT NOT NULL);"
+        f"INSERT INTO playnext_meta VALUES ('schema_version', '{version}');",
+    )
+    with pytest.raises(StateError, match="not a playnext schema version"):
+        StateStore.open(tmp_path)
+    assert _dump(tmp_path) == before
+
+
+def test_tables_with_playnext_names_but_other_columns_are_refused_and_not_stamped(tmp_path: Path) -> None:
+    before = _foreign_store(
+        tmp_path, "CREATE TABLE playnext_sessions (session_id TEXT PRIMARY KEY, owner TEXT, data BLOB);"
+    )
+    with pytest.raises(StateError, match=r"playnext_sessions has columns \(session_id text, owner text"):
+        StateStore.open(tmp_path)
+    assert _dump(tmp_path) == before  # nothing created, nothing stamped
+
+
+def test_the_exact_schema_is_checked_on_both_back_ends(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    s.append("a", [NewEvent("x")])
+    StateStore.open(store_where).close()  # its own schema passes
+    import sqlalchemy as sa
+
+    with s._write.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE playnext_events ADD COLUMN extra INTEGER"))
+    with pytest.raises(StateError, match="playnext_events has columns"):
+        StateStore.open(store_where)
+    with pytest.raises(StateError, match="playnext_events has columns") as e:
+        s.check()  # /health of a server already running on it
+    assert "/" not in e.value.reason
+
+
+def test_a_store_belongs_to_one_catalog(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    ids = [f"item-{i}" for i in range(400)]
+    s.bind_catalog(CatalogPrint.of(ids, 400, "ml-1m"))
+    s.bind_catalog(CatalogPrint.of(ids, 400, "ml-1m"))  # again: the same model
+    grown = [*ids, "new-1", "new-2"]
+    s.bind_catalog(CatalogPrint.of(grown, 402, "ml-1m"))  # a retrained model appends its new items
+    s.bind_catalog(CatalogPrint.of(ids[:100], 100, "ml-1m"))  # an older parent of the lineage
+    other = CatalogPrint.of([str(i) for i in range(50)], 50, "lastfm")
+    with pytest.raises(StateError, match="belongs to another catalog") as e:
+        StateStore.open(store_where).bind_catalog(other)
+    assert "'ml-1m', 400 items" in e.value.reason and "'lastfm', 50 items" in e.value.reason
+    assert "--state" in e.value.reason
+    got = s.catalog()
+    assert got is not None and got.n_items == 400 and got.head[:2] == ("item-0", "item-1")

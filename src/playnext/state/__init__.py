@@ -1,6 +1,7 @@
 """Durable serving state shared by every server worker and the feedback loop (see store.py)."""
 
 from playnext.state.store import (
+    CatalogPrint,
     ColdItemRow,
     EventRow,
     Limits,
@@ -12,6 +13,7 @@ from playnext.state.store import (
 )
 
 __all__ = [
+    "CatalogPrint",
     "ColdItemRow",
     "EventRow",
     "Limits",

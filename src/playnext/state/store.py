@@ -16,11 +16,20 @@ Bounds, all deterministic:
 - a session's view holds its last `max_session_events` events (by arrival order);
 - the event log keeps the last `max_log_events` events (oldest sequence numbers dropped first);
 - cold-start items: at most `max_cold_items`; one more is refused (409), never evicted.
+
+A store that cannot be used raises `StateError` (the server's 503) rather than acknowledge a write
+it may lose: a SQLite file deleted or replaced under a running server is noticed at the next
+transaction (its device and inode are those the store opened, checked before and after each
+commit); the schema must be exactly this playnext's (tables, columns, version); `check()` is
+/health's probe. A store also records the catalog it serves (`CatalogPrint`) and refuses a model
+of another: a session's item ids mean nothing in another model's catalog.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +45,13 @@ from playnext.errors import PlaynextError
 
 SCHEMA_VERSION = 1
 DB_FILE = "state.db"
+CATALOG_KEY = "catalog"  # the meta row naming the catalog this store's ids belong to
+CATALOG_HEAD = 256  # item ids a CatalogPrint keeps: enough to tell two catalogs apart
+PROBE_KEY = "health.probe"  # the meta row /health's write probe touches
+PROBE_BUSY_MS = 1_000  # how long the probe waits for the write lock before calling the store locked
+MIN_FREE_BYTES = 1 << 20  # less free space than this beside a SQLite file: /health says disk full
+GONE = " (nothing more is acknowledged; a restart opens what the path holds now)"
+SESSIONS_LOCK = 7061727  # PostgreSQL advisory lock serialising session writes (SQLite: BEGIN IMMEDIATE)
 
 _meta = sa.MetaData()
 _Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -82,7 +98,15 @@ COLD_ITEMS = sa.Table(
 
 
 class StateError(PlaynextError):
-    """The store cannot be used (unreachable, locked, corrupt, newer schema): the server answers 503."""
+    """The store cannot be used (unreachable, locked, corrupt, deleted, foreign schema): the server
+    answers 503.
+
+    The message names the store (file path or URL, never a password), for logs and the CLI;
+    `reason` says what went wrong without it, for answers to clients who may not see the server."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
 
 
 class StateConflict(PlaynextError):
@@ -131,6 +155,43 @@ class SessionState:
 
 
 @dataclass(frozen=True)
+class CatalogPrint:
+    """The catalog a store's item ids belong to: its first `CATALOG_HEAD` item ids, in order.
+
+    Retraining appends new items after the known ones (`playnext.retrain`), so every model of one
+    lineage — its parents after a rollback, its retrained children — starts with the same ids;
+    another dataset's model does not."""
+
+    head: tuple[str, ...]
+    n_items: int
+    dataset: str | None = None
+
+    @classmethod
+    def of(cls, first_ids: Sequence[object], n_items: int, dataset: str | None = None) -> CatalogPrint:
+        """From the catalog's first item ids (at least `CATALOG_HEAD` of them, or all) and its size."""
+        return cls(tuple(str(i) for i in first_ids[:CATALOG_HEAD]), n_items, dataset)
+
+    def matches(self, other: CatalogPrint) -> bool:
+        """True when one catalog starts as the other does (the same lineage)."""
+        k = min(len(self.head), len(other.head))
+        return k > 0 and self.head[:k] == other.head[:k]
+
+    def describe(self) -> str:
+        name = f"dataset {self.dataset!r}, " if self.dataset else ""
+        first = ", ".join(repr(i) for i in self.head[:3])
+        return f"{name}{self.n_items} items, the first {first}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"head": list(self.head), "n_items": self.n_items, "dataset": self.dataset}
+
+    @classmethod
+    def from_json(cls, d: Any) -> CatalogPrint:
+        if not isinstance(d, dict) or not isinstance(d.get("head"), list):
+            raise ValueError(f"not a catalog record: {d!r:.80}")
+        return cls(tuple(map(str, d["head"])), int(d.get("n_items", len(d["head"]))), d.get("dataset"))
+
+
+@dataclass(frozen=True)
 class ColdItemRow:
     seq: int
     item_id: str
@@ -154,14 +215,22 @@ class StateStore:
     ) -> None:
         self.url = url
         self.limits = limits or Limits()
-        self.sqlite_path = sqlite_path
         self.kind = "sqlite" if url.startswith("sqlite") else "postgresql"
+        if self.kind == "sqlite" and sqlite_path is None:
+            db = sa.engine.make_url(url).database
+            sqlite_path = Path(db) if db and db != ":memory:" else None
+        self.sqlite_path = sqlite_path
+        self.busy_ms = busy_ms
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the SQLite file opened
+        self._failing: str | None = None  # why the last write failed, until one succeeds
         self._read, self._write = _engines(url, self.kind, busy_ms)
         with self._guard("open"), self._write.begin() as conn:
             if self.kind == "postgresql":  # several workers may create the schema at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061726)"))
-            _meta.create_all(conn)
-            self._check_version(conn)
+            self._prepare(conn)
+        if self.sqlite_path is not None:
+            st = os.stat(self.sqlite_path)
+            self._file_id = (st.st_dev, st.st_ino)
 
     @classmethod
     def open(cls, where: str | Path, limits: Limits | None = None) -> StateStore:
@@ -196,20 +265,29 @@ class StateStore:
 
     # ---- sessions and events ---------------------------------------------------------------
     def append(self, session_id: str, events: Sequence[NewEvent], user_id: str | None = None) -> SessionState:
-        """Log `events` and add them to the session (created if new); returns the session as committed."""
-        now = time.time()
-        rows = [
-            {
-                "session_id": session_id,
-                "user_id": user_id,
-                "item_id": e.item_id,
-                "event": e.event,
-                "value": e.value,
-                "ts": e.ts if e.ts is not None else now,
-            }
-            for e in events
-        ]
-        with self._guard("write"), self._write.begin() as conn:
+        """Log `events` and add them to the session (created if new); returns the session as committed.
+
+        The time is read once the transaction holds the session lock, and never runs behind the
+        newest session's, so `updated` follows commit order; the session written is never the
+        one evicted, so a committed write always returns its session."""
+        with self._tx("write") as conn:
+            if self.kind == "postgresql":  # as SQLite's BEGIN IMMEDIATE: one session writer at a time
+                conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({SESSIONS_LOCK})"))
+            newest = conn.execute(sa.select(sa.func.max(SESSIONS.c.updated))).scalar_one_or_none()
+            now = time.time()
+            if newest is not None and now <= newest:  # a clock stepped back, or skew between hosts
+                now = float(newest) + 1e-6
+            rows = [
+                {
+                    "session_id": session_id,
+                    "user_id": user_id,
+                    "item_id": e.item_id,
+                    "event": e.event,
+                    "value": e.value,
+                    "ts": e.ts if e.ts is not None else now,
+                }
+                for e in events
+            ]
             ins = _insert(self.kind)(SESSIONS).values(
                 session_id=session_id, user_id=user_id, created=now, updated=now, n_events=len(rows)
             )
@@ -226,24 +304,25 @@ class StateStore:
                 seqs = conn.execute(EVENTS.insert().returning(EVENTS.c.seq), rows).scalars().all()
                 self._trim_log(conn, max(seqs))
             if created == now:
-                self._evict_sessions(conn)
+                self._evict_sessions(conn, keep=session_id)
             state = self._session(conn, session_id)
-        assert state is not None
+            if state is None:  # cannot happen (the session is kept); fail before the commit, never after
+                raise StateError(f"state store {self.where}: session {session_id} vanished while written")
         return state
 
     def session(self, session_id: str) -> SessionState | None:
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             return self._session(conn, session_id)
 
     def delete_session(self, session_id: str) -> bool:
         """Forget a session and its events (the client asked for it: they leave the log too)."""
-        with self._guard("write"), self._write.begin() as conn:
+        with self._tx("write") as conn:
             n = conn.execute(SESSIONS.delete().where(SESSIONS.c.session_id == session_id)).rowcount
             conn.execute(EVENTS.delete().where(EVENTS.c.session_id == session_id))
         return bool(n)
 
     def n_sessions(self) -> int:
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(SESSIONS)).scalar_one())
 
     def events(self, after_seq: int = 0, limit: int | None = None) -> list[EventRow]:
@@ -251,12 +330,12 @@ class StateStore:
         q = sa.select(EVENTS).where(EVENTS.c.seq > after_seq).order_by(EVENTS.c.seq)
         if limit is not None:
             q = q.limit(limit)
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             return [_event(r) for r in conn.execute(q)]
 
     def last_seq(self) -> int:
         """The newest event's sequence number (0 for an empty log): a retrain's watermark."""
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.seq), 0))).scalar_one())
 
     def item_counts(self, item_ids: Sequence[str], after_seq: int = 0) -> tuple[dict[str, int], int]:
@@ -264,7 +343,7 @@ class StateStore:
 
         Callers keep a running count by passing the returned watermark next time: each call reads
         only the newest events (a primary-key range), however long the log."""
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             top = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.seq), 0))).scalar_one())
             if not item_ids or top <= after_seq:
                 return {}, max(top, after_seq)
@@ -279,7 +358,7 @@ class StateStore:
     def add_cold_item(
         self, item_id: str, title: str, kind: str, genres: Sequence[str], year: int | None
     ) -> ColdItemRow:
-        with self._guard("write"), self._write.begin() as conn:
+        with self._tx("write") as conn:
             n = conn.execute(sa.select(sa.func.count()).select_from(COLD_ITEMS)).scalar_one()
             if n >= self.limits.max_cold_items:
                 raise StateConflict(f"the store already holds {n} added items (max_cold_items)")
@@ -302,26 +381,98 @@ class StateStore:
 
     def cold_items(self, after_seq: int = 0) -> list[ColdItemRow]:
         q = sa.select(COLD_ITEMS).where(COLD_ITEMS.c.seq > after_seq).order_by(COLD_ITEMS.c.seq)
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             return [_cold(r) for r in conn.execute(q)]
 
     def cold_seq(self) -> int:
         """The newest cold item's sequence number: workers poll it to pick up items added elsewhere."""
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             q = sa.select(sa.func.coalesce(sa.func.max(COLD_ITEMS.c.seq), 0))
             return int(conn.execute(q).scalar_one())
 
     # ---- metadata --------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
-        with self._guard("read"), self._read.connect() as conn:
+        with self._reading("read") as conn:
             v = conn.execute(sa.select(META.c.value).where(META.c.key == key)).scalar_one_or_none()
         return json.loads(v) if v is not None else None
 
     def set_meta(self, key: str, value: Any) -> None:
         ins = _insert(self.kind)(META).values(key=key, value=json.dumps(value))
         ins = ins.on_conflict_do_update(index_elements=[META.c.key], set_={"value": ins.excluded.value})
-        with self._guard("write"), self._write.begin() as conn:
+        with self._tx("write") as conn:
             conn.execute(ins)
+
+    def bind_catalog(self, catalog: CatalogPrint) -> None:
+        """Record the catalog this store serves, or check that `catalog` is of its lineage.
+
+        Raises `StateError` for another model's catalog: its sessions would be replayed as ids of
+        the wrong items, and a retrain would mix the two logs."""
+        ins = _insert(self.kind)(META).values(key=CATALOG_KEY, value=json.dumps(catalog.to_json()))
+        with self._tx("catalog check") as conn:
+            conn.execute(ins.on_conflict_do_nothing(index_elements=[META.c.key]))
+            raw = conn.execute(sa.select(META.c.value).where(META.c.key == CATALOG_KEY)).scalar_one()
+        try:
+            mine = CatalogPrint.from_json(json.loads(raw))
+        except ValueError as e:
+            raise StateError(f"state store {self.where}: its catalog record is damaged ({e})") from None
+        if not mine.matches(catalog):
+            reason = (
+                f"the state store belongs to another catalog ({mine.describe()}) than this model's "
+                f"({catalog.describe()}): give this model its own state store (--state)"
+            )
+            raise StateError(f"state store {self.where}: {reason}", reason)
+
+    def catalog(self) -> CatalogPrint | None:
+        """The catalog recorded by `bind_catalog` (None before any model was served)."""
+        raw = self.get_meta(CATALOG_KEY)
+        return CatalogPrint.from_json(raw) if raw is not None else None
+
+    # ---- health ------------------------------------------------------------------------------
+    def check(self) -> int:
+        """/health's probe: the file is the one opened, with a SQLite header and room to grow; a
+        read of the schema (tables, columns, version) and the sessions; a write that is rolled
+        back (committed, to see whether writes work again, after a write failed). Returns the
+        number of sessions; raises `StateError` with the reason."""
+        self._check_file()
+        if self.sqlite_path is not None:
+            try:
+                with open(self.sqlite_path, "rb") as f:
+                    header = f.read(16)
+                free = shutil.disk_usage(self.sqlite_path.parent).free
+            except OSError as e:
+                raise self._error("health check", e.strerror or str(e)) from None
+            if header != b"SQLite format 3\x00":
+                raise self._error("health check", "the file's header is not SQLite's (overwritten?)")
+            if free < MIN_FREE_BYTES:
+                raise self._error("health check", f"disk full ({free // 1024} KiB free beside the file)")
+        with self._reading("health read") as conn:
+            self._check_schema(conn)
+            n = int(conn.execute(sa.select(sa.func.count()).select_from(SESSIONS)).scalar_one())
+        if self._failing is not None:
+            self.set_meta(PROBE_KEY, time.time())  # clears the failure if writes work again
+        else:
+            self._probe_write()
+        return n
+
+    def _probe_write(self) -> None:
+        ins = _insert(self.kind)(META).values(key=PROBE_KEY, value=json.dumps(time.time()))
+        ins = ins.on_conflict_do_update(index_elements=[META.c.key], set_={"value": ins.excluded.value})
+        with self._guard("write probe"), self._write.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if self.kind == "sqlite":  # wait briefly for the lock: /health must answer promptly
+                raw.execute(f"PRAGMA busy_timeout={PROBE_BUSY_MS}")  # type: ignore[union-attr]
+            try:
+                tx = conn.begin()
+                try:
+                    if self.kind == "postgresql":
+                        conn.execute(sa.text(f"SET LOCAL lock_timeout = {PROBE_BUSY_MS}"))
+                    self._check_file()
+                    conn.execute(ins)
+                finally:
+                    tx.rollback()
+            finally:
+                if self.kind == "sqlite":
+                    raw.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")  # type: ignore[union-attr]
 
     # ---- internals ---------------------------------------------------------------------------
     def _session(self, conn: Connection, session_id: str) -> SessionState | None:
@@ -337,13 +488,14 @@ class StateStore:
         events = [_event(r) for r in conn.execute(q)][::-1]
         return SessionState(s.session_id, s.user_id, s.created, s.updated, events)
 
-    def _evict_sessions(self, conn: Connection) -> None:
+    def _evict_sessions(self, conn: Connection, keep: str) -> None:
         n = conn.execute(sa.select(sa.func.count()).select_from(SESSIONS)).scalar_one()
         excess = int(n) - self.limits.max_sessions
         if excess <= 0:
             return
         oldest = (
             sa.select(SESSIONS.c.session_id)
+            .where(SESSIONS.c.session_id != keep)
             .order_by(SESSIONS.c.updated, SESSIONS.c.session_id)
             .limit(excess)
             .scalar_subquery()
@@ -354,15 +506,108 @@ class StateStore:
         if top > self.limits.max_log_events:
             conn.execute(EVENTS.delete().where(EVENTS.c.seq <= top - self.limits.max_log_events))
 
-    def _check_version(self, conn: Connection) -> None:
-        v = conn.execute(sa.select(META.c.value).where(META.c.key == "schema_version")).scalar_one_or_none()
-        if v is None:
+    def _prepare(self, conn: Connection) -> None:
+        """Check the tables that exist are exactly this playnext's (version, then columns), create
+        the missing ones, and stamp a new store with the schema version."""
+        insp = sa.inspect(conn)
+        present = [t for t in _meta.sorted_tables if insp.has_table(t.name)]
+        version = None
+        if META in present:
+            self._check_columns(insp, META)
+            version = _version(conn)
+            self._check_version(version)
+        for table in present:
+            self._check_columns(insp, table)
+        _meta.create_all(conn)
+        if version is None:
             conn.execute(META.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif int(v) > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.where}: the store's schema version {v} is newer than this playnext's "
-                f"({SCHEMA_VERSION}); upgrade playnext or use another store"
+
+    def _check_version(self, v: str | None) -> None:
+        if v is None:
+            return
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = None
+        if n is None or str(n) != v.strip() or n < 1:
+            raise self._refused(
+                f"schema_version {v!r} is not a playnext schema version: another program's tables "
+                "or a damaged store; use another store"
             )
+        if n > SCHEMA_VERSION:
+            raise self._refused(
+                f"the store's schema version {v} is newer than this playnext's ({SCHEMA_VERSION}); "
+                "upgrade playnext or use another store"
+            )
+
+    def _check_columns(self, insp: Any, table: sa.Table) -> None:
+        """The table's columns, their types (integer, number or text) and primary key are ours."""
+        got = {c["name"]: _family(c["type"]) for c in insp.get_columns(table.name)}
+        want = {c.name: _family(c.type) for c in table.columns}
+        pk = set(insp.get_pk_constraint(table.name).get("constrained_columns") or [])
+        if got != want or pk != {c.name for c in table.primary_key}:
+            shown = ", ".join(f"{k} {v}" for k, v in got.items())
+            raise self._refused(
+                f"table {table.name} has columns ({shown}), not playnext's "
+                f"({', '.join(f'{k} {v}' for k, v in want.items())}): another program's tables "
+                "or a damaged store; use another store"
+            )
+
+    def _check_schema(self, conn: Connection) -> None:
+        """Every table is there with exactly playnext's columns, at this schema version."""
+        insp = sa.inspect(conn)
+        for table in _meta.sorted_tables:
+            if not insp.has_table(table.name):
+                raise self._refused(f"table {table.name} is missing")
+            self._check_columns(insp, table)
+        v = _version(conn)
+        if v != str(SCHEMA_VERSION):
+            raise self._refused(f"schema version {v!r}, expected {SCHEMA_VERSION}")
+
+    def _refused(self, reason: str) -> StateError:
+        return StateError(f"{self.where}: {reason}", f"state store refused: {reason}")
+
+    def _check_file(self) -> None:
+        """The SQLite file at the path is the one this store opened: a file deleted (or replaced)
+        under it leaves the open connections writing to an unlinked inode, lost at the restart."""
+        if self._file_id is None or self.sqlite_path is None:
+            return
+        try:
+            st = os.stat(self.sqlite_path)
+        except FileNotFoundError:
+            raise self._error("check", f"the state file was deleted while the server ran{GONE}") from None
+        except OSError as e:
+            raise self._error("check", e.strerror or str(e)) from None
+        if (st.st_dev, st.st_ino) != self._file_id:
+            raise self._error("check", f"the state file was replaced while the server ran{GONE}")
+
+    def _error(self, what: str, reason: str) -> StateError:
+        return StateError(
+            f"state store {self.where}: {what} failed: {reason}", f"state store {what} failed: {reason}"
+        )
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Connection]:
+        self._check_file()  # first: a new connection to a deleted file's path would create an empty one
+        with self._guard(what), self._read.connect() as conn:
+            self._check_file()
+            yield conn
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[Connection]:
+        """A write transaction: the file is checked before, once the write lock is held, and after
+        the commit, so a write is acknowledged only if it went into the file at the path."""
+        try:
+            self._check_file()
+            with self._guard(what):
+                with self._write.begin() as conn:
+                    self._check_file()
+                    yield conn
+                self._check_file()
+        except StateError as e:
+            self._failing = e.reason
+            raise
+        self._failing = None
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -371,7 +616,24 @@ class StateStore:
             yield
         except sa.exc.DBAPIError as e:
             reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
-            raise StateError(f"state store {self.where}: {what} failed: {reason}") from None
+            raise self._error(what, reason) from None
+
+
+def _version(conn: Connection) -> str | None:
+    q = sa.select(META.c.value).where(META.c.key == "schema_version")
+    v: str | None = conn.execute(q).scalar_one_or_none()
+    return v
+
+
+def _family(t: Any) -> str:
+    """A column type as a schema check compares it: what each dialect reflects differs in name."""
+    if isinstance(t, sa.Integer):
+        return "integer"
+    if isinstance(t, sa.Float | sa.Numeric):
+        return "number"
+    if isinstance(t, sa.String):
+        return "text"
+    return type(t).__name__.lower()
 
 
 def _engines(url: str, kind: str, busy_ms: int) -> tuple[Engine, Engine]:
