@@ -35,7 +35,9 @@ def test_session_combines_with_a_known_user(client: TestClient, world: Interacti
     assert new not in [x["item_id"] for x in both]
 
 
-def test_sessions_are_bounded(make_client: Callable[..., TestClient], world: Interactions) -> None:
+def test_sessions_are_bounded(
+    make_client: Callable[..., TestClient], world: Interactions, auth: dict[str, str]
+) -> None:
     c = make_client(max_sessions=2, max_session_events=3)
     items = world.items.external.to_list()
     for sid in ("a", "b"):
@@ -47,8 +49,12 @@ def test_sessions_are_bounded(make_client: Callable[..., TestClient], world: Int
     r = c.post("/sessions/a/events", json={"events": [{"item_id": i} for i in items[1:6]]})
     assert r.json()["length"] == 3 and [e["item_id"] for e in r.json()["events"]] == items[3:6]
     assert c.get("/sessions/b").status_code == 404  # reading never resurrects an evicted session
-    assert c.delete("/sessions/a").status_code == 204
-    assert c.delete("/sessions/a").status_code == 404
+    # erasing a session erases its events from the retraining log: it needs the token
+    assert c.delete("/sessions/a").status_code == 401
+    assert c.delete("/sessions/a", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert c.get("/sessions/a").status_code == 200
+    assert c.delete("/sessions/a", headers=auth).status_code == 204
+    assert c.delete("/sessions/a", headers=auth).status_code == 404
     r = c.post("/sessions/d/events", json={"events": [{"item_id": "unknown-9"}]})
     assert r.status_code == 422 and "unknown-9" in r.json()["detail"]
     assert c.get("/sessions/d").status_code == 404  # a rejected request creates nothing

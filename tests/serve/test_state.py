@@ -147,7 +147,7 @@ def test_store_failure_is_a_503_with_the_reason(
         raise StateError("state store db: write failed: database is locked")
 
     monkeypatch.setattr(holder.engine.store, "append", down)
-    monkeypatch.setattr(holder.engine.store, "n_sessions", down)
+    monkeypatch.setattr(holder.engine.store, "check", down)  # real files: tests/faults/test_store_*
     r = c.post("/sessions/a/events", json={"events": [{"item_id": item}]})
     assert r.status_code == 503 and "locked" in r.json()["detail"]
     h = c.get("/health")

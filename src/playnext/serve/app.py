@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from playnext.artifact import Artifact
 from playnext.errors import PlaynextError, UnknownEventTypeError
+from playnext.serve.engine import catalog_print
 from playnext.serve.errors import Conflict, NotFound, UnknownIds
 from playnext.serve.metrics import Metrics
+from playnext.serve.routes._common import printable, redact_paths
 from playnext.serve.routes.admin import router as admin_router
 from playnext.serve.routes.items import router as items_router
 from playnext.serve.routes.recommend import router as recommend_router
@@ -117,6 +121,12 @@ def create_app(
     async def playnext_error(request: Request, exc: PlaynextError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, rendered so that it cannot fail itself: the errors echo the input, and
+        an input JSON cannot carry (NaN, a lone surrogate) is spelt out instead of a 500."""
+        return JSONResponse({"detail": printable(jsonable_encoder(exc.errors()))}, status_code=422)
+
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=app.state.metrics)
     return app
 
@@ -135,7 +145,9 @@ def error_response(exc: PlaynextError) -> JSONResponse:
     """A domain error as HTTP: its status, `detail`, and what a client can act on (the unknown
     ids, the event types the model knows)."""
     status = next(code for cls, code in STATUS if isinstance(exc, cls))
-    body: dict[str, Any] = {"detail": str(exc)}
+    # a 503 reaches any client: the reason without the store's location (and no other path)
+    detail = redact_paths(exc.reason) if isinstance(exc, StateError) else str(exc)
+    body: dict[str, Any] = {"detail": detail}
     if isinstance(exc, UnknownIds):
         body["unknown"] = exc.ids[:100]
     if isinstance(exc, UnknownEventTypeError):
@@ -152,6 +164,16 @@ def limits(settings: Settings) -> Limits:
         max_cold_items=settings.max_cold_items,
         max_log_events=settings.max_log_events,
     )
+
+
+def check_state(where: str, settings: Settings, model_dir: Path) -> None:
+    """What `playnext serve` checks before any worker starts (a `StateError`: one line, exit 2):
+    the store opens, its schema is exactly playnext's, and it belongs to this model's catalog."""
+    store = StateStore.open(where, limits(settings))
+    try:
+        store.bind_catalog(catalog_print(Path(model_dir)))
+    finally:
+        store.close()
 
 
 def state_location(source: str | Path | Artifact | None, settings: Settings) -> tuple[str, Path | None]:

@@ -52,7 +52,18 @@ def require_token(
         raise HTTPException(403, "invalid token")
 
 
+def is_authorized(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> bool:
+    """Whether the request carries the server's token (for answers that show more with it)."""
+    if creds is None or settings.token is None:
+        return False
+    return hmac.compare_digest(creds.credentials.encode(), settings.token.encode())
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+AuthorizedDep = Annotated[bool, Depends(is_authorized)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

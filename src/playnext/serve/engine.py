@@ -9,13 +9,18 @@ worker (and the next engine after a model swap) sees the same state. Parts raise
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from playnext.artifact import Artifact
+from playnext.data.interactions import Columns
+from playnext.errors import ConfigError
 from playnext.rerank import ItemFeatures
 from playnext.serve.catalog import Catalog, ItemRecord
 from playnext.serve.cold import ColdItems, LiveCounts, live_weight
@@ -25,7 +30,8 @@ from playnext.serve.query import Queries, Query, Ranked
 from playnext.serve.rank import Scorer
 from playnext.serve.search import Search
 from playnext.serve.settings import Settings
-from playnext.state import NewEvent, SessionState, StateStore
+from playnext.state import CatalogPrint, NewEvent, SessionState, StateStore
+from playnext.state.store import CATALOG_HEAD
 from playnext.text import TextEncoder, encode_cached, make_encoder
 
 
@@ -45,6 +51,8 @@ class Engine:
         self.artifact = artifact
         self.settings = settings
         self.store = store
+        # a store serves one catalog: another model's would read its sessions as the wrong items
+        store.bind_catalog(catalog_print(artifact))
         self.model = artifact.model
         self.catalog = Catalog(artifact.meta)
         self.n_known = self.catalog.n_known
@@ -168,4 +176,20 @@ class Engine:
         return self.cold.sync(force)
 
 
-__all__ = ["Engine", "Query", "Ranked"]
+def catalog_print(artifact: Artifact | Path) -> CatalogPrint:
+    """What a state store records of the catalog it serves (`StateStore.bind_catalog`), from a
+    loaded artifact or a model folder (its item ids only: `playnext serve` checks it at once)."""
+    if isinstance(artifact, Artifact):
+        head = artifact.items.external[:CATALOG_HEAD].to_list()
+        return CatalogPrint.of(head, len(artifact.items), artifact.info.get("dataset"))
+    try:
+        items = pl.scan_parquet(artifact / "items.parquet").select(Columns.ITEM_ID)
+        head = items.head(CATALOG_HEAD).collect().to_series().to_list()
+        n = int(items.select(pl.len()).collect().item())
+        info = json.loads((artifact / "artifact.json").read_text())
+    except (OSError, ValueError, pl.exceptions.PolarsError) as e:
+        raise ConfigError(f"{artifact}: incomplete or corrupt model directory ({e})") from None
+    return CatalogPrint.of(head, n, info.get("dataset") if isinstance(info, dict) else None)
+
+
+__all__ = ["Engine", "Query", "Ranked", "catalog_print"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from playnext.rerank import RerankSpec
 
@@ -13,7 +13,10 @@ SESSION_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
+    """A request body: a misspelt field is a 422, not silently ignored, and types are strict —
+    `"k": true` or `"k": "3"` is a 422, not 1 or 3, and `"item_id": false` is no item "0"."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Filters(_Strict):
@@ -44,6 +47,12 @@ class Who(Filters):
         "history's genre or kind mix, MMR diversity, quotas (applied in that order; docs/rerank.md). "
         'E.g. {"calibrate": {"lambda": 0.5}, "quota": {"min_per_kind": {"game": 2}}}.',
     )
+
+    @field_validator("rerank", mode="before")
+    @classmethod
+    def _strict_rerank(cls, v: Any) -> Any:
+        """The re-ranking options as strictly typed as the rest (`"lambda": true` is a 422)."""
+        return RerankSpec.model_validate(v, strict=True) if isinstance(v, dict) else v
 
 
 class RecommendRequest(Who):
@@ -172,7 +181,9 @@ class SessionOut(BaseModel):
 
 
 class ModelStatus(BaseModel):
-    path: str | None = Field(description="The model folder being served (None: given in code).")
+    path: str | None = Field(
+        description="The model folder being served (None: given in code); its name only without the token."
+    )
     loaded_at: float
     swaps: int = Field(description="Models swapped in since this worker started.")
     last_error: str | None = Field(description="Why the last model offered was refused, if it was.")
@@ -188,10 +199,10 @@ class EventTypeOut(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or why the state store is unusable (the answer is then a 503).")
     model: str
     serving: ModelStatus
-    store: str = Field(description="sqlite or postgresql, and where (never a password).")
+    store: str = Field(description="sqlite or postgresql; with the token also where (never a password).")
     pid: int
     n_users: int
     n_items: int

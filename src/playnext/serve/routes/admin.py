@@ -7,9 +7,12 @@ from starlette.concurrency import run_in_threadpool
 
 from playnext.errors import ConfigError
 from playnext.serve.deps import HolderDep, require_token
+from playnext.serve.routes._common import StrictJSONRoute
 from playnext.serve.schemas import ModelStatus, SwapOut, SwapRequest
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_token)], route_class=StrictJSONRoute
+)
 
 
 @router.post(

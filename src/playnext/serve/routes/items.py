@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from playnext.serve.catalog import ItemRecord
 from playnext.serve.deps import EngineDep, require_token
-from playnext.serve.routes._common import ERRORS, ranked
+from playnext.serve.routes._common import ERRORS, StrictJSONRoute, ranked
 from playnext.serve.schemas import AddedItem, ItemOut, ItemPage, NewItem, RecommendResponse
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(prefix="/items", tags=["items"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=ItemPage)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 
-from playnext.serve.deps import EngineDep
+from playnext.serve.deps import EngineDep, require_token
 from playnext.serve.engine import Engine
 from playnext.serve.errors import NotFound
-from playnext.serve.routes._common import ERRORS
+from playnext.serve.routes._common import ERRORS, StrictJSONRoute
 from playnext.serve.schemas import SESSION_ID, EventsRequest, SessionEvent, SessionOut
 from playnext.state import NewEvent, SessionState
 
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+router = APIRouter(prefix="/sessions", tags=["sessions"], route_class=StrictJSONRoute)
 SessionId = Annotated[str, Path(pattern=SESSION_ID, description="Any id the client picks.")]
 STORE_DOWN: dict[int | str, dict[str, Any]] = {
     503: {"description": "The state store is unavailable (the reason in `detail`)."}
@@ -58,9 +58,21 @@ def get_session(session_id: SessionId, engine: EngineDep) -> SessionOut:
     return _out(engine, s)
 
 
-@router.delete("/{session_id}", status_code=204, responses={**ERRORS, **STORE_DOWN})
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    dependencies=[Depends(require_token)],
+    responses={
+        **ERRORS,
+        **STORE_DOWN,
+        401: {"description": "No bearer token."},
+        403: {"description": "Wrong token."},
+    },
+)
 def delete_session(session_id: SessionId, engine: EngineDep) -> Response:
-    """Forget the session and its events (they leave the retraining log too)."""
+    """Forget the session and its events (they leave the retraining log too). Erasing data needs
+    `Authorization: Bearer <token>`; a client that is done with a session simply stops using it
+    (sessions are evicted least recently written first)."""
     if not engine.store.delete_session(session_id):
         raise NotFound("session id", [session_id])
     return Response(status_code=204)

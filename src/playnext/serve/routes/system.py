@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -11,29 +12,43 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from playnext.data.events import describe
-from playnext.serve.deps import HolderDep, MetricsDep
+from playnext.serve.deps import AuthorizedDep, HolderDep, MetricsDep
+from playnext.serve.routes._common import redact_paths
 from playnext.serve.schemas import EventTypeOut, Health, ModelStatus
 from playnext.state import StateError
 
 router = APIRouter(tags=["system"])
+log = logging.getLogger("playnext.serve")
 INDEX_HTML = Path(__file__).resolve().parent.parent / "web" / "index.html"
 
 
-@router.get("/health", response_model=Health, responses={503: {"description": "The state store is down."}})
-def health(holder: HolderDep, request: Request) -> Any:
-    """200 while the model serves and the store answers; 503 with the reason when the store does not."""
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"description": "The state store is unusable; `status` says why."}},
+)
+def health(holder: HolderDep, request: Request, authorized: AuthorizedDep) -> Any:
+    """200 while the model serves and the state store passes its probe (the file is the one
+    opened, a read, a rolled-back write, room on the disk); 503 with the reason when it does not.
+    File paths only with the token (`Authorization: Bearer …`); otherwise their last parts."""
     engine = holder.engine
     store = engine.store
     status, sessions = "ok", -1
     try:
-        sessions = store.n_sessions()
+        sessions = store.check()
     except StateError as e:
-        status = f"state store unavailable: {e}"
+        status = e.reason
+        log.error("/health: %s", e)
+    serving = ModelStatus.model_validate(vars(holder.serving))
+    if not authorized:
+        name = Path(serving.path).name if serving.path else None
+        last = redact_paths(serving.last_error) if serving.last_error else None
+        serving = serving.model_copy(update={"path": name, "last_error": last})
     body = Health(
-        status=status,
+        status=status if authorized else redact_paths(status),
         model=engine.model.name,
-        serving=ModelStatus.model_validate(vars(holder.serving)),
-        store=f"{store.kind} {store.where}",
+        serving=serving,
+        store=f"{store.kind} {store.where}" if authorized else store.kind,
         pid=os.getpid(),
         n_users=len(engine.artifact.users),
         n_items=engine.n_items,
