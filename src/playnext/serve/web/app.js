@@ -2,8 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const sessionId = sessionStorage.getItem("playnext-session") ||
-  "web-" + Math.random().toString(36).slice(2, 12);
+const newSessionId = () => "web-" + Math.random().toString(36).slice(2, 12);
+let sessionId = sessionStorage.getItem("playnext-session") || newSessionId();
 sessionStorage.setItem("playnext-session", sessionId);
 let picks = [];
 // the event types the model reads (GET /health); empty: it reads none and logs any
@@ -159,7 +159,9 @@ function varietyChanged() {
 }
 
 async function reset() {
-  try { await api("DELETE", "/sessions/" + sessionId); } catch (e) { /* already gone */ }
+  // a fresh session (deleting one needs the server's token; the old one is evicted in time)
+  sessionId = newSessionId();
+  sessionStorage.setItem("playnext-session", sessionId);
   picks = [];
   renderPicks();
   await recommend();
