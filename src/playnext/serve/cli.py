@@ -31,8 +31,7 @@ def serve(
     import uvicorn
 
     from playnext.artifact import current_model
-    from playnext.serve.app import create_app, limits, state_location
-    from playnext.state import StateStore
+    from playnext.serve.app import check_state, create_app, state_location
 
     if (model_dir is None) == (model_root is None):
         raise ConfigError("give exactly one of --model-dir or --model-root")
@@ -58,7 +57,7 @@ def serve(
     source = Path(model_dir).resolve() if model_dir is not None else None
     where, _ = state_location(source, settings)
     settings = settings.model_copy(update={"state": where})
-    StateStore.open(where, limits(settings)).close()  # fail here, once, with the reason
+    check_state(where, settings, first)  # fail here, once, with the reason (store, schema, catalog)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     log = logging.getLogger("playnext.serve")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):

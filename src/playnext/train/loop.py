@@ -85,12 +85,21 @@ class TaskLoss(nn.Module):
 
 @dataclasses.dataclass
 class TrainReport:
+    """What one run of the loop did: its curve (`history`, one row an epoch, `elapsed` seconds
+    since the start at its end; a budget-cut last epoch also has `fraction`, its share of the
+    steps), the best validated epoch, and why and where it stopped: `stopped` is "epochs" (all
+    done), "patience" (no better validation for `patience` evaluations) or "budget" (out of
+    time, possibly mid-epoch); `stopped_at` = {"epoch", "step" (optimiser steps into that
+    epoch), "steps" (of the epoch's), "seconds" (since the start, before the last validation)}."""
+
     epochs: int = 0
     best_epoch: int = -1
     best_score: float = float("-inf")
     stopped_early: bool = False
     train_seconds: float = 0.0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    stopped: str = ""
+    stopped_at: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -175,13 +184,15 @@ def _train(
             report = TrainReport(**meta["report"])
             if lead:
                 log.info("resuming from %s at epoch %d", ckpt.directory, start_epoch + 1)
-            if meta.get("finished"):
+            if meta.get("finished"):  # a run stopped by its budget (even mid-epoch) is finished too
                 start_epoch = cfg.epochs
     elif ckpt is not None and lead:
         ckpt.clear()
 
     bar = progress_bar(cfg.verbose and lead)
     t_start = time.perf_counter() - report.train_seconds
+    budget_s = 60 * cfg.max_minutes  # 0 = no budget
+    projected = not (budget_s > 0 and lead)  # the first epoch's length is projected once
 
     def forward_batch(batch: Batch, scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Forward one local batch: (mean loss, the loss to back-propagate, budget fraction)."""
@@ -197,9 +208,10 @@ def _train(
 
     def optimiser_step(
         forward: Any, batch: Batch, scale: torch.Tensor | None, step: int, where: str
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, float]:
         """One optimiser step, with or without DDP: forward, the lr for this step, backward
-        (under DDP the re-weighted gradients average to the global-batch mean), clip, step, EMA."""
+        (under DDP the re-weighted gradients average to the global-batch mean), clip, step, EMA.
+        Returns the loss and the budget fraction used before the step (every rank's same one)."""
         loss, weighted, budget = forward(batch, scale)
         if not math.isfinite(budget):
             shown = loss.item() if not bool(torch.isfinite(loss)) else "non-finite on another rank"
@@ -213,7 +225,7 @@ def _train(
         opt.step()
         if ema is not None:
             ema.update()
-        return loss
+        return loss, budget
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -222,19 +234,31 @@ def _train(
             rng = np.random.default_rng([seed, epoch])  # same shuffle on every rank, then sharded
             net.train()
             loss_sum, n_batches, n_samples = 0.0, 0, 0
+            cut = False  # out of time mid-epoch: the epoch stops here, then validates
             bar.start(steps, f"epoch {epoch + 1}/{cfg.epochs}")
             for batch in task.train_batches(rng, local_batch, rank, world_size):
                 scale = batch.pop(LOSS_SCALE, None)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                loss = optimiser_step(forward_batch, batch, scale, step, f"epoch {epoch + 1}, step {step}")
+                where = f"epoch {epoch + 1}, step {step}"
+                loss, used = optimiser_step(forward_batch, batch, scale, step, where)
                 step += 1
                 n_batches += 1
                 n_samples += len(next(iter(batch.values())))
                 loss_sum += float(loss.detach())
-                rate = n_samples / max(1e-9, time.perf_counter() - t0)
+                now = time.perf_counter()
+                rate = n_samples / max(1e-9, now - t0)
                 bar.advance(f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s")
+                # the clock after every step; under DDP the fraction all ranks agreed on (a step late)
+                cut = budget_s > 0 and (used >= 1.0 if distributed else now - t_start >= budget_s)
+                if not projected and (n_batches >= PROJECT_AFTER or cut):
+                    projected = True
+                    _warn_overrun((now - t0) / n_batches * steps, cfg.max_minutes)
+                if cut:
+                    report.stopped_at = _where(epoch, n_batches, steps, now - t_start)
+                    break
+            done = n_batches  # this rank's steps in this epoch (n_batches becomes the global count)
             seconds = time.perf_counter() - t0
-            out_of_time = cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes
+            out_of_time = cut or (budget_s > 0 and time.perf_counter() - t_start > budget_s)
             if distributed:  # global loss / throughput, and one stop decision for every rank
                 totals = torch.tensor(
                     [loss_sum, n_batches, n_samples, seconds, float(out_of_time)],
@@ -250,6 +274,8 @@ def _train(
                 "seconds": seconds,
                 "samples_per_s": n_samples / max(1e-9, seconds),
             }
+            if cut:
+                logs["fraction"] = done / max(1, steps)
             last = epoch + 1 == cfg.epochs
             evaluate_now = (epoch + 1) % cfg.eval_every == 0 or last or out_of_time
             if validate is not None and (lead or distributed) and evaluate_now:
@@ -266,16 +292,20 @@ def _train(
                         bad_evals += 1
             report.epochs = epoch + 1
             report.train_seconds = time.perf_counter() - t_start
+            logs["elapsed"] = report.train_seconds
             report.history.append(logs)
             stop = cfg.patience > 0 and bad_evals >= cfg.patience
             report.stopped_early = stop
-            if lead:
-                log.info(
-                    "epoch %d/%d  %s",
-                    epoch + 1,
-                    cfg.epochs,
-                    "  ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "epoch"),
+            if cut or stop or out_of_time or last:
+                report.stopped = (
+                    "budget"
+                    if cut or (out_of_time and not stop and not last)
+                    else ("patience" if stop else "epochs")
                 )
+                if not cut:
+                    report.stopped_at = _where(epoch, done, steps, report.train_seconds)
+            if lead:
+                log.info("%s", _epoch_line(report, logs, cfg, done, steps))
             if ckpt is not None and lead:
                 ckpt.save(
                     epoch + 1,
@@ -304,6 +334,44 @@ def _train(
         ema.copy_to_net()
     net.eval()
     return report
+
+
+PROJECT_AFTER = 20  # batches timed before the first epoch's length is projected against the budget
+
+
+def _where(epoch: int, step: int, steps: int, seconds: float) -> dict[str, float]:
+    return {"epoch": epoch + 1, "step": step, "steps": steps, "seconds": round(seconds, 3)}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _warn_overrun(epoch_seconds: float, max_minutes: float) -> None:
+    """One line at the start when the first epoch alone would outlast the budget."""
+    if epoch_seconds > 60 * max_minutes:
+        log.warning(
+            "one epoch ≈ %s > the %g-minute budget: training stops at the budget mid-epoch",
+            _duration(epoch_seconds),
+            max_minutes,
+        )
+
+
+def _epoch_line(report: TrainReport, logs: dict[str, float], cfg: TrainConfig, done: int, steps: int) -> str:
+    """`epoch 3/200  loss 5.1234  valid NDCG@10 0.0312  41.2 s  ETA 6.1 min (budget)`."""
+    parts = [f"epoch {int(logs['epoch'])}/{cfg.epochs}", f"loss {logs['loss']:.4f}"]
+    if "valid_" + SELECT_METRIC in logs:
+        parts.append(f"valid {SELECT_METRIC} {logs['valid_' + SELECT_METRIC]:.4f}")
+    parts.append(_duration(logs["seconds"]))
+    if report.stopped == "budget" and "fraction" in logs:
+        parts.append(f"stopped by the budget at step {done}/{steps}")
+    elif report.stopped:
+        parts.append(f"stopped: {report.stopped}")
+    else:
+        left = (cfg.epochs - report.epochs) * report.train_seconds / max(1, report.epochs)
+        budget_left = 60 * cfg.max_minutes - report.train_seconds if cfg.max_minutes else math.inf
+        parts.append(f"ETA {_duration(min(left, budget_left))}" + (" (budget)" if budget_left < left else ""))
+    return "  ".join(parts)
 
 
 def _torch_seed(seed: int, epoch: int, rank: int) -> int:

@@ -2,17 +2,27 @@
 
 One object per run with three calls (`start` a stage, `advance` it, `close`), so the training
 loop does not care where it runs: a terminal gets a Rich bar on stderr, a notebook a tqdm widget
-(`tqdm.auto`), and a piped stderr (nohup, CI, `| tee`) no bar at all — its epochs are reported
-as log lines by the loop itself.
+(`tqdm.auto`), and a piped stderr (nohup, CI, `| tee`, `playnext train --json`) lines: the loop's
+own log lines (one an epoch, the budget's projection) and, within a long stage, one every ~30 s,
+so a log never stays silent for long.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from typing import Any, Protocol
+
+log = logging.getLogger("playnext.train")
+
+FIRST_LINE_S = 10.0  # a stage still running after this long gets its first line …
+LINE_EVERY_S = 30.0  # … then one every this many seconds
 
 
 class Bar(Protocol):
+    live: bool  # a person sees it move (a bar); else the stage is told in lines
+
     def start(self, total: int, description: str) -> None: ...
     def advance(self, info: str) -> None: ...
     def close(self) -> None: ...
@@ -26,6 +36,8 @@ def in_notebook() -> bool:
 
 
 class _Silent:
+    live = False
+
     def start(self, total: int, description: str) -> None:
         return None
 
@@ -37,6 +49,8 @@ class _Silent:
 
 
 class _Tqdm:
+    live = True
+
     def __init__(self) -> None:
         self._bar: Any = None
 
@@ -58,6 +72,8 @@ class _Tqdm:
 
 
 class _Rich:
+    live = True
+
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -88,12 +104,50 @@ class _Rich:
             self._task = None
 
 
+class _Lines:
+    """Where no bar can show: a line within a long stage now and then, and, while it lasts, the
+    `playnext.train` INFO lines (the loop's epoch lines) on stderr — unless the application
+    configured logging itself, when they go wherever it sends them."""
+
+    live = False
+
+    def __init__(self) -> None:
+        self._handler: logging.Handler | None = None
+        self._level = log.level
+        if not log.hasHandlers():
+            self._handler = logging.StreamHandler(sys.stderr)
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(self._handler)
+            log.setLevel(logging.INFO)
+        self._total, self._description = 0, ""
+        self._done, self._t0, self._next = 0, 0.0, FIRST_LINE_S
+
+    def start(self, total: int, description: str) -> None:
+        self._total, self._description = total, description
+        self._done, self._t0, self._next = 0, time.perf_counter(), FIRST_LINE_S
+
+    def advance(self, info: str) -> None:
+        self._done += 1
+        elapsed = time.perf_counter() - self._t0
+        if elapsed >= self._next:
+            self._next = elapsed + LINE_EVERY_S
+            d, n, total = self._description, self._done, self._total
+            log.info("%s  step %d/%d  %s  (%.0f s)", d, n, total, info, elapsed)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            log.setLevel(self._level)
+            self._handler = None
+
+
 def progress_bar(show: bool) -> Bar:
-    """A bar for where this process runs: tqdm in a notebook, Rich on a terminal, else none."""
+    """Progress for where this process runs: tqdm in a notebook, Rich on a terminal, lines on a
+    piped stderr; nothing when not `show`n."""
     if not show:
         return _Silent()
     if in_notebook():
         return _Tqdm()
     if sys.stderr.isatty():
         return _Rich()
-    return _Silent()
+    return _Lines()
