@@ -18,8 +18,8 @@ def test_serve_builds_the_app_and_binds_loopback(
     saved = artifact.save(tmp_path / "model")
     calls: dict[str, Any] = {}
 
-    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
-        calls.update(app=app, host=host, port=port)
+    def fake_run(app: Any, host: str, port: int, log_level: str, **options: Any) -> None:
+        calls.update(app=app, host=host, port=port, **options)
 
     import uvicorn
 
@@ -29,6 +29,9 @@ def test_serve_builds_the_app_and_binds_loopback(
     assert calls["host"] == "127.0.0.1" and calls["port"] == 8123
     assert calls["app"].state.settings.token == "tok"
     assert calls["app"].state.settings.text_encoder == "hashing"
+    # the connection limits: a request deadline (the protocol), idle keep-alive, a connection cap
+    assert calls["http"].keywords == {"timeout_request": 10.0, "max_header_bytes": 32 * 1024}
+    assert calls["timeout_keep_alive"] == 5 and calls["limit_concurrency"] == 1024
 
 
 def test_serve_rejects_a_non_model_folder(tmp_path: Path) -> None:

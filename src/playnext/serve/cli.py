@@ -30,8 +30,9 @@ def serve(
     """
     import uvicorn
 
-    from playnext.artifact import current_model
+    from playnext.artifact import Artifact, current_model
     from playnext.serve.app import check_state, create_app, state_location
+    from playnext.serve.protocol import server_options
 
     if (model_dir is None) == (model_root is None):
         raise ConfigError("give exactly one of --model-dir or --model-root")
@@ -40,10 +41,7 @@ def serve(
         raise ConfigError(
             f"{first}: not a model folder (no model.json); train one with `playnext train --out`"
         )
-    if (workers or 1) > 1:
-        from playnext.artifact import Artifact
-
-        Artifact.load(first)  # each worker loads it: one clear error now instead of N crashing
+    Artifact.load(first)  # one clear line now (exit 2), not a worker's traceback or N crashing
     settings = Settings.from_env(
         host=host,
         port=port,
@@ -63,7 +61,13 @@ def serve(
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable beyond this machine", settings.host)
     if settings.workers == 1:
-        uvicorn.run(create_app(source, settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            create_app(source, settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            **server_options(settings),
+        )
         return
     # several processes: each builds its app from the environment (uvicorn imports the factory)
     for name, value in settings.model_dump().items():
@@ -77,6 +81,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level="info",
+        **server_options(settings),
     )
 
 

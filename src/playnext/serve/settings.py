@@ -24,6 +24,21 @@ class Settings(BaseModel):
     max_k: int = Field(100, ge=1, description="Largest k a request may ask for.")
     max_history: int = Field(500, ge=1, description="Longest history a request may send.")
     max_body_bytes: int = Field(64 * 1024, ge=256, description="Larger request bodies get 413.")
+    timeout_request: float = Field(
+        10.0,
+        ge=0.0,
+        description="Seconds a request's headers and body may take to arrive, from its first byte (or "
+        "the connection's opening); a slower one is closed with 408 (0: no limit).",
+    )
+    timeout_keep_alive: int = Field(5, ge=1, description="Seconds an idle kept-alive connection stays open.")
+    limit_concurrency: int | None = Field(
+        1024,
+        ge=1,
+        description="Connections (or requests in flight) per worker beyond which it answers 503 at once.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="A request line and headers larger than this are closed with 431."
+    )
     state: str | None = Field(
         None,
         description="The state store: a folder (SQLite, WAL), sqlite:///FILE or postgresql://…; default "
