@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -23,8 +24,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load, save_file
 
 from playnext.data.events import check_event
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
@@ -77,10 +77,9 @@ class Artifact:
             info = json.loads((directory / "artifact.json").read_text())
             users = IdMap(pl.read_parquet(directory / "users.parquet").get_column("user_id"))
             meta = pl.read_parquet(directory / "items.parquet")
-            h = load_file(str(directory / "histories.safetensors"))
-            with safe_open(str(directory / "histories.safetensors"), "np") as f:
-                names = json.loads((f.metadata() or {}).get("event_names", "[]"))
-        except (OSError, json.JSONDecodeError, pl.exceptions.PolarsError) as e:
+            h, header = _read_tensors(directory / "histories.safetensors")
+            names = json.loads(header.get("event_names", "[]"))
+        except (OSError, ValueError, pl.exceptions.PolarsError) as e:
             raise ConfigError(f"{directory}: incomplete or corrupt model directory ({e})") from None
         items = IdMap(meta.get_column(Columns.ITEM_ID))
         if len(items) != model.n_items_:
@@ -220,25 +219,50 @@ def publish(model_dir: str | Path, root: str | Path, name: str | None = None) ->
     """Copy a model folder into `ROOT/versions/NAME` and re-point `ROOT/current` at it atomically.
 
     Servers started with `--model-root ROOT` notice the new target and swap it in; the previous
-    version stays on disk (a rollback is `publish` of it, or re-pointing the link by hand)."""
+    version stays on disk (a rollback is `publish` of it, or re-pointing the link by hand). The
+    default NAME is unique (time, pid, a random part, the folder's name): two publishes in the
+    same second, even of folders with the same name, never collide."""
+    target = stage_version(model_dir, root, name)
+    point_current(root, target)
+    return target
+
+
+def stage_version(model_dir: str | Path, root: str | Path, name: str | None = None) -> Path:
+    """The first half of `publish`: copy the folder to `ROOT/versions/NAME`, `current` untouched
+    (a server loads it from there before pointing anyone at it)."""
     src = Path(model_dir)
     if not (src / "model.json").is_file():
         raise ConfigError(f"{src}: not a model folder (no model.json)")
-    root = Path(root)
-    versions = root / VERSIONS
+    versions = Path(root) / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
-    name = name or time.strftime("%Y%m%d-%H%M%S-") + src.resolve().name
+    name = (
+        name or f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}-{src.resolve().name}"
+    )
     target = versions / name
-    if target.exists():
-        raise ConfigError(f"{target}: a version with this name exists already")
-    with commit_dir(target) as tmp:
+
+    def refuse_existing(t: Path) -> None:  # checked again just before the rename
+        if t.exists():
+            raise ConfigError(f"{t}: a version with this name exists already")
+
+    refuse_existing(target)
+    with commit_dir(target, check=refuse_existing) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-    link_tmp = root / f".{CURRENT}.{os.getpid()}.tmp"
-    link_tmp.unlink(missing_ok=True)
-    os.symlink(Path(VERSIONS) / name, link_tmp)  # relative: the root can move as a whole
-    os.replace(link_tmp, root / CURRENT)  # atomic: a reader sees the old target or the new one
-    fsync_dir(root)
     return target
+
+
+def point_current(root: str | Path, version: str | Path) -> None:
+    """The second half of `publish`: re-point `ROOT/current` at `version` (a folder under
+    `ROOT/versions`) atomically; a reader sees the old target or the new one."""
+    root = Path(root)
+    name = Path(version).name
+    link_tmp = root / f".{CURRENT}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
+    os.symlink(Path(VERSIONS) / name, link_tmp)  # relative: the root can move as a whole
+    try:
+        os.replace(link_tmp, root / CURRENT)
+    except BaseException:
+        link_tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(root)
 
 
 def current_model(root: str | Path) -> Path:
@@ -251,6 +275,19 @@ def current_model(root: str | Path) -> Path:
     return link.resolve()
 
 
+def _read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A safetensors file's arrays and metadata, read into memory (never memory-mapped: a file
+    changed under a serving process must not take it down)."""
+    data = path.read_bytes()
+    try:
+        arrays = load(data)
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    except Exception as e:  # safetensors raises its own error types for a corrupt file
+        raise ValueError(f"{path.name}: {e}") from None
+    return arrays, header
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
@@ -261,4 +298,4 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-__all__ = ["Artifact", "UnknownIdError", "current_model", "publish"]
+__all__ = ["Artifact", "UnknownIdError", "current_model", "point_current", "publish", "stage_version"]

@@ -5,6 +5,11 @@ downloads) goes through here. The rule is the same everywhere: write beside the 
 a hidden temporary name, flush and fsync it, rename it into place (atomic on POSIX), then
 fsync the parent folder so the rename itself survives a power cut. A reader therefore sees the
 old version or the new one, never a mixture.
+
+Files and folders get the modes `open`/`mkdir` give (0666/0777 less the umask), not
+`tempfile`'s private 0600/0700 (nor the 0600 some writers, such as safetensors, leave): a model
+folder or a Parquet output is as readable as any other file its writer makes, so a serving
+account or a teammate can read it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,37 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _fresh(folder: Path, prefix: str, suffix: str, make: Callable[[Path], None]) -> Path:
+    """A new, unused name in `folder`, created by `make` (which must fail if it exists)."""
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            make(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder}: no free temporary name for {prefix}*")  # pragma: no cover
+
+
+def _create(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
+def new_file(folder: str | Path, prefix: str, suffix: str = "") -> Path:
+    """An empty new file (mode 0666 less the umask), like `tempfile.mkstemp` but not private."""
+    return _fresh(Path(folder), prefix, suffix, _create)
+
+
+def new_dir(folder: str | Path, prefix: str) -> Path:
+    """A new empty folder (mode 0777 less the umask), like `tempfile.mkdtemp` but not private."""
+    return _fresh(Path(folder), prefix, "", lambda p: p.mkdir(0o777))
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        os.chmod(path, mode)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any], *, durable: bool = True) -> Path:
     """Call `write(tmp)` on a temporary sibling of `path`, then rename it into place.
 
@@ -60,11 +97,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, durable: boo
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = new_file(path.parent, f".{path.name}.", ".tmp")
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 less the umask
     try:
         write(tmp)
+        _set_mode(tmp, mode)  # a writer that replaced the file (safetensors does) made it 0600
         if durable:
             fsync_file(tmp)
         os.replace(tmp, path)
@@ -115,18 +152,22 @@ def commit_dir(target: str | Path, *, check: Callable[[Path], None] | None = Non
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
+    tmp = new_dir(target.parent, f".{target.name}.partial-{os.getpid()}-")
+    folder_mode = stat.S_IMODE(tmp.stat().st_mode)  # 0777 less the umask
     try:
         yield tmp
         for p in tmp.rglob("*"):
             if p.is_file():
+                _set_mode(p, folder_mode & 0o666)
                 fsync_file(p)
+            elif p.is_dir():
+                _set_mode(p, folder_mode)
         fsync_dir(tmp)
         if check is not None:
             check(target)
         old = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+            old = new_dir(target.parent, f".{target.name}.old-{os.getpid()}-")
             os.replace(target, old / target.name)
         os.replace(tmp, target)
         fsync_dir(target.parent)

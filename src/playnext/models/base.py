@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from playnext.config import Config
 from playnext.data.interactions import Histories, Interactions
@@ -202,12 +202,29 @@ class Recommender(ABC):
             model._load_meta(meta)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{directory / 'model.json'}: incomplete or invalid ({e!r})") from None
+        weights = directory / "weights.safetensors"
         try:
-            state = load_file(str(directory / "weights.safetensors"))
+            # read into memory, not memory-mapped: a file truncated or copied over while a server
+            # holds the model would otherwise kill it with SIGBUS on the next page it touches
+            state = load(weights.read_bytes())
         except Exception as e:  # safetensors raises several types for corrupt files
-            raise ConfigError(f"{directory / 'weights.safetensors'}: cannot read weights ({e})") from None
-        model._load_state(state)
+            raise ConfigError(f"{weights}: cannot read weights ({e})") from None
+        try:
+            model._load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            found = ", ".join(f"'{k}' {tuple(v.shape)}" for k, v in sorted(state.items())[:8])
+            raise ConfigError(
+                f"{weights}: does not match model.json (a {model.name} model; {_what(e)}); "
+                f"the file holds {found or 'no tensors'} — written by another model?"
+            ) from None
         return model
+
+
+def _what(e: Exception) -> str:
+    """What a `_load_state` failure says, in words: a missing tensor is a bare KeyError."""
+    if isinstance(e, KeyError):
+        return f"no tensor {e}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def histories_to_csr(history: Histories, n_items: int, weights: np.ndarray | None = None) -> Any:
