@@ -67,11 +67,15 @@ def create_app(
     settings: Settings | None = None,
     *,
     encoder: TextEncoder | None = None,
+    start_without_model: bool = False,
 ) -> FastAPI:
     """The app for a model folder (loaded at startup), an already loaded `Artifact`, or None with
     `settings.model_root` (serves ROOT/current).
 
     `encoder` overrides `settings.text_encoder` (tests share one encoder across apps).
+    `start_without_model`: when neither the model nor a last good one loads, start anyway and
+    answer 503 with the reason until one does (each of several workers: one that fails its
+    start-up makes uvicorn stop all the others); otherwise the start-up fails.
     """
     settings = settings if settings is not None else Settings.from_env()
 
@@ -82,18 +86,21 @@ def create_app(
         store = StateStore.open(where, limits(settings))
         try:
             enc = encoder if encoder is not None else make_encoder(settings.text_encoder)
-            holder = ModelHolder(source, settings, store, enc)
+            holder = ModelHolder(source, settings, store, enc, start_without_model=start_without_model)
             app.state.holder = holder
             app.state.store = store
             app.state.started = time.time()
-            log.info(
-                "model %s with %d items ready in %.1fs; state in %s %s",
-                holder.engine.model.name,
-                holder.engine.n_items,
-                time.perf_counter() - t0,
-                store.kind,
-                store.where,
-            )
+            if holder.ready:
+                log.info(
+                    "model %s with %d items ready in %.1fs; state in %s %s",
+                    holder.engine.model.name,
+                    holder.engine.n_items,
+                    time.perf_counter() - t0,
+                    store.kind,
+                    store.where,
+                )
+            else:
+                log.error("started without a model (503 until one loads): %s", holder.serving.last_error)
             # the loaded model and catalog live as long as the server: keep the cyclic GC from
             # re-walking them on every full collection (a pause of tens of ms in the latency tail)
             gc.collect()
@@ -191,10 +198,11 @@ def state_location(source: str | Path | Artifact | None, settings: Settings) -> 
 
 def app_from_env() -> FastAPI:
     """The factory each uvicorn worker process calls (`playnext serve --workers N`): everything
-    comes from PLAYNEXT_* variables, the model folder from PLAYNEXT_MODEL_DIR."""
+    comes from PLAYNEXT_* variables, the model folder from PLAYNEXT_MODEL_DIR. A worker that can
+    load no model still starts (503 with the reason), so the other workers keep serving."""
     settings = Settings.from_env()
     model_dir = os.environ.get("PLAYNEXT_MODEL_DIR") or None
-    return create_app(model_dir, settings)
+    return create_app(model_dir, settings, start_without_model=True)
 
 
 class GuardMiddleware:
@@ -268,10 +276,17 @@ async def _reply(send: Send, status: int, detail: str) -> None:
 
 
 def run(app: FastAPI, host: str | None = None, port: int | None = None) -> None:
-    """Serve with uvicorn (loopback by default: set host to 0.0.0.0 deliberately)."""
+    """Serve with uvicorn (loopback by default: set host to 0.0.0.0 deliberately), with the
+    settings' connection limits (`playnext.serve.protocol`)."""
     import uvicorn
+
+    from playnext.serve.protocol import server_options
 
     settings: Settings = app.state.settings
     uvicorn.run(
-        app, host=host or settings.host, port=port if port is not None else settings.port, log_level="info"
+        app,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        log_level="info",
+        **server_options(settings),
     )

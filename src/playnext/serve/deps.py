@@ -11,16 +11,27 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from playnext.serve.engine import Engine
 from playnext.serve.metrics import Metrics
+from playnext.serve.routes._common import redact_paths
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
 
 _bearer = HTTPBearer(auto_error=False, description="The server's token (settings.token / PLAYNEXT_TOKEN).")
 
 
-def get_holder(request: Request) -> ModelHolder:
+def get_any_holder(request: Request) -> ModelHolder:
+    """The holder, whether or not it has a model yet (the admin swap can give it one)."""
     holder: ModelHolder | None = getattr(request.app.state, "holder", None)
     if holder is None:  # only when the app is used without its lifespan
         raise HTTPException(503, "model not loaded yet")
+    return holder
+
+
+def get_holder(request: Request) -> ModelHolder:
+    """The holder of a worker that serves a model; 503 with the reason on a worker that could
+    load none (it keeps trying; the other workers serve meanwhile)."""
+    holder = get_any_holder(request)
+    if not holder.ready:  # the reason without paths: any client reads it
+        raise HTTPException(503, redact_paths(f"no model loaded: {holder.serving.last_error}"))
     return holder
 
 
@@ -65,5 +76,6 @@ def is_authorized(
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AuthorizedDep = Annotated[bool, Depends(is_authorized)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+AnyHolderDep = Annotated[ModelHolder, Depends(get_any_holder)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from playnext.errors import ConfigError
-from playnext.serve.deps import HolderDep, require_token
+from playnext.serve.deps import AnyHolderDep, require_token
 from playnext.serve.routes._common import StrictJSONRoute
 from playnext.serve.schemas import ModelStatus, SwapOut, SwapRequest
 
@@ -24,10 +24,11 @@ router = APIRouter(
         422: {"description": "The folder does not load as a model: refused, the old one keeps serving."},
     },
 )
-async def swap_model(body: SwapRequest, holder: HolderDep) -> SwapOut:
-    """Load `model_dir` on this worker (requests keep being answered meanwhile), switch to it, and
-    publish it so every other worker switches within `swap_poll_seconds`. A folder that fails to
-    load is refused with the reason; nothing changes."""
+async def swap_model(body: SwapRequest, holder: AnyHolderDep) -> SwapOut:
+    """Load `model_dir` on this worker (requests keep being answered meanwhile), publish it (with
+    a model root: as a new, unique version), and only then switch to it; every other worker
+    switches within `swap_poll_seconds`. A folder that fails to load is refused with the reason;
+    nothing changes. A worker that had no model gets this one."""
     try:
         engine = await run_in_threadpool(holder.admin_swap, body.model_dir)
     except Exception as e:
