@@ -280,7 +280,8 @@ def _train_here(
     plan: Any, dataset: str, path: Path | None, options: dict[str, Any], out_dir: Path | None, as_json: bool
 ) -> None:
     from playnext.artifact import Artifact
-    from playnext.experiment import run
+    from playnext.experiment import popularity_baseline, run
+    from playnext.report import write_report
 
     data = _load(dataset, path, options, quiet=as_json)
 
@@ -293,9 +294,13 @@ def _train_here(
         err.print(f"[dim]{label}: training budget {plan.budget_minutes:g} min[/dim]")
     with _step(label, as_json):
         done = run(plan, data, dataset=dataset, on_candidate=report)
-    record = done.record
+    record = {**done.record, "data_stats": data.stats()}
+    if plan.model != "popular":  # the number to beat, on the same split (seconds)
+        with _step("popularity on the same split", as_json):
+            record["baseline"] = popularity_baseline(plan, done.split)
     if out_dir is not None:
         record["model_dir"] = str(Artifact.from_data(done.result.model, done.data, record).save(out_dir))
+        write_report(record, out_dir)
     _print_record(record, as_json)
 
 
@@ -348,6 +353,8 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         rows[f"  {group} ({size})"] = {  # the users whose target is a repeat / is new
             k[len(prefix) :]: v for k, v in record["metrics"].items() if k.startswith(prefix)
         }
+    if record.get("baseline"):  # popularity on the same split: the number to beat
+        rows["popular (baseline)"] = record["baseline"]["metrics"]
     _metrics_table(rows, title + (f", {world} processes" if world > 1 else ""))
     if "cold" in record:  # the cold-start protocol: each way of scoring the held-out items
         p = record["cold"]["protocol"]
@@ -360,8 +367,34 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
             f"among all items / within the cold set; +live weights ({chosen}) chosen on the other half",
             ["all/HR@10", "all/NDCG@10", "cold/HR@10", "cold/NDCG@10"],
         )
+    at = record.get("stopped_at") or {}
+    if record.get("stopped") == "budget" and at:
+        best = record.get("best_epoch") or -1
+        err.print(
+            f"training stopped by its budget at epoch {at['epoch']}, step {at['step']}/{at['steps']} "
+            f"({at['seconds']:.0f} s)" + (f"; kept the best validated epoch, {best}" if best > 0 else ""),
+            highlight=False,
+        )
     if "model_dir" in record:
-        out.print(f"saved to {record['model_dir']}")
+        out.print(f"saved to {record['model_dir']} (report: {Path(record['model_dir']) / 'report.html'})")
+
+
+@app.command("report")
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `playnext train --out`.")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="The page to write (default: DIR/report.html).")
+    ] = None,
+) -> None:
+    """Rebuild DIR/report.html from the folder's run record (artifact.json): the data, the
+    learning curve, validation vs test beside popularity on the same split, the recipe."""
+
+    def go() -> None:
+        from playnext.report import read_record, write_report
+
+        out.print(f"wrote {write_report(read_record(model_dir), model_dir, out_file)}")
+
+    _run(go)
 
 
 def _argv_of(ctx: typer.Context, skip: tuple[str, ...] = ()) -> list[str]:

@@ -377,6 +377,8 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "epochs": report.epochs if report else None,
         "best_epoch": report.best_epoch if report else None,
         "history": report.history if report else None,
+        "stopped": (report.stopped or None) if report else None,  # epochs | patience | budget
+        "stopped_at": (report.stopped_at or None) if report else None,  # {epoch, step, steps, seconds}
         "peak_rss_bytes": peak_rss_bytes(),
         "world_size": distributed_world(),
         "environment": environment(),
@@ -386,6 +388,15 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
             else {}
         ),
     }
+
+
+def popularity_baseline(plan: Plan, split: Split) -> dict[str, Any]:
+    """Popularity on the run's own split and protocol (seconds): the number a model must beat,
+    kept in the record as `baseline`."""
+    res = select_and_test(
+        "popular", split, grid=[{}], ties=plan.ties, exclude_seen=plan.exclude_seen, repeats=plan.repeats
+    )
+    return {"model": "popular", "metrics": res.test.metrics, "valid_metrics": res.valid_metrics}
 
 
 def distributed_world() -> int:

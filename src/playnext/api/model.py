@@ -23,6 +23,7 @@ from playnext.models import registry
 from playnext.models.base import ModelConfig, Recommender
 from playnext.recipes import default_for
 from playnext.recipes import load as load_recipe
+from playnext.report import draw_curve
 from playnext.rerank import RerankSpec, spec_from
 
 BATCH_USERS = 1024  # users scored per forward pass: (1024, n_items) float32 scores at a time
@@ -89,8 +90,9 @@ class Model:
         df = pl.DataFrame(rows) if rows else pl.DataFrame({"epoch": []}, schema={"epoch": pl.Float64})
         return self._names().table(df)
 
-    def plot(self, ax: Any = None) -> Any:
-        """The learning curve: training loss and validation NDCG@10 by epoch (matplotlib Axes)."""
+    def plot(self, ax: Any = None, by: str = "epoch") -> Any:
+        """The learning curve: training loss and validation NDCG@10 by epoch (or `by="minute"`),
+        the best epoch dotted — the report's curve (`playnext.report`); a matplotlib Axes."""
         import matplotlib.pyplot as plt
 
         report = self._fitted().model.training_report()
@@ -98,17 +100,7 @@ class Model:
             raise ConfigError(f"{type(self).__name__} trains without epochs: there is no curve to plot")
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 3.5))
-        epochs = [h["epoch"] for h in report.history]
-        ax.plot(epochs, [h["loss"] for h in report.history], "o-", color="tab:blue", label="train loss")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("train loss", color="tab:blue")
-        valid = [(h["epoch"], h["valid_NDCG@10"]) for h in report.history if "valid_NDCG@10" in h]
-        if valid:
-            right = ax.twinx()
-            right.plot(*zip(*valid, strict=True), "s-", color="tab:orange", label="valid NDCG@10")
-            right.set_ylabel("validation NDCG@10", color="tab:orange")
-            if report.best_epoch:
-                right.axvline(report.best_epoch, color="grey", ls=":", lw=1)
+        draw_curve(ax, report.history, report.best_epoch, by)
         ax.set_title(f"{type(self).__name__}: learning curve")
         return ax
 

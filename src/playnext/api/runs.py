@@ -17,7 +17,8 @@ from playnext.api.dataset import Dataset, DataSplit, Names
 from playnext.api.model import Model
 from playnext.artifact import Artifact
 from playnext.errors import ConfigError
-from playnext.experiment import Plan, run
+from playnext.experiment import Plan, popularity_baseline, run
+from playnext.report import REPORT_FILE, write_report
 
 DEFAULT_BUDGET_MINUTES = 10.0  # as `playnext train --model NAME`
 
@@ -34,6 +35,13 @@ class Run:
     def metrics(self) -> dict[str, float]:
         """Test metrics, read once for the configuration and epoch validation chose."""
         return dict(self.record["metrics"])
+
+    def report(self, path: str | Path) -> Path:
+        """Write the run's report page (`playnext train --out` writes the same): the data, the
+        learning curve by epoch and by minute, validation vs test beside popularity on the same
+        split, the recipe. `path` is an .html file or a folder (its report.html); returns it."""
+        file = Path(path) if Path(path).suffix.lower() in (".html", ".htm") else Path(path) / REPORT_FILE
+        return write_report(self.record, file.parent, file)
 
 
 def train(
@@ -55,7 +63,9 @@ def train(
         budget_minutes = DEFAULT_BUDGET_MINUTES
     plan = Plan.from_recipe(chosen, overrides=overrides, search=search, budget_minutes=budget_minutes)
     done = run(plan, data.interactions, dataset=data.interactions.name)
-    record = {**done.record, "names": data.names.to_dict()}
+    record = {**done.record, "data_stats": data.interactions.stats(), "names": data.names.to_dict()}
+    if plan.model != "popular":  # the number to beat, on the same split (as `playnext train`)
+        record["baseline"] = popularity_baseline(plan, done.split)
     art = Artifact.from_data(done.result.model, done.data, record)
     return Run(Model.wrap(art, data.names), record, DataSplit(data.with_interactions(done.data), done.split))
 

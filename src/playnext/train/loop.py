@@ -253,9 +253,10 @@ def _train(
                 if not projected and (n_batches >= PROJECT_AFTER or cut):
                     projected = True
                     _warn_overrun((now - t0) / n_batches * steps, cfg.max_minutes)
-                if cut:
+                if cut and n_batches < steps:
                     report.stopped_at = _where(epoch, n_batches, steps, now - t_start)
                     break
+                cut = False  # out of time at an epoch's last step: a whole epoch, stopped after it
             done = n_batches  # this rank's steps in this epoch (n_batches becomes the global count)
             seconds = time.perf_counter() - t0
             out_of_time = cut or (budget_s > 0 and time.perf_counter() - t_start > budget_s)
