@@ -44,7 +44,8 @@ def _trickle(port: int, data: bytes, closed_after: list[float], stop: threading.
 def test_twenty_connections_sending_a_byte_a_second_are_closed(
     serve: Callable[..., Any], model_dirs: dict[str, Any]
 ) -> None:
-    server = serve("--model-dir", model_dirs["ease"], env={"PLAYNEXT_TIMEOUT_REQUEST": "2"})
+    # two workers: each gets the protocol by name and its limits from the environment
+    server = serve("--model-dir", model_dirs["ease"], "--workers", "2", env={"PLAYNEXT_TIMEOUT_REQUEST": "2"})
     stop = threading.Event()
     for data in (REQUEST, REQUEST[:40]):  # stuck in the headers, and in the body
         closed: list[float] = []

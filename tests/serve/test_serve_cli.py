@@ -37,3 +37,16 @@ def test_serve_builds_the_app_and_binds_loopback(
 def test_serve_rejects_a_non_model_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.json"):
         cli.serve(tmp_path, "127.0.0.1", 8000, None)
+
+
+def test_several_workers_get_the_protocol_by_name() -> None:
+    """A class object in uvicorn's config is unpickled in each spawned worker, importing torch
+    before the worker answers the supervisor's 5 s health pings: on a busy machine the workers
+    were killed and respawned in a loop. By name it is imported with the app."""
+    from playnext.serve.protocol import DeadlineProtocol, server_options
+    from playnext.serve.settings import Settings
+
+    http = server_options(Settings(workers=2))["http"]
+    assert http == "playnext.serve.protocol:DeadlineProtocol"
+    module, name = http.split(":")
+    assert getattr(__import__(module, fromlist=[name]), name) is DeadlineProtocol

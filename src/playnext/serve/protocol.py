@@ -26,10 +26,17 @@ log = logging.getLogger("playnext.serve")
 class DeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a per-request read deadline and a header size cap."""
 
-    def __init__(self, *args: Any, timeout_request: float, max_header_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        timeout_request: float | None = None,
+        max_header_bytes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.timeout_request = timeout_request
-        self.max_header_bytes = max_header_bytes
+        default_timeout, default_max = _from_env()
+        self.timeout_request = default_timeout if timeout_request is None else timeout_request
+        self.max_header_bytes = default_max if max_header_bytes is None else max_header_bytes
         self._deadline: asyncio.TimerHandle | None = None
         self._reading = True  # a request's headers or body are still to come
         self._header_bytes = 0
@@ -95,14 +102,28 @@ class DeadlineProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+@functools.cache
+def _from_env() -> tuple[float, int]:
+    """The limits of a worker process, which `playnext serve --workers N` gives in PLAYNEXT_*."""
+    settings = Settings.from_env()
+    return settings.timeout_request, settings.max_header_bytes
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's keyword arguments for these settings' connection limits."""
+    """uvicorn's keyword arguments for these settings' connection limits.
+
+    Several workers get the protocol by name: uvicorn pickles its config into each spawned
+    worker, and a class object there would be imported (with torch) before the worker answers
+    the supervisor's 5 s health pings, which kills a worker that starts slowly on a busy machine.
+    By name it is imported with the app, and reads its limits from the PLAYNEXT_* environment
+    the workers share."""
+    http: Any = functools.partial(
+        DeadlineProtocol, timeout_request=settings.timeout_request, max_header_bytes=settings.max_header_bytes
+    )
+    if settings.workers > 1:
+        http = f"{__name__}:{DeadlineProtocol.__name__}"
     return {
-        "http": functools.partial(
-            DeadlineProtocol,
-            timeout_request=settings.timeout_request,
-            max_header_bytes=settings.max_header_bytes,
-        ),
+        "http": http,
         "timeout_keep_alive": settings.timeout_keep_alive,
         "limit_concurrency": settings.limit_concurrency,
     }
