@@ -214,7 +214,7 @@ class Recommender(ABC):
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             found = ", ".join(f"'{k}' {tuple(v.shape)}" for k, v in sorted(state.items())[:8])
             raise ConfigError(
-                f"{weights}: does not match model.json (a {model.name} model; {_what(e)}); "
+                f"{weights}: does not match model.json (model {model.name!r}: {_what(e)}); "
                 f"the file holds {found or 'no tensors'} — written by another model?"
             ) from None
         return model

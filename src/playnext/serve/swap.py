@@ -82,6 +82,7 @@ class ModelHolder:
         self._thread: threading.Thread | None = None
         self._seen_link: tuple[str, bool] | None = None  # (target, exists) of `current` last acted on
         self._source: Path | None = None
+        self._good_key = f"serve.good:{self.root}"  # the version this deployment last served
         if source is None and self.root is None:
             raise PlaynextError("give a model folder or a model root")
         # the store key under which admin swaps of this deployment are shared between workers
@@ -96,7 +97,6 @@ class ModelHolder:
             assert source is not None
             self._source = Path(source).resolve()
             self.key = f"serve.model:{self._source}"
-        self._good_key = f"serve.good:{self.root}"
         self._seen_meta = store.get_meta(self.key)
         with self._swapping:
             if not self._start() and not start_without_model:
