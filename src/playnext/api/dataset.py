@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from playnext.data import checks as data_checks
 from playnext.data import split as splits
+from playnext.data.checks import Finding
 from playnext.data.interactions import Columns, Interactions
 from playnext.errors import ConfigError
 
@@ -132,6 +134,12 @@ class Dataset:
         """Users, items, events, density and history lengths (what `playnext data stats` prints)."""
         return self.interactions.stats()
 
+    def checks(self, repeats: bool = False) -> list[Finding]:
+        """What `playnext data stats` warns about: duplicate rows, test targets already seen (under
+        the repeat-aware protocol with `repeats`), users too short to evaluate, a catalog too small
+        to rank, the time range; each finding says what handles it."""
+        return data_checks.check(self.interactions, repeats=repeats)
+
     def user_ids(self) -> Frame:
         """Every user's id, in the caller's dtype."""
         return self.names.ids(self.interactions.users.external, user=True).to_list()
@@ -142,9 +150,7 @@ class Dataset:
     # ---- cleaning ---------------------------------------------------------------------------------
     def deduplicate(self) -> Dataset:
         """Keep the first of each repeated (user, item) pair: a log where re-consumption is noise."""
-        frame = self.interactions.frame  # canonical order: a pair's first row is its earliest
-        first = pl.int_range(pl.len()).over(Columns.USER, Columns.ITEM) == 0
-        return self.with_interactions(self.interactions.replace(frame.filter(first)))
+        return self.with_interactions(splits.deduplicate(self.interactions))
 
 
 @dataclass(frozen=True)

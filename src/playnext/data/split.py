@@ -77,7 +77,11 @@ class Split:
         return Split(self.train, valid, test, protocol, self.valid_events)
 
 
-def leave_one_out(data: Interactions, min_length: int = 3) -> Split:
+MIN_LENGTH = 3
+"""Events a user needs to be evaluated under leave-one-out: one to train on, a validation and a test."""
+
+
+def leave_one_out(data: Interactions, min_length: int = MIN_LENGTH) -> Split:
     """Last item of each user = test, second-last = validation, the rest = train.
 
     Users with fewer than `min_length` interactions keep everything in train and are not
@@ -185,6 +189,16 @@ def k_core(data: Interactions, k_user: int = 5, k_item: int = 5, max_rounds: int
         pl.Series(c.ITEM, data.items.external.to_numpy()[frame.get_column(c.ITEM).to_numpy()]),
     ).sort(c.POSITION)
     return Interactions.from_frame(raw, meta=data.meta, name=data.name)
+
+
+def deduplicate(data: Interactions) -> Interactions:
+    """Keep the first of each repeated (user, item) pair: a log where re-consumption is noise.
+
+    The canonical order puts a pair's earliest row first; every item keeps its first row, so
+    the id maps stay as they are.
+    """
+    first = pl.int_range(pl.len()).over(Columns.USER, Columns.ITEM) == 0
+    return data.replace(data.frame.filter(first))
 
 
 COLD_BY = ("time", "random")
