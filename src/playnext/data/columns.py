@@ -83,11 +83,16 @@ def map_columns(
             raise ConfigError(f"{option} must be a column name or a 0-based index, got {col!r}")
         if isinstance(col, int):
             if not 0 <= col < len(names):
-                raise DataError(f"{option}={col}: the file has {len(names)} column(s)", path=path, line=1)
+                raise DataError(
+                    f"{option}={col}: the file has {len(names)} column(s){separator_hint(names)}",
+                    path=path,
+                    line=1,
+                )
             col = names[col]
         if col not in names:
             raise DataError(
-                f"no column {col!r} ({option}); the columns are: {', '.join(map(repr, names))}",
+                f"no column {col!r} ({option}); the columns are: {', '.join(map(repr, names))}"
+                f"{separator_hint(names)}",
                 path=path,
                 line=1 if has_header else None,
                 field=col,
@@ -96,6 +101,16 @@ def map_columns(
             raise ConfigError(f"column {col!r} is mapped twice ({option})")
         out[ours] = col
     return out
+
+
+def separator_hint(names: Sequence[str]) -> str:
+    """A one-column header holding another separator: how to say so (empty when it does not)."""
+    if len(names) != 1:
+        return ""
+    for sep, name in ((";", ";"), ("\t", "tab"), ("|", "|"), (",", ","), ("::", "::")):
+        if sep in names[0]:
+            return f"; the header is one column: is the separator {name}? (--option separator='{name}')"
+    return ""
 
 
 def column_kinds(cols: Mapping[str, str]) -> dict[str, Kind]:

@@ -22,6 +22,7 @@ from playnext.data.columns import (
 from playnext.data.events import check_values
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers.common import build, ids, meta_row
+from playnext.data.readers.items import read_items
 from playnext.data.readers.registry import register
 from playnext.data.tables import LINE, OK, Kind, Table, open_text, require_file, split_lines, typed
 from playnext.errors import ConfigError, DataError
@@ -31,7 +32,12 @@ SEQ_KINDS: dict[str, Kind] = {"user": "id", "item": "id"}
 
 
 def _from_mapped(
-    df: pl.DataFrame, cols: Mapping[str, str], name: str, kind: str | None, path: Path
+    df: pl.DataFrame,
+    cols: Mapping[str, str],
+    name: str,
+    kind: str | None,
+    path: Path,
+    items: pl.DataFrame | None = None,
 ) -> Interactions:
     if C.WEIGHT in cols and C.EVENT in cols:
         check_values(df, cols[C.WEIGHT], path, event_field=cols[C.EVENT])
@@ -46,7 +52,34 @@ def _from_mapped(
             .unique("_i", keep="first", maintain_order=True)
             .select(meta_row(pl.col("_i"), pl.col("_t"), None, None, kind))
         )
-    return build(raw, meta, name, kind)
+    return build(raw, _with_items(meta, items), name, kind)
+
+
+def _with_items(meta: pl.DataFrame | None, items: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The items file's metadata first; the log's own titles fill the titles it lacks."""
+    if items is None or meta is None:
+        return items if items is not None else meta
+    titles = meta.select(C.ITEM_ID, pl.col(C.TITLE).alias("_t"))
+    filled = items.join(titles, on=C.ITEM_ID, how="left", maintain_order="left").select(
+        C.ITEM_ID, pl.coalesce(C.TITLE, "_t").alias(C.TITLE), C.GENRES, C.YEAR, C.KIND
+    )
+    return pl.concat([filled, meta.join(items, on=C.ITEM_ID, how="anti")])
+
+
+def _items(
+    items: str | Path | None,
+    fields: Mapping[str, str | None],
+    separator: str | None,
+    *,
+    log_sep: str,
+    log_item_col: str,
+) -> pl.DataFrame | None:
+    """The `items` option's file as metadata (None without one), separated like the log by default."""
+    if items is None:
+        if any(v is not None for v in fields.values()) or separator is not None:
+            raise ConfigError("the items_* options describe an items file: give it with items=FILE (--items)")
+        return None
+    return read_items(items, fields, separator=separator or log_sep, item_col=log_item_col)
 
 
 def _value_col(weight_col: str | int | None, value_col: str | int | None) -> str | int | None:
@@ -71,6 +104,13 @@ def _csv(
     separator: str = ",",
     has_header: bool = True,
     kind: str | None = None,
+    items: str | Path | None = None,
+    items_id_col: str | None = None,
+    items_title_col: str | None = None,
+    items_genres_col: str | None = None,
+    items_year_col: str | None = None,
+    items_kind_col: str | None = None,
+    items_separator: str | None = None,
 ) -> Interactions:
     """Any delimited text file. Columns are named (with a header) or given as 0-based indices.
 
@@ -78,6 +118,8 @@ def _csv(
     `event_col` names each row's event type (play, skip, rating, …) and `value_col` its value
     (an alias of `weight_col`); values outside a registered type's range are refused.
     A multi-character separator such as '::' splits lines literally, without quoting.
+    `items` names an item-metadata file (readers/items.py), separated like the log unless
+    `items_separator` says otherwise.
     """
     sep = parse_separator(separator)
     if not isinstance(has_header, bool):
@@ -89,8 +131,14 @@ def _csv(
         C.WEIGHT: _value_col(weight_col, value_col), C.EVENT: event_col, C.TITLE: title_col,
     }  # fmt: skip
     cols = map_columns(names, has_header, given, path)
+    fields = {
+        "id": items_id_col, "title": items_title_col, "genres": items_genres_col,
+        "year": items_year_col, "kind": items_kind_col,
+    }  # fmt: skip
+    meta = _items(items, fields, items_separator, log_sep=sep, log_item_col=cols[C.ITEM])
     t = delimited_table(text, sep, names, header=has_header)
-    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind, path)
+    df = typed(t, column_kinds(cols), optional=optional_columns(cols))
+    return _from_mapped(df, cols, name, kind, path, meta)
 
 
 @register("parquet")
@@ -106,8 +154,18 @@ def _parquet(
     value_col: str | int | None = None,
     title_col: str | int | None = None,
     kind: str | None = None,
+    items: str | Path | None = None,
+    items_id_col: str | None = None,
+    items_title_col: str | None = None,
+    items_genres_col: str | None = None,
+    items_year_col: str | None = None,
+    items_kind_col: str | None = None,
+    items_separator: str | None = None,
 ) -> Interactions:
-    """A Parquet table with a column mapping. Errors name the 1-based row as the line."""
+    """A Parquet table with a column mapping. Errors name the 1-based row as the line.
+
+    `items` names an item-metadata file (Parquet, or a CSV separated by `items_separator`, ',').
+    """
     require_file(path)
     names = parquet_columns(path)
     given = {
@@ -115,12 +173,19 @@ def _parquet(
         C.WEIGHT: _value_col(weight_col, value_col), C.EVENT: event_col, C.TITLE: title_col,
     }  # fmt: skip
     cols = map_columns(names, True, given, path)
+    fields = {
+        "id": items_id_col, "title": items_title_col, "genres": items_genres_col,
+        "year": items_year_col, "kind": items_kind_col,
+    }  # fmt: skip
+    meta = _items(items, fields, items_separator, log_sep=",", log_item_col=cols[C.ITEM])
     try:
         df = pl.read_parquet(path, columns=list(cols.values()))
     except PARQUET_ERRORS as e:
         raise DataError(f"not a readable Parquet file: {first_line(e)}", path=path) from None
     t = parquet_table(df.lazy(), df.schema, cols, path)
-    return _from_mapped(typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind, path)
+    return _from_mapped(
+        typed(t, column_kinds(cols), optional=optional_columns(cols)), cols, name, kind, path, meta
+    )
 
 
 def seq_table(path: Path) -> Table:
