@@ -15,6 +15,9 @@ _MODULES = ("popular", "recency", "ease", "mlp", "caser", "gru4rec", "sasrec", "
 
 
 def register(name: str) -> Callable[[type[T]], type[T]]:
+    if name != name.lower():
+        raise ValueError(f"model names are lower case, got {name!r}")
+
     def deco(cls: type[T]) -> type[T]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"model name {name!r} registered twice")
@@ -39,11 +42,17 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> type[Any]:
+def canonical(name: str) -> str:
+    """The registered name a user meant: names are matched without regard to case (`SASRec`)."""
     _load_all()
-    if name not in _REGISTRY:
+    key = name.strip().lower()
+    if key not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return key
+
+
+def get(name: str) -> type[Any]:
+    return _REGISTRY[canonical(name)]
 
 
 def create(name: str, **params: Any) -> Any:

@@ -160,7 +160,7 @@ def load(name_or_path: str | Path) -> Recipe:
 
 def default_for(model: str) -> Recipe:
     """The recipe `playnext train --model MODEL` uses; a model without one gets its defaults."""
-    get(model)  # an unknown model is refused with the registered names
+    model = get(model).name  # refused with the registered names if unknown; any case (`SASRec`)
     for r in shipped():
         if r.model == model and r.default:
             return r
