@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,8 +34,10 @@ from typer.core import TyperOption
 
 from playnext.errors import PlaynextError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+# plain (click) help: it wraps descriptions at the terminal's width and never cuts an option's
+# name, where Rich's option table cuts `--budget-minutes` to `--budget-minut…` at 80 columns
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.", rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 out = Console()
@@ -42,14 +45,53 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 DatasetOpt = Annotated[
-    str, typer.Option("--dataset", "-d", help="ml-1m, ml-100k, lastfm-2k, steam-200k, synthetic, csv, …")
+    str,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small, ml-latest, lastfm-2k, "
+        "steam-200k, synthetic, or a file of your own: csv, parquet, seq (`user item` lines), "
+        "userlines (`user item item …` lines).",
+    ),
 ]
 PathOpt = Annotated[
     Path | None, typer.Option("--path", "-p", help="Local folder or file with the original files.")
 ]
+DATASET_OPTIONS = (
+    "csv and parquet: user_col, item_col, timestamp_col (unix seconds, ms or ns, or ISO dates), "
+    "weight_col or value_col, event_col, title_col (column names, or 0-based indices), "
+    "kind (movie, music, game, …); csv also: separator (',' ';' tab '|' '::'), has_header (true|false); "
+    "an --items file's columns: items_id_col, items_title_col, items_genres_col, items_year_col, "
+    "items_kind_col, items_separator. "
+    "seq, userlines: kind. steam-200k: events=pairs|all. lastfm-2k: events=plays|tags|tag-days. "
+    "synthetic: n_users, n_items, seed, mean_length, kinds, allow_repeats, zipf_exponent, taste_alpha, "
+    "explore, tie_rate, typed_events, skip_rate, relisten_rate. "
+    "Downloads: cache_dir, allow_unverified."
+)
+"""Every option a dataset takes (README, "Dataset options"); tests/test_cli_data_checks.py holds it
+to the readers' signatures."""
 OptionOpt = Annotated[
     list[str] | None,
-    typer.Option("--option", "-o", help="Dataset option key=value (e.g. n_users=5000, user_col=uid)."),
+    typer.Option(
+        "--option", "-o", metavar="KEY=VALUE", help="Dataset option (repeatable). " + DATASET_OPTIONS
+    ),
+]
+ItemsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--items",
+        help="csv/parquet: an item file (id, title, genres 'a|b', year, kind; other column names via "
+        "--option items_id_col=…) giving id-only data titles and genres.",
+    ),
+]
+DedupeOpt = Annotated[
+    bool, typer.Option("--dedupe", help="Keep the first of each repeated (user, item) pair.")
+]
+KCoreOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--k-core", min=1, metavar="N", help="Drop users and items with fewer than N events, repeatedly."
+    ),
 ]
 RerankOpt = Annotated[
     list[str] | None,
@@ -94,7 +136,7 @@ def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except PlaynextError as e:
-        err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        err.print("[bold red]error:[/bold red] " + escape(str(e)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -110,20 +152,55 @@ def _load(dataset: str, path: Path | None, options: dict[str, Any], quiet: bool 
         return load_dataset(dataset, path, **options)
 
 
+def _options(option: list[str] | None, items: Path | None) -> dict[str, Any]:
+    """`--option` pairs, with `--items FILE` as the readers' `items` option."""
+    options = _kv(option, "--option")
+    if items is not None:
+        options["items"] = str(items)
+    return options
+
+
+def _prepare(data: Any, cleaning: Any, repeats: bool = False) -> tuple[Any, list[Any]]:
+    """Timestamps in seconds, `--dedupe` / `--k-core`, then the data checks (data/checks.py)."""
+    from playnext.data.checks import prepare
+
+    return prepare(data, cleaning, repeats=repeats)
+
+
+def _say_findings(findings: list[Any], console: Console, errors: bool = True) -> None:
+    """Each finding as one line: what was found and the flag that handles it (`errors=False`:
+    not the refusals, which the caller raises and `_run` prints)."""
+    style = {"info": "dim", "warning": "yellow", "error": "bold red"}
+    for f in findings:
+        if f.severity == "error" and not errors:
+            continue
+        label = f"[{style[f.severity]}]{f.severity}:[/{style[f.severity]}] " if f.severity != "info" else ""
+        console.print(label + escape(f.message), highlight=False, soft_wrap=True)
+
+
 # ---- data stats ---------------------------------------------------------------------------------
 @data_app.command("stats")
 def data_stats(
     dataset: DatasetOpt,
     path: PathOpt = None,
     option: OptionOpt = None,
+    items: ItemsOpt = None,
+    dedupe: DedupeOpt = False,
+    k_core: KCoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Users, items, interactions, density and sequence-length quantiles."""
+    """Users, items, interactions, density, sequence-length quantiles, and what `train` would
+    trip on: duplicate rows, test targets already seen, timestamp units, users too short to
+    evaluate, a catalog too small to rank, the time range (each with the flag that handles it)."""
 
     def go() -> None:
-        data = _load(dataset, path, _kv(option, "option"), quiet=as_json)
+        from playnext.data.checks import Cleaning
+
+        data = _load(dataset, path, _options(option, items), quiet=as_json)
+        data, findings = _prepare(data, Cleaning(dedupe=dedupe, k_core=k_core))
         stats = data.stats()
         if as_json:
+            stats["data_checks"] = [f.to_dict() for f in findings]
             sys.stdout.write(json.dumps(stats) + "\n")
             return
         table = Table(title=f"{dataset}", show_header=False)
@@ -136,6 +213,7 @@ def data_stats(
                 value = f"{value:.6g}"
             table.add_row(key, str(value))
         out.print(table)
+        _say_findings(findings, out)
 
     _run(go)
 
@@ -162,6 +240,9 @@ def train(
         list[str] | None, typer.Option("--param", help="Override a recipe field key=value (repeatable).")
     ] = None,
     option: OptionOpt = None,
+    items: ItemsOpt = None,
+    dedupe: DedupeOpt = False,
+    k_core: KCoreOpt = None,
     search: Annotated[
         bool,
         typer.Option("--search", help="Try the recipe's candidate configs and keep the best on validation."),
@@ -217,6 +298,7 @@ def train(
     """
 
     def go() -> None:
+        from playnext.data.checks import Cleaning
         from playnext.train import distributed
 
         plan = _plan(
@@ -227,10 +309,11 @@ def train(
             if code:
                 raise typer.Exit(code)
             return
+        cleaning = Cleaning(dedupe=dedupe, k_core=k_core)
         if distributed.in_worker():
-            _train_rank(plan, dataset, path, _kv(option, "--option"), out_dir, as_json)
+            _train_rank(plan, dataset, path, _options(option, items), out_dir, as_json, cleaning)
         else:
-            _train_here(plan, dataset, path, _kv(option, "--option"), out_dir, as_json)
+            _train_here(plan, dataset, path, _options(option, items), out_dir, as_json, cleaning)
 
     _run(go)
 
@@ -251,10 +334,14 @@ def _plan(
     """The run `train` describes, checked before anything is loaded."""
     from playnext import recipes
     from playnext.experiment import Plan
+    from playnext.models.registry import canonical
     from playnext.rerank import parse_spec
+    from playnext.train.device import resolve_device
 
     if recipe is None and model is None:
         raise PlaynextError("give --recipe NAME|FILE.toml or --model NAME (`playnext recipes` lists them)")
+    if model is not None:
+        model = canonical(model)  # `--model SASRec` is sasrec
     chosen = recipes.load(recipe) if recipe is not None else recipes.default_for(str(model))
     if model is not None and model != chosen.model:
         raise PlaynextError(f"--model {model} disagrees with recipe {chosen.name} (a {chosen.model} recipe)")
@@ -272,18 +359,30 @@ def _plan(
         repeats=repeats,
         cold=cold,
     )
-    plan.candidates()  # fail on a bad field before loading anything
+    for params in plan.candidates():  # fail on a bad field before loading anything
+        if isinstance(params.get("device"), str):
+            resolve_device(params["device"])  # device=cuda on a CPU-only torch: one line, exit 2
     return plan
 
 
 def _train_here(
-    plan: Any, dataset: str, path: Path | None, options: dict[str, Any], out_dir: Path | None, as_json: bool
+    plan: Any,
+    dataset: str,
+    path: Path | None,
+    options: dict[str, Any],
+    out_dir: Path | None,
+    as_json: bool,
+    cleaning: Any,
 ) -> None:
     from playnext.artifact import Artifact
+    from playnext.data.checks import refusal
     from playnext.experiment import popularity_baseline, run
     from playnext.report import write_report
 
-    data = _load(dataset, path, options, quiet=as_json)
+    data, findings = _prepare(_load(dataset, path, options, quiet=as_json), cleaning, plan.repeats)
+    _say_findings(findings, err, errors=False)
+    if (refused := refusal(findings)) is not None:
+        raise refused
 
     def report(params: dict[str, Any], v: dict[str, float]) -> None:
         if not as_json:
@@ -295,6 +394,7 @@ def _train_here(
     with _step(label, as_json):
         done = run(plan, data, dataset=dataset, on_candidate=report)
     record = {**done.record, "data_stats": data.stats()}
+    record["data_checks"] = [f.to_dict() for f in findings]
     if plan.model != "popular":  # the number to beat, on the same split (seconds)
         with _step("popularity on the same split", as_json):
             record["baseline"] = popularity_baseline(plan, done.split)
@@ -305,13 +405,20 @@ def _train_here(
 
 
 def _train_rank(
-    plan: Any, dataset: str, path: Path | None, options: dict[str, Any], out_dir: Path | None, as_json: bool
+    plan: Any,
+    dataset: str,
+    path: Path | None,
+    options: dict[str, Any],
+    out_dir: Path | None,
+    as_json: bool,
+    cleaning: Any,
 ) -> None:
     """One rank of a torch.distributed `train`: rank 0 loads first (it may download), saves
     and prints; the others only train and evaluate their shares."""
     import torch.distributed as dist
 
     from playnext.artifact import Artifact
+    from playnext.data.checks import refusal
     from playnext.data.readers import load_dataset
     from playnext.experiment import run
     from playnext.train import distributed
@@ -324,8 +431,17 @@ def _train_rank(
         dist.barrier()
         if rank != 0:
             data = load_dataset(dataset, path, **options)
+        data, findings = _prepare(data, cleaning, plan.repeats)  # the same on every rank
+        if rank == 0:
+            _say_findings(findings, err, errors=False)
+        if (refused := refusal(findings)) is not None:
+            raise refused
         done = run(plan, data, dataset=dataset, distributed=True)
-        record = {**done.record, "backend": dist.get_backend()}
+        record = {
+            **done.record,
+            "backend": dist.get_backend(),
+            "data_checks": [f.to_dict() for f in findings],
+        }
         if rank == 0 and out_dir is not None:
             record["model_dir"] = str(Artifact.from_data(done.result.model, done.data, record).save(out_dir))
         dist.barrier()  # no rank tears the group down while rank 0 is still saving
