@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Start a throw-away PostgreSQL server for the tests and print its URL on stdout.
+# Start a throw-away PostgreSQL server for the tests and print its URL on stdout; stop it after.
 #   .ci/postgres.sh [--install] DIR    cluster in DIR (created), socket and data there, port 127.0.0.1:PORT
+#   .ci/postgres.sh --stop DIR         stop the server whose cluster is in DIR and remove DIR
 # With --install, Debian's postgresql package is installed when no server binaries are found.
 # The server runs as the `postgres` user when we are root (it refuses to run as root).
 set -euo pipefail
 install=0
+stop=0
 if [ "${1:-}" = "--install" ]; then install=1; shift; fi
-dir="${1:?usage: postgres.sh [--install] DIR}"
+if [ "${1:-}" = "--stop" ]; then stop=1; shift; fi
+dir="${1:?usage: postgres.sh [--install|--stop] DIR}"
 port="${PLAYNEXT_PG_PORT:-54329}"
 
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 bin="$(find_bin || true)"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
+
+if [ "$stop" = 1 ]; then
+  if [ -n "$bin" ] && [ -f "$dir/data/PG_VERSION" ]; then
+    "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  exit 0
+fi
 if [ -z "$bin" ] && [ "$install" = 1 ]; then
   echo "installing postgresql (Debian package)" >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
@@ -18,8 +31,6 @@ if [ -z "$bin" ] && [ "$install" = 1 ]; then
 fi
 [ -n "$bin" ] || { echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 3; }
 
-as_pg=()
-if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); fi
 mkdir -p "$dir"
 if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
 if [ ! -f "$dir/data/PG_VERSION" ]; then

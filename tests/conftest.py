@@ -1,8 +1,10 @@
-"""Shared fixtures: the real-data folder (skips cleanly when PLAYNEXT_DATA_DIR is unset)."""
+"""Shared fixtures: the real-data folder (skips cleanly when PLAYNEXT_DATA_DIR is unset), fresh
+PostgreSQL databases (dropped after each test; a server the session started is stopped at its end)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +22,14 @@ def data_dir() -> Path:
 
 
 _PG: dict[str, str] = {}
+_PG_SCRIPT = Path(__file__).resolve().parent.parent / ".ci" / "postgres.sh"
 
 
 def _postgres_server() -> str:
-    """A PostgreSQL server URL: PLAYNEXT_TEST_POSTGRES, else one started by .ci/postgres.sh in a
-    fixed temporary folder (reused by later runs; the `postgres` user must be able to enter it)."""
+    """A PostgreSQL server URL: PLAYNEXT_TEST_POSTGRES, else a server of this session's own, started
+    by .ci/postgres.sh in a fresh temporary folder on a free port (`pytest_sessionfinish` stops it
+    and removes the folder, so a run leaves no server and no cluster behind)."""
+    import socket
     import subprocess
     import tempfile
 
@@ -33,10 +38,18 @@ def _postgres_server() -> str:
         return url
     if "url" in _PG:
         return _PG["url"]
-    script = Path(__file__).resolve().parent.parent / ".ci" / "postgres.sh"
-    folder = Path(tempfile.gettempdir()) / "playnext-test-pg"
-    r = subprocess.run(["bash", str(script), str(folder)], capture_output=True, text=True)
+    folder = tempfile.mkdtemp(prefix="playnext-test-pg.")
+    os.chmod(folder, 0o755)  # the `postgres` user, when we are root, must be able to enter it
+    _PG["dir"] = folder
+    port = os.environ.get("PLAYNEXT_PG_PORT")
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+    env = {**os.environ, "PLAYNEXT_PG_PORT": port}
+    r = subprocess.run(["bash", str(_PG_SCRIPT), folder], capture_output=True, text=True, env=env)
     if r.returncode != 0:
+        _stop_postgres()
         reason = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL tests, but no server could be started: {reason}")
@@ -45,9 +58,23 @@ def _postgres_server() -> str:
     return _PG["url"]
 
 
+def _stop_postgres() -> None:
+    """Stop the server this session started, if it started one, and remove its folder."""
+    import subprocess
+
+    folder = _PG.pop("dir", None)
+    _PG.pop("url", None)
+    if folder is not None:
+        subprocess.run(["bash", str(_PG_SCRIPT), "--stop", folder], capture_output=True, check=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _stop_postgres()  # never one given by PLAYNEXT_TEST_POSTGRES: that one is the caller's
+
+
 @pytest.fixture()
-def pg_url() -> str:
-    """A fresh, empty PostgreSQL database for one test (dropped afterwards is not needed: unique name)."""
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards (its connections too)."""
     import uuid
 
     import sqlalchemy as sa
@@ -57,10 +84,14 @@ def pg_url() -> str:
     admin = sa.create_engine(
         base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
     )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        yield base.rsplit("/", 1)[0] + "/" + name
+        with admin.connect() as conn:  # FORCE: a store the test left open is disconnected first
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
