@@ -281,6 +281,9 @@ def test_check_probes_the_store(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="header") as e:
         s.check()
     assert str(tmp_path) not in e.value.reason
+    # WAL-mode writes never read the header: they would commit, and be lost with the file
+    with pytest.raises(StateError, match="header"):
+        s.append("a", [NewEvent("lost")])
 
 
 def test_check_after_a_failed_write_commits_a_probe(tmp_path: Path) -> None:

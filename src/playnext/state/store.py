@@ -45,6 +45,7 @@ from playnext.errors import PlaynextError
 
 SCHEMA_VERSION = 1
 DB_FILE = "state.db"
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
 CATALOG_KEY = "catalog"  # the meta row naming the catalog this store's ids belong to
 CATALOG_HEAD = 256  # item ids a CatalogPrint keeps: enough to tell two catalogs apart
 PROBE_KEY = "health.probe"  # the meta row /health's write probe touches
@@ -433,16 +434,12 @@ class StateStore:
         read of the schema (tables, columns, version) and the sessions; a write that is rolled
         back (committed, to see whether writes work again, after a write failed). Returns the
         number of sessions; raises `StateError` with the reason."""
-        self._check_file()
+        self._check_file(header=True)
         if self.sqlite_path is not None:
             try:
-                with open(self.sqlite_path, "rb") as f:
-                    header = f.read(16)
                 free = shutil.disk_usage(self.sqlite_path.parent).free
             except OSError as e:
                 raise self._error("health check", e.strerror or str(e)) from None
-            if header != b"SQLite format 3\x00":
-                raise self._error("health check", "the file's header is not SQLite's (overwritten?)")
             if free < MIN_FREE_BYTES:
                 raise self._error("health check", f"disk full ({free // 1024} KiB free beside the file)")
         with self._reading("health read") as conn:
@@ -567,19 +564,31 @@ class StateStore:
     def _refused(self, reason: str) -> StateError:
         return StateError(f"{self.where}: {reason}", f"state store refused: {reason}")
 
-    def _check_file(self) -> None:
+    def _check_file(self, header: bool = False) -> None:
         """The SQLite file at the path is the one this store opened: a file deleted (or replaced)
-        under it leaves the open connections writing to an unlinked inode, lost at the restart."""
+        under it leaves the open connections writing to an unlinked inode, lost at the restart.
+        With `header`, also that it still starts as a SQLite file: in WAL mode writes never read
+        the header, and one overwritten in place takes every committed write with it at the
+        restart ("file is not a database")."""
         if self._file_id is None or self.sqlite_path is None:
             return
         try:
-            st = os.stat(self.sqlite_path)
+            fd = os.open(self.sqlite_path, os.O_RDONLY)
         except FileNotFoundError:
             raise self._error("check", f"the state file was deleted while the server ran{GONE}") from None
         except OSError as e:
             raise self._error("check", e.strerror or str(e)) from None
+        try:
+            st = os.fstat(fd)
+            magic = os.pread(fd, len(SQLITE_MAGIC), 0) if header else SQLITE_MAGIC
+        except OSError as e:
+            raise self._error("check", e.strerror or str(e)) from None
+        finally:
+            os.close(fd)
         if (st.st_dev, st.st_ino) != self._file_id:
             raise self._error("check", f"the state file was replaced while the server ran{GONE}")
+        if magic != SQLITE_MAGIC:
+            raise self._error("check", "the state file's header is not SQLite's (overwritten in place?)")
 
     def _error(self, what: str, reason: str) -> StateError:
         return StateError(
@@ -596,14 +605,15 @@ class StateStore:
     @contextmanager
     def _tx(self, what: str) -> Iterator[Connection]:
         """A write transaction: the file is checked before, once the write lock is held, and after
-        the commit, so a write is acknowledged only if it went into the file at the path."""
+        the commit, so a write is acknowledged only if it went into the file at the path, and
+        that file is still a SQLite file."""
         try:
-            self._check_file()
+            self._check_file(header=True)
             with self._guard(what):
                 with self._write.begin() as conn:
                     self._check_file()
                     yield conn
-                self._check_file()
+                self._check_file(header=True)
         except StateError as e:
             self._failing = e.reason
             raise
