@@ -177,3 +177,12 @@ def test_learning_curve_table_and_plot(sasrec: pn.Model) -> None:
     assert len(curve) >= 1 and "valid_NDCG@10" in curve.columns
     ax = sasrec.plot()
     assert ax.get_xlabel() == "epoch"
+
+
+def test_millisecond_timestamps_are_read_as_seconds_and_said() -> None:
+    df = plays(20, 10)
+    df["ts"] = df["ts"] * 1000
+    with pytest.warns(UserWarning, match="milliseconds"):
+        data = pn.Dataset.from_frame(df, user="uid", item="iid", time="ts")
+    ts = data.interactions.frame.get_column("timestamp")
+    assert ts.min() == 1_600_000_000

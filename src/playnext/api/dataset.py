@@ -9,6 +9,7 @@ language: `uid, rank, iid, score` with ints where the ids were ints.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,7 +246,12 @@ def _seconds(col: pl.Series) -> pl.Series:
     if dtype == pl.Date:
         return col.cast(pl.Datetime("us")).dt.epoch("s")
     if dtype.is_numeric():
-        return col.cast(pl.Int64)
+        seconds = col.cast(pl.Int64)
+        unit, per_second = data_checks.time_unit(seconds)
+        if per_second > 1:  # milli-, micro- or nanoseconds by their size, as `playnext train` reads them
+            warnings.warn(f"time column {col.name!r} holds {unit}: read as seconds", stacklevel=3)
+            return seconds // per_second
+        return seconds
     if dtype == pl.Object and len(col) and isinstance(col[0], dt.date | dt.datetime):
         return _seconds(pl.Series(col.name, col.to_list()))
     parsed = col.cast(pl.String).str.to_datetime(strict=False, time_unit="us")
