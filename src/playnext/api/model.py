@@ -83,11 +83,17 @@ class Model:
 
     @property
     def history(self) -> Frame:
-        """The training curve, one row an epoch (loss, validation NDCG@10, seconds); empty for a
-        model trained without epochs."""
+        """The training curve, one row an epoch (loss, validation NDCG@10, seconds, `elapsed`
+        since the start; a budget-cut last epoch's `fraction`); empty for a model trained without
+        epochs."""
         report = self._fitted().model.training_report()
         rows = report.history if report is not None else []
-        df = pl.DataFrame(rows) if rows else pl.DataFrame({"epoch": []}, schema={"epoch": pl.Float64})
+        # every row read for the columns: a key only the last epoch has (`fraction`) is kept
+        df = (
+            pl.DataFrame(rows, infer_schema_length=None)
+            if rows
+            else pl.DataFrame({"epoch": []}, schema={"epoch": pl.Float64})
+        )
         return self._names().table(df)
 
     def plot(self, ax: Any = None, by: str = "epoch") -> Any:
