@@ -421,6 +421,7 @@ def _train_rank(
     from playnext.data.checks import refusal
     from playnext.data.readers import load_dataset
     from playnext.experiment import run
+    from playnext.report import write_report
     from playnext.train import distributed
 
     rank, _ = distributed.init()
@@ -444,6 +445,7 @@ def _train_rank(
         }
         if rank == 0 and out_dir is not None:
             record["model_dir"] = str(Artifact.from_data(done.result.model, done.data, record).save(out_dir))
+            write_report(record, out_dir)
         dist.barrier()  # no rank tears the group down while rank 0 is still saving
     except PlaynextError:
         if rank != 0:
