@@ -8,7 +8,7 @@ Rows are kept in a *stable* per-user time order: by timestamp, ties by original 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,14 @@ class Histories:
     Typed logs also carry each item's event, aligned with `items`: `events` codes into
     `event_names` (-1 = untyped) and `values` (the event's value, NaN = none given). Models
     with an action embedding read them; every other model sees the items alone.
+
+    `at` (optional, one int64 unix second per row) is when the question is asked: the request's
+    time. A split gives each validation and test question its target event's timestamp, serving
+    the request's time; models that read time (HSTU with `time_reference="request"`) measure the
+    history's gaps to it, the others ignore it. It follows its rows through `take`, `select`
+    (when the rows stay the same rows) and `concat_rows` (from the left side). `times`
+    (optional, int64 unix seconds aligned with `items`) is when each history event happened, as
+    a request knows it; kept by `take` and `select`, and by `concat_rows` when both sides have it.
     """
 
     indptr: np.ndarray
@@ -103,6 +111,8 @@ class Histories:
     events: np.ndarray | None = None  # (N,) int32 codes into event_names, -1 = untyped
     values: np.ndarray | None = None  # (N,) float32
     event_names: tuple[str, ...] = ()
+    at: np.ndarray | None = None  # (rows,) int64 unix seconds: when each row's question is asked
+    times: np.ndarray | None = None  # (N,) int64 unix seconds of each event
 
     def __post_init__(self) -> None:
         if self.indptr.ndim != 1 or self.indptr[0] != 0 or self.indptr[-1] != len(self.items):
@@ -111,6 +121,10 @@ class Histories:
             raise ValueError("malformed Histories: give events and values together")
         if self.events is not None and not (len(self.events) == len(self.values) == len(self.items)):  # type: ignore[arg-type]
             raise ValueError("malformed Histories: events and values must align with items")
+        if self.at is not None and (self.at.ndim != 1 or len(self.at) != len(self.indptr) - 1):
+            raise ValueError("malformed Histories: `at` must hold one time per row")
+        if self.times is not None and self.times.shape != self.items.shape:
+            raise ValueError("malformed Histories: `times` must align with items")
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -141,13 +155,23 @@ class Histories:
     def with_events(self, events: np.ndarray, values: np.ndarray, names: Sequence[str]) -> Histories:
         """The same rows with events attached (codes into `names`, -1 untyped; NaN = no value)."""
         ev, val = np.asarray(events, np.int32), np.asarray(values, np.float32)
-        return Histories(self.indptr, self.items, ev, val, tuple(names))
+        return replace(self, events=ev, values=val, event_names=tuple(names))
 
-    def _gather(self, indptr: np.ndarray, src: np.ndarray) -> Histories:
-        """Rows `indptr` over the stored positions `src`, events included."""
+    def with_at(self, at: np.ndarray | None) -> Histories:
+        """The same rows asked at `at` (one unix second per row; None: no time given)."""
+        return replace(self, at=None if at is None else np.asarray(at, dtype=np.int64))
+
+    def with_times(self, times: np.ndarray | None) -> Histories:
+        """The same rows with each event's time (unix seconds aligned with `items`; None: none)."""
+        return replace(self, times=None if times is None else np.asarray(times, dtype=np.int64))
+
+    def _gather(self, indptr: np.ndarray, src: np.ndarray, at: np.ndarray | None) -> Histories:
+        """Rows `indptr` over the stored positions `src`, events and times included, asked at `at`."""
+        times = self.times[src] if self.times is not None else None
         if self.events is None or self.values is None:
-            return Histories(indptr, self.items[src])
-        return Histories(indptr, self.items[src], self.events[src], self.values[src], self.event_names)
+            return Histories(indptr, self.items[src], at=at, times=times)
+        events, values = self.events[src], self.values[src]
+        return Histories(indptr, self.items[src], events, values, self.event_names, at, times)
 
     def take(self, rows: np.ndarray) -> Histories:
         """The histories of `rows`, in that order (vectorised gather)."""
@@ -156,22 +180,26 @@ class Histories:
         lengths = ends - starts
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
+        at = self.at[rows] if self.at is not None else None
         if indptr[-1] == 0:
-            return self._gather(indptr, np.zeros(0, dtype=np.int64))
+            return self._gather(indptr, np.zeros(0, dtype=np.int64), at)
         # positions: for each output slot, start of its row + offset within the row
         offsets = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
-        return self._gather(indptr, np.repeat(starts, lengths) + offsets)
+        return self._gather(indptr, np.repeat(starts, lengths) + offsets, at)
 
     def select(self, mask: np.ndarray, indptr: np.ndarray) -> Histories:
-        """The stored items where `mask` holds, regrouped into rows by `indptr` (events kept)."""
-        return self._gather(indptr, np.flatnonzero(mask))
+        """The stored items where `mask` holds, regrouped into rows by `indptr` (events kept;
+        `at` kept when there are as many rows as before: the same rows, fewer items)."""
+        same_rows = len(indptr) == len(self.indptr)
+        return self._gather(indptr, np.flatnonzero(mask), self.at if same_rows else None)
 
     def row_ids(self) -> np.ndarray:
         """For each stored item, the row it belongs to."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
 
     def concat_rows(self, other: Histories) -> Histories:
-        """Row-wise concatenation: row r = self[r] + other[r] (events kept when either has them)."""
+        """Row-wise concatenation: row r = self[r] + other[r] (events kept when either has them,
+        times when both have them; asked at self's `at`)."""
         if len(self) != len(other):
             raise ValueError("row counts differ")
         lengths = self.lengths + other.lengths
@@ -190,12 +218,15 @@ class Histories:
             return out
 
         items = place(self.items, other.items, np.int64)
+        a_t, b_t = self.times, other.times
+        times = place(a_t, b_t, np.int64) if a_t is not None and b_t is not None else None
         if not (self.typed or other.typed):
-            return Histories(indptr, items)
+            return Histories(indptr, items, at=self.at, times=times)
         names = tuple(dict.fromkeys((*self.event_names, *other.event_names)))
         a_ev, a_val = self._events_in(names)
         b_ev, b_val = other._events_in(names)
-        return Histories(indptr, items, place(a_ev, b_ev, np.int32), place(a_val, b_val, np.float32), names)
+        events, values = place(a_ev, b_ev, np.int32), place(a_val, b_val, np.float32)
+        return Histories(indptr, items, events, values, names, self.at, times)
 
     def _events_in(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(codes into `names`, values): untyped rows give -1 and NaN."""

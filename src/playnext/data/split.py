@@ -89,6 +89,9 @@ def leave_one_out(data: Interactions, min_length: int = MIN_LENGTH) -> Split:
     validation item; the model is *not* refit on it unless asked (`Split.train_and_valid`).
     Repeated items stay as they are: a target may be an item already in its history (a
     re-listen), which the repeat-aware protocol (`Split.unmasked`) keeps as a candidate.
+    When every event has a timestamp, each question knows its history's times
+    (`Histories.times`) and is asked at its target's (`Histories.at`): a production request
+    knows both.
     """
     if min_length < 2:  # a 1-event user would get a test item but no validation item
         raise ValueError(f"min_length must be at least 2 (a validation and a test item), got {min_length}")
@@ -105,8 +108,15 @@ def leave_one_out(data: Interactions, min_length: int = MIN_LENGTH) -> Split:
     train_seqs = train.sequences().take(users)
     one = np.arange(len(users) + 1, dtype=np.int64)
     valid_t = seqs.select(is_valid, one)  # with its event: the test history ends with it
+    ts = data.frame.get_column(Columns.TIMESTAMP)
+    seconds = ts.cast(pl.Int64).to_numpy() if n and ts.null_count() == 0 else None
+    if seconds is not None:  # the histories' event times (train rows of eligible users, in order)
+        train_seqs = train_seqs.with_times(seconds[eligible & ~(is_test | is_valid)])
+        valid_t = valid_t.with_times(seconds[is_valid])
     test_t = Histories(one, seqs.items[is_test])
     test_hist = train_seqs.concat_rows(valid_t)
+    if seconds is not None:  # when each question is asked: its target's time
+        train_seqs, test_hist = train_seqs.with_at(seconds[is_valid]), test_hist.with_at(seconds[is_test])
     valid = EvalSet(users, train_seqs, valid_t, train_seqs)
     test = EvalSet(users, test_hist, test_t, test_hist)
     protocol = {
@@ -121,7 +131,8 @@ def leave_one_out(data: Interactions, min_length: int = MIN_LENGTH) -> Split:
 def temporal_split(data: Interactions, test_fraction: float = 0.1, valid_fraction: float = 0.1) -> Split:
     """Global time cut: the last `test_fraction` of events (by time) is test, the slice before is
     validation. Targets are a user's *new* items after the cut; only users with history before
-    the cut are evaluated."""
+    the cut are evaluated. With timestamps, each question knows its history's times
+    (`Histories.times`) and is asked (`Histories.at`) at the user's first event after the cut."""
     if not 0 < test_fraction < 1 or not 0 < valid_fraction < 1 or test_fraction + valid_fraction >= 1:
         raise ValueError("fractions must be in (0, 1) and sum to less than 1")
     c = Columns
@@ -169,6 +180,13 @@ def _future_eval(past: Interactions, future: pl.DataFrame, n_users: int) -> Eval
     np.cumsum(counts, out=indptr[1:])
     targets = Histories(indptr, fut.get_column(c.ITEM).to_numpy().astype(np.int64))
     hist = past_seqs.take(users)
+    ts, past_ts = future.get_column(c.TIMESTAMP), past.frame.get_column(c.TIMESTAMP)
+    if len(ts) and ts.null_count() == 0 and past_ts.null_count() == 0:
+        # asked when the user came back (the window's first event), knowing the history's times
+        first = future.group_by(c.USER).agg(pl.col(c.TIMESTAMP).min())
+        at = np.zeros(n_users, dtype=np.int64)
+        at[first.get_column(c.USER).to_numpy()] = first.get_column(c.TIMESTAMP).to_numpy()
+        hist = past_seqs.with_times(past_ts.cast(pl.Int64).to_numpy()).take(users).with_at(at[users])
     return EvalSet(users, hist, targets, hist)
 
 
