@@ -15,18 +15,33 @@ the relative bias (and, with `abs_pos`, an embedding of the position counted fro
 item, as in the reference code's input), so a cached key never has to be recomputed when an
 event is appended.
 The time bias buckets log |Δt| (base 2, as in the paper's code) when every training event has a
-timestamp; otherwise only the positional bias is learned. Δt is measured from the query item's
-own time (the reference code uses the next item's), which is known when a request arrives and
-keeps past keys valid when an event is appended. Outputs and item embeddings are
+timestamp; otherwise only the positional bias is learned. `time_reference` says which time a
+query position i measures Δt from:
+
+* "query" (the default): item i's own time. Known when a request arrives, and it keeps past
+  keys valid when an event is appended (the KV cache is exact).
+* "request": the time of the event position i predicts, as the reference code does. In training
+  that is the next event's timestamp; at scoring the next history event's for earlier positions
+  and the request's time (`Histories.at`) for the last one, so that the last state knows how
+  long after the history the question is asked. Both are `query_times(times, at)`, one formula.
+  A request that gives no time is asked at the last known one (Δt = 0 to it; serving passes
+  now); one given before it is read as at it. Such a model also reads the history's own event
+  times (`Histories.times`) where a request gives them: a test question's last event (the
+  validation one) happened after training, and its gap to the request is the signal. No KV
+  cache: appending an event changes the last cached position's query time, so every deeper
+  layer's key there (`prefill`/`step` refuse).
+
+Outputs and item embeddings are
 L2-normalised and trained with sampled softmax over many negatives at a temperature. The item
 table starts small (std 0.02, the reference code's init); at 1/sqrt(dim), a 64-wide model at
 lr 1e-3 left its early plateau about half as fast (`benchmarks/hstu_plateau.py`). How many
 items each step's loss reaches matters more: there, 1,024 negatives learned 2.4× faster than 128,
 and `loss="ce"` (a full softmax: every item a negative, affordable on small catalogs) 3×.
 
-Histories passed to `score` carry item ids only; for users seen in training whose history starts
-with their training sequence the stored training timestamps are used (later items get the last
-known time), any other row gets Δt = 0 everywhere.
+Histories passed to `score` carry item ids (and, optionally, the request time `at` and event
+times); unless a "request" model is given the events' times, for users seen in training whose
+history starts with their training sequence the stored training timestamps are used (later
+items get the last known time), any other row gets Δt = 0 everywhere.
 """
 
 from __future__ import annotations
@@ -57,6 +72,7 @@ from playnext.train.device import resolve_device
 from playnext.train.loop import Batch
 
 LOG2 = math.log(2.0)
+TIME_REFERENCES = ("query", "request")
 
 
 @dataclasses.dataclass
@@ -78,6 +94,9 @@ class HSTUConfig(SequenceConfig):
     # slower, and the cosine logits need directions to move
     item_init_std: float = 0.02
     abs_pos: bool = False  # add a learned embedding of the position counted from the history's start
+    # which time a query position measures Δt from: "query" = its own item's; "request" = the
+    # event it predicts (the next one's in training, the request's `at` for the last at scoring)
+    time_reference: str = "query"
 
     def validate(self) -> None:
         super().validate()
@@ -93,6 +112,10 @@ class HSTUConfig(SequenceConfig):
         require(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         require(self.n_time_buckets >= 1, f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
         require(self.item_init_std > 0, f"item_init_std must be > 0, got {self.item_init_std}")
+        require(
+            self.time_reference in TIME_REFERENCES,
+            f"time_reference must be one of {', '.join(TIME_REFERENCES)}, got {self.time_reference!r}",
+        )
 
     @property
     def head_dims(self) -> tuple[int, int]:
@@ -102,6 +125,13 @@ class HSTUConfig(SequenceConfig):
 def time_buckets(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
     """Bucket of a time gap in seconds: floor(log2 |Δt|), 0 for gaps under 2 s, capped."""
     return (torch.log(dt.abs().clamp(min=1).double()) / LOG2).long().clamp(0, n_buckets)
+
+
+def asked_at(times: np.ndarray, known: np.ndarray, at: np.ndarray | None) -> np.ndarray:
+    """(B,) request time of rows with (B, T) left-padded seconds, `known` (B,) where they were
+    found: `at` where given and known, never before the last known time; else that time."""
+    last = times[:, -1]  # (B,)
+    return last if at is None else np.where(known, np.maximum(at, last), last)
 
 
 class _Lookup(torch.autograd.Function):
@@ -143,6 +173,14 @@ class RelativeBias(nn.Module):
         if buckets is not None:
             bias = bias + lookup(self.time_w, buckets)  # (B, Tq, Tk)
         return bias
+
+
+def query_times(times: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) time of the event each position predicts, for (B, T) left-padded seconds `times`:
+    the next item's, and `at` (B,) for the last (None: the last item's own, Δt = 0 to it).
+    Training passes the last target's time as `at`, scoring the request's."""
+    last = times[:, -1:] if at is None else at.to(times.dtype).reshape(-1, 1)  # (B, 1)
+    return torch.cat([times[:, 1:], last], 1)  # (B, T)
 
 
 def pair_buckets(q_t: torch.Tensor | None, k_t: torch.Tensor | None, n_buckets: int) -> torch.Tensor | None:
@@ -218,6 +256,7 @@ class HSTUNet(SequenceNet):
         super().__init__()
         self.max_len = cfg.max_len
         self.n_time_buckets = cfg.n_time_buckets
+        self.time_reference = cfg.time_reference
         self.scale = self.input_scale = math.sqrt(cfg.dim)
         self.temperature = cfg.temperature
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
@@ -254,26 +293,49 @@ class HSTUNet(SequenceNet):
         last_only: bool = False,
         *,
         actions: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T) left-padded ids (+ optional (B, T) seconds and action ids) → (B, T, D)
         L2-normalised states; (B, 1, D) with `last_only`, which skips the last block's other
-        queries (for scoring)."""
+        queries (for scoring). `at` (B,) is the time of the event the last position predicts,
+        read with `time_reference="request"` only."""
         mask = self._self_mask(seq > 0)  # (B, T, T)
         x = self.embed(seq, actions=actions)  # (B, T, D)
-        buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, T, T) or None
+        buckets = pair_buckets(self._query_times(times, at), times, self.n_time_buckets)  # (B, T, T) or None
         x, _ = self._run(x, mask, buckets, last_only)
         return F.normalize(x, dim=-1)  # (B, T|1, D)
 
     def encode_last(
-        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+        self,
+        seq: torch.Tensor,
+        times: torch.Tensor | None = None,
+        *,
+        actions: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.encode(seq, times, last_only=True, actions=actions)[:, -1]  # (B, D)
+        return self.encode(seq, times, last_only=True, actions=actions, at=at)[:, -1]  # (B, D)
+
+    def _query_times(self, times: torch.Tensor | None, at: torch.Tensor | None) -> torch.Tensor | None:
+        """The times queries measure Δt from (see `time_reference`); keys use `times` as given."""
+        if times is None or self.time_reference == "query":
+            return times
+        return query_times(times, at)  # (B, T)
+
+    def _check_cache(self) -> None:
+        if self.time_reference == "request":
+            raise NotImplementedError(
+                "HSTU with time_reference='request' has no exact KV cache: appending an event moves "
+                "the previous last position's query time and so every deeper layer's key there; "
+                "score the full window (encode_last) instead"
+            )
 
     def prefill(
         self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
     ) -> KVCache:
         """Keys and values of the last `max_len - 1` items: exactly those of `encode`, since
-        positions and times enter relative to each other (and `abs_pos` counts from the first)."""
+        positions and times enter relative to each other (and `abs_pos` counts from the first).
+        Refused with `time_reference="request"` (see `_check_cache`)."""
+        self._check_cache()
         lo = max(0, seq.shape[1] - self.max_len + 1)
         seq, times = seq[:, lo:], times[:, lo:] if times is not None else None  # (B, P)
         actions = actions[:, lo:] if actions is not None else None  # (B, P)
@@ -293,6 +355,7 @@ class HSTUNet(SequenceNet):
         """One position through the blocks against the cache; the grown cache stays exact (the
         attention is normalised by the constant `max_len`) until a row holds `max_len` items,
         when the next window slides past its first."""
+        self._check_cache()
         cache.check_step(items)
         if (times is None) != (cache.times is None):
             raise ValueError("give times with every step of a cache prefilled with times, else none")
@@ -401,21 +464,45 @@ class HSTU(SequenceRecommender):
         if self._times is None:
             return {}
         # left_pad adds 1 to every value: harmless, only differences of times are used
-        times, _ = B.split_next(self._times.take(rows))
-        return {"times": torch.from_numpy(times)}
+        times, next_times = B.split_next(self._times.take(rows))  # (B, T) each
+        out = {"times": torch.from_numpy(times)}
+        if self.config.time_reference == "request":  # the last position predicts the row's last event
+            out["at"] = torch.from_numpy(next_times[:, -1].copy())  # (B,)
+        return out
 
     def _encode_batch(self, batch: Batch) -> torch.Tensor:
         times, acts = batch.get("times"), batch.get("actions")  # (B, T) each, or None
-        return self.net_.encode(batch["inputs"], times, actions=acts)  # (B, T, D)
+        return self.net_.encode(batch["inputs"], times, actions=acts, at=batch.get("at"))  # (B, T, D)
 
     # ---- scoring ------------------------------------------------------------------------------
     def times_for(self, users: np.ndarray, history: Histories, width: int) -> np.ndarray | None:
         """(B, width) left-padded seconds for each row, from the stored training times; None if
         the model was trained without times. Rows that do not extend their user's training
         sequence get zeros (Δt = 0)."""
+        found = self._known_times(users, history, width)
+        return found[0] if found is not None else None
+
+    def request_times(self, users: np.ndarray, history: Histories, width: int) -> np.ndarray | None:
+        """(B,) the time each row's question is asked, for a model with `time_reference="request"`:
+        `history.at` where its row's times are known, else the last known time (Δt = 0 to it:
+        zeros for rows without times); never before the last known time. None otherwise."""
+        found = self._known_times(users, history, width)
+        if found is None or self.config.time_reference != "request":
+            return None
+        return asked_at(*found, history.at)
+
+    def _known_times(
+        self, users: np.ndarray, history: Histories, width: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`times_for`'s (B, width) seconds and (B,) whether each row's were found; a "request"
+        model takes the history's own event times where given."""
         if self.user_items_ is None or self.user_times_ is None:
             return None
+        if history.times is not None and self.config.time_reference == "request":
+            padded = B.left_pad(Histories(history.indptr, history.times - 1), self.config.max_len, width)
+            return padded, np.ones(len(history), dtype=bool)  # (B, width): left_pad adds the 1 back
         out = np.zeros((len(history), width), dtype=np.int64)
+        found = np.zeros(len(history), dtype=bool)
         for r, u in enumerate(users):
             if not 0 <= u < len(self.user_items_):
                 continue
@@ -427,11 +514,17 @@ class HSTU(SequenceRecommender):
             full = np.concatenate([times, np.full(len(row) - len(known), times[-1], dtype=np.int64)])
             kept = full[-min(len(full), width, self.config.max_len) :]
             out[r, width - len(kept) :] = kept
-        return out
+            found[r] = True
+        return out, found
 
-    def _score_times(self, users: np.ndarray, rows: Histories, width: int) -> torch.Tensor | None:
-        times = self.times_for(users, rows, width)
-        return torch.from_numpy(times).to(self.device) if times is not None else None
+    def _score_inputs(self, users: np.ndarray, rows: Histories, width: int) -> dict[str, torch.Tensor]:
+        found = self._known_times(users, rows, width)
+        if found is None:
+            return {}
+        out = {"times": torch.from_numpy(found[0]).to(self.device)}  # (b, T)
+        if self.config.time_reference == "request":
+            out["at"] = torch.from_numpy(asked_at(*found, rows.at)).to(self.device)  # (b,)
+        return out
 
     # ---- persistence: the timestamp lookup travels with the weights ---------------------------
     def _state(self) -> dict[str, torch.Tensor]:

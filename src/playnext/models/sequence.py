@@ -36,8 +36,8 @@ class SequenceRecommender(NeuralRecommender):
     logits = hidden state · item embedding (tied input/output), over all items.
 
     A subclass builds its net (`_build`); one with inputs beyond items and actions (HSTU's
-    timestamps) adds them to batches (`_batch_extras`), the loss's forward (`_encode_batch`)
-    and scoring (`_score_times`).
+    timestamps and request times) adds them to batches (`_batch_extras`), the loss's forward
+    (`_encode_batch`) and scoring (`_score_inputs`).
     """
 
     config: SequenceConfig
@@ -190,14 +190,15 @@ class SequenceRecommender(NeuralRecommender):
     def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
         """(b, D) next-item states of `rows` (one scoring chunk)."""
         seq = torch.from_numpy(B.left_pad(rows, self.config.max_len))  # (b, T)
-        times = self._score_times(users, rows, seq.shape[1])  # (b, T) or None
+        extra = self._score_inputs(users, rows, seq.shape[1])  # e.g. HSTU's seconds, (b, T)
         acts = self.score_actions(rows, seq.shape[1])  # (b, T) or None
         seq = known_items(seq, int(self.n_items_ or 0)).to(self.device)
-        return self.net_.encode_last(seq, times, actions=acts)  # (b, D)
+        return self.net_.encode_last(seq, actions=acts, **extra)  # (b, D)
 
-    def _score_times(self, users: np.ndarray, rows: Histories, width: int) -> torch.Tensor | None:
-        """(b, width) left-padded seconds of `rows` for a net with a time bias; None here."""
-        return None
+    def _score_inputs(self, users: np.ndarray, rows: Histories, width: int) -> dict[str, torch.Tensor]:
+        """Keyword inputs of the net's `encode_last` beyond ids and actions for `rows`, padded to
+        `width` (HSTU's seconds and request times); none here."""
+        return {}
 
     def score_actions(self, rows: Histories, width: int) -> torch.Tensor | None:
         """(b, width) left-padded action ids of `rows` for a net with an action embedding, else None."""
