@@ -205,3 +205,23 @@ def test_model_root_swap_keeps_requests_in_flight_on_the_old_model(
     assert gone() is None  # freed by reference counting once the last request lets go: no GC pause
     assert c.get("/health").json()["model"] == "popular"
     assert (root / "state" / "state.db").is_file()  # the default store lives in the root
+
+
+def test_a_model_of_another_catalog_is_refused_on_the_same_store(
+    model_dirs: dict[str, Path], tmp_path: Path, clients: list[TestClient]
+) -> None:
+    """A store's sessions are ids of one catalog: another model's would read them as other items
+    (and a retrain would mix the two logs), so it is refused, by a swap and at a start."""
+    from playnext.data.synthetic import generate_world
+
+    other_world = generate_world(n_users=60, n_items=120, seed=7)
+    other = Artifact.from_data(
+        Popular(PopularConfig()).fit(other_world), other_world, {"model": "popular", "dataset": "other"}
+    ).save(tmp_path / "other")
+    state = str(tmp_path / "state")
+    c = _open(clients, model_dirs["ease"], _settings(state))
+    r = c.post("/admin/model", json={"model_dir": str(other)}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 422 and "belongs to another catalog" in r.json()["detail"], r.text
+    assert c.get("/health").json()["model"] == "ease"
+    with pytest.raises(Exception, match="belongs to another catalog"):
+        _open(clients, other, _settings(state))

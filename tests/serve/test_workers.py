@@ -53,10 +53,12 @@ def test_a_session_written_through_one_worker_is_read_by_the_others(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        up: set[int] = set()  # both workers answer before the test starts (they start seconds apart)
+        while time.monotonic() < deadline and len(up) < 2:
             try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
+                r = httpx.get(url + "/health", timeout=2)
+                if r.status_code == 200:
+                    up.add(r.json()["pid"])
             except httpx.HTTPError:
                 time.sleep(0.3)
         items = world.items.external.to_list()
