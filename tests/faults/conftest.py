@@ -61,7 +61,7 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
@@ -86,8 +86,9 @@ class Server:
                 out.append({"error": repr(e)})
         return out
 
-    def worker_pids(self, want: int, timeout: float = 20) -> set[int]:
-        """The pids answering /health, once `want` distinct ones have been seen."""
+    def worker_pids(self, want: int, timeout: float = 60) -> set[int]:
+        """The pids answering /health, once `want` distinct ones have been seen (a bound, not a
+        wait: on 2 shared cores a second worker can take tens of seconds to start)."""
         pids: set[int] = set()
         deadline = time.monotonic() + timeout
         while len(pids) < want and time.monotonic() < deadline:
