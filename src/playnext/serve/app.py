@@ -32,8 +32,8 @@ from playnext.errors import PlaynextError, UnknownEventTypeError
 from playnext.serve.engine import catalog_print
 from playnext.serve.errors import Conflict, NotFound, UnknownIds
 from playnext.serve.metrics import Metrics
-from playnext.serve.routes._common import printable, redact_paths
 from playnext.serve.routes.admin import router as admin_router
+from playnext.serve.routes.common import printable, redact_paths
 from playnext.serve.routes.items import router as items_router
 from playnext.serve.routes.recommend import router as recommend_router
 from playnext.serve.routes.search import router as search_router

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from playnext.serve.engine import Engine
 from playnext.serve.metrics import Metrics
-from playnext.serve.routes._common import redact_paths
+from playnext.serve.routes.common import redact_paths
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
 

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from playnext.errors import ConfigError
 from playnext.serve.deps import AnyHolderDep, require_token
-from playnext.serve.routes._common import StrictJSONRoute
+from playnext.serve.routes.common import StrictJSONRoute
 from playnext.serve.schemas import ModelStatus, SwapOut, SwapRequest
 
 router = APIRouter(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from playnext.serve.catalog import ItemRecord
 from playnext.serve.deps import EngineDep, require_token
-from playnext.serve.routes._common import ERRORS, StrictJSONRoute, ranked
+from playnext.serve.routes.common import ERRORS, StrictJSONRoute, ranked
 from playnext.serve.schemas import AddedItem, ItemOut, ItemPage, NewItem, RecommendResponse
 
 router = APIRouter(prefix="/items", tags=["items"], route_class=StrictJSONRoute)

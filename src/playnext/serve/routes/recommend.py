@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from playnext.serve.deps import EngineDep
-from playnext.serve.routes._common import ERRORS, StrictJSONRoute, ranked, to_query
+from playnext.serve.routes.common import ERRORS, StrictJSONRoute, ranked, to_query
 from playnext.serve.schemas import RecommendRequest, RecommendResponse
 
 router = APIRouter(tags=["recommend"], route_class=StrictJSONRoute)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from playnext.serve.deps import EngineDep, require_token
 from playnext.serve.engine import Engine
 from playnext.serve.errors import NotFound
-from playnext.serve.routes._common import ERRORS, StrictJSONRoute
+from playnext.serve.routes.common import ERRORS, StrictJSONRoute
 from playnext.serve.schemas import SESSION_ID, EventsRequest, SessionEvent, SessionOut
 from playnext.state import NewEvent, SessionState
 

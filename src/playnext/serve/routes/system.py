@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from playnext.data.events import describe
 from playnext.serve.deps import AuthorizedDep, HolderDep, MetricsDep
-from playnext.serve.routes._common import redact_paths
+from playnext.serve.routes.common import redact_paths
 from playnext.serve.schemas import EventTypeOut, Health, ModelStatus
 from playnext.state import StateError
 
