@@ -404,3 +404,71 @@ def test_repeats_survive_the_split_and_the_training_sequences():
     _, cropped = next_item_arrays(split.train.sequences(), max_len=10)
     _, targets = split_next(cropped)
     assert (targets == a + 1).sum() == 1  # train is a, b, a: the second a is a training target
+
+
+# ---- when a question is asked: Histories.at and Histories.times (issue #32) ------------------
+
+
+def test_histories_at_and_times_follow_take_select_and_concat():
+    from playnext.data.interactions import Histories
+
+    h = (
+        Histories.from_lists([[1, 2], [3], []])
+        .with_at(np.array([10, 20, 30]))
+        .with_times(np.array([1, 2, 3]))
+    )
+    assert Histories.from_lists([[1]]).at is None and Histories.from_lists([[1]]).times is None
+    took = h.take(np.array([2, 0, 0]))
+    assert took.at.tolist() == [30, 10, 10] and took.times.tolist() == [1, 2, 1, 2]
+    keep = np.array([False, True, True])  # the same 3 rows, fewer items
+    same = h.select(keep, np.array([0, 1, 2, 2]))
+    assert same.at.tolist() == [10, 20, 30] and same.times.tolist() == [2, 3]
+    assert h.select(keep, np.array([0, 2])).at is None  # regrouped into other rows: no row's time
+    typed = h.with_events(np.zeros(3), np.ones(3), ["play"])
+    assert typed.at.tolist() == [10, 20, 30] and typed.times.tolist() == [1, 2, 3]
+    both = typed.concat_rows(Histories.from_lists([[4], [], [5]]).with_times(np.array([7, 8])))
+    assert both.at.tolist() == [10, 20, 30] and both.times.tolist() == [1, 2, 7, 3, 8]
+    assert both.typed and h.concat_rows(Histories.from_lists([[4], [], [5]])).times is None
+    with pytest.raises(ValueError, match="one time per row"):
+        h.with_at(np.array([1, 2]))
+    with pytest.raises(ValueError, match="align with items"):
+        h.with_times(np.array([1, 2]))
+
+
+@SETTINGS
+@given(logs(), st.integers(2, 4))
+def test_leave_one_out_asks_each_question_at_its_targets_time(events, min_length):
+    data = Interactions.from_frame(frame(events))
+    split = leave_one_out(data, min_length)
+    timed = events[0][2] is not None
+    seqs = user_sequences(events)  # (timestamp, position, item) in stable time order
+    for ev, back in ((split.valid, 2), (split.test, 1)):
+        for h in (ev.history, ev.exclude):
+            assert (h.at is None) == (h.times is None) == (not timed)
+        if h.at is None:
+            continue
+        for r, u in enumerate(data.users.to_external(ev.users)):
+            s = seqs[u]
+            assert ev.history.at[r] == ev.exclude.at[r] == s[-back][0]  # the target's timestamp
+            rows = ev.history.times[ev.history.indptr[r] : ev.history.indptr[r + 1]]
+            assert rows.tolist() == [e[0] for e in s[:-back]]  # the history's own times
+
+
+@SETTINGS
+@given(logs(max_events=50), FRACTIONS)
+def test_temporal_questions_are_asked_when_the_user_comes_back(events, fractions):
+    tf, vf = fractions
+    split = temporal_split(Interactions.from_frame(frame(events)), tf, vf)
+    data = Interactions.from_frame(frame(events))
+    if events[0][2] is None:
+        assert split.test.history.at is None and split.valid.history.at is None
+        return
+    keys = sorted(e[2] for e in events)
+    n = len(keys)
+    t_test, t_valid = keys[math.floor((1 - tf) * (n - 1))], keys[math.floor((1 - tf - vf) * (n - 1))]
+    for ev, lo, hi in ((split.valid, t_valid, t_test), (split.test, t_test, math.inf)):
+        for r, u in enumerate(data.users.to_external(ev.users)):
+            came_back = min(e[2] for e in events if e[0] == u and lo < e[2] <= hi)
+            assert ev.history.at[r] == came_back
+            past = [e[0] for e in user_sequences(events)[u] if e[0] <= lo]
+            assert ev.history.times[ev.history.indptr[r] : ev.history.indptr[r + 1]].tolist() == past
