@@ -108,6 +108,7 @@ def test_query_models_ignore_request_and_event_times() -> None:
     model = fit(split, "query", epochs=1)
     model._prepare(split.train)
     assert set(model._batch_extras(np.arange(4))) == {"times"}
+    assert not model.uses_request_time
     users, hist = split.test.users, split.test.history
     assert hist.at is not None and hist.times is not None
     bare = Histories(hist.indptr, hist.items)
@@ -131,7 +132,7 @@ def test_request_model_scoring_inputs(tmp_path: Path) -> None:
     assert torch.equal(model.score(anonymous, bare), model.score(anonymous, bare.with_at(hist.at)))
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
-    assert isinstance(loaded, HSTU) and loaded.config.time_reference == "request"
+    assert isinstance(loaded, HSTU) and loaded.config.time_reference == "request" and loaded.uses_request_time
     assert '"time_reference": "request"' in (tmp_path / "m" / "model.json").read_text()
     assert torch.equal(asked, loaded.score(users, hist))
 

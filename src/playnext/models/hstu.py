@@ -526,6 +526,12 @@ class HSTU(SequenceRecommender):
             out["at"] = torch.from_numpy(asked_at(*found, rows.at)).to(self.device)  # (b,)
         return out
 
+    @property
+    def uses_request_time(self) -> bool:
+        """Trained with `time_reference="request"` on a timed log: scores read `Histories.at`
+        (and the events' `times`), and there is no KV cache (`prefill`/`step` refuse)."""
+        return self.config.time_reference == "request" and self.user_times_ is not None
+
     # ---- persistence: the timestamp lookup travels with the weights ---------------------------
     def _state(self) -> dict[str, torch.Tensor]:
         state = super()._state()

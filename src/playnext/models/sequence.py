@@ -233,6 +233,11 @@ class SequenceRecommender(NeuralRecommender):
         return bool(self.config.repeat_bonus)
 
     @property
+    def uses_request_time(self) -> bool:
+        """Whether scores read when the question is asked (`Histories.at`; a server passes now)."""
+        return False
+
+    @property
     def max_len(self) -> int | None:
         return int(self.config.max_len)
 
