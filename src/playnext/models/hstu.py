@@ -28,15 +28,15 @@ query position i measures Δt from:
   now); one given before it is read as at it. Such a model also reads the history's own event
   times (`Histories.times`) where a request gives them: a test question's last event (the
   validation one) happened after training, and its gap to the request is the signal. No KV
-  cache: appending an event changes the last cached position's query time, so every deeper
-  layer's key there (`prefill`/`step` refuse).
+  cache: appending an event changes the last cached position's query time, and with it every
+  deeper layer's key there, so `prefill`/`step` refuse.
 
-Outputs and item embeddings are
-L2-normalised and trained with sampled softmax over many negatives at a temperature. The item
-table starts small (std 0.02, the reference code's init); at 1/sqrt(dim), a 64-wide model at
-lr 1e-3 left its early plateau about half as fast (`benchmarks/hstu_plateau.py`). How many
-items each step's loss reaches matters more: there, 1,024 negatives learned 2.4× faster than 128,
-and `loss="ce"` (a full softmax: every item a negative, affordable on small catalogs) 3×.
+Outputs and item embeddings are L2-normalised and trained with sampled softmax over many
+negatives at a temperature. The item table starts small (std 0.02, the reference code's init);
+at 1/sqrt(dim), a 64-wide model at lr 1e-3 left its early plateau about half as fast
+(`benchmarks/hstu_plateau.py`). How many items each step's loss reaches matters more: there,
+1,024 negatives learned 2.4× faster than 128, and `loss="ce"` (a full softmax: every item a
+negative, affordable on small catalogs) 3×.
 
 Histories passed to `score` carry item ids (and, optionally, the request time `at` and event
 times); unless a "request" model is given the events' times, for users seen in training whose
