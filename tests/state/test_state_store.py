@@ -361,3 +361,13 @@ def test_a_store_belongs_to_one_catalog(store_where: str) -> None:
     assert "--state" in e.value.reason
     got = s.catalog()
     assert got is not None and got.n_items == 400 and got.head[:2] == ("item-0", "item-1")
+
+
+def test_check_on_both_back_ends(store_where: str) -> None:
+    s = StateStore.open(store_where)
+    s.append("a", [NewEvent("x")])
+    s.append("b", [NewEvent("y")])
+    assert s.check() == 2
+    assert s.get_meta("health.probe") is None  # rolled back
+    s._failing = "state store write failed: simulated"
+    assert s.check() == 2 and s._failing is None and s.get_meta("health.probe") is not None
