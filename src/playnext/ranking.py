@@ -71,12 +71,38 @@ def mask(
 
 
 def top_k(scores: torch.Tensor, k: int) -> Lists:
-    """Each row's k best finite scores, best first, ties broken by the lower index (exactly, even
-    where a tie straddles the k-th place: `torch.topk` alone does not promise which tied item wins)."""
+    """Each row's k best finite scores, best first, ties broken by the lower index — exactly, even
+    where a tie straddles the k-th place (`torch.topk` alone does not promise which tied item
+    wins there). One `topk(k + 1)` settles every row whose k-th and next scores differ; only
+    rows tied across the cut take the exact, slower path."""
     b, n = scores.shape
     k = max(0, min(k, n))
+    items = np.full((b, k), -1, np.int64)
+    out = np.full((b, k), np.nan, np.float32)
     if k == 0 or b == 0:
-        return Lists(np.full((b, k), -1, np.int64), np.full((b, k), np.nan, np.float32))
+        return Lists(items, out)
+    vals, idx = torch.topk(scores, min(k + 1, n), dim=1)  # (B, k + 1), sorted
+    straddle = torch.zeros(b, dtype=torch.bool)
+    if k < n:
+        straddle = (vals[:, k - 1] == vals[:, k]) & torch.isfinite(vals[:, k - 1])
+    easy = torch.nonzero(~straddle).flatten().numpy()
+    if len(easy):
+        v, c = vals[easy, :k].float().numpy(), idx[easy, :k].numpy()
+        order = np.lexsort((c, -v), axis=1)  # within a row: score descending, then lower index
+        v, c = np.take_along_axis(v, order, 1), np.take_along_axis(c, order, 1)
+        finite = np.isfinite(v)  # non-finite scores sort last: the row's list ends there
+        items[easy] = np.where(finite, c, -1)
+        out[easy] = np.where(finite, v, np.nan)
+    hard = torch.nonzero(straddle).flatten()
+    if len(hard):
+        sub = _top_k_exact(scores[hard], k)
+        items[hard.numpy()], out[hard.numpy()] = sub.items, sub.scores
+    return Lists(items, out)
+
+
+def _top_k_exact(scores: torch.Tensor, k: int) -> Lists:
+    """`top_k` for rows tied across the k-th place: the whole row's tied scores, lowest index first."""
+    b = scores.shape[0]
     kth = torch.topk(scores, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values  # (B, 1)
     above = scores > kth  # (B, I): certainly in
     tied = scores == kth
@@ -84,8 +110,7 @@ def top_k(scores: torch.Tensor, k: int) -> Lists:
     take = above | (tied & (tied.cumsum(1) <= need))
     take &= torch.isfinite(scores)
     rows, cols = take.nonzero(as_tuple=True)  # row-major, cols ascending
-    vals = scores[rows, cols]
-    r, c, v = rows.numpy(), cols.numpy(), vals.float().numpy()
+    r, c, v = rows.numpy(), cols.numpy(), scores[rows, cols].float().numpy()
     order = np.lexsort((c, -v, r))  # per row: score descending, then lower index
     r, c, v = r[order], c[order], v[order]
     counts = np.bincount(r, minlength=b)

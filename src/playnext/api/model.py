@@ -25,6 +25,7 @@ from playnext.recipes import default_for
 from playnext.recipes import load as load_recipe
 from playnext.report import draw_curve
 from playnext.rerank import RerankSpec, spec_from
+from playnext.train.batches import longest_first
 
 BATCH_USERS = 1024  # users scored per forward pass: (1024, n_items) float32 scores at a time
 FILTERS = ("kinds", "genres", "year_min", "year_max", "exclude_items", "only_items")
@@ -153,18 +154,22 @@ class Model:
             )
             return names.table(df)
         ext, model_users, hist = self._questions(data, users, unknown)
+        # longest histories first across the whole call, so each scoring batch pads to its own
+        # rows; the rows are put back in the caller's user order at the end
+        order = longest_first(hist, art.model.max_len or int(hist.lengths.max(initial=1)))
         parts = []
-        for lo in range(0, len(ext), BATCH_USERS):
-            rows = slice(lo, lo + BATCH_USERS)
+        for lo in range(0, len(order), BATCH_USERS):
+            rows = order[lo : lo + BATCH_USERS]
             lists = art.rank_histories(
-                model_users[rows], hist.take(np.arange(lo, min(lo + BATCH_USERS, len(ext)))),
-                k=k, exclude_seen=exclude_seen, rerank=spec, allowed=allowed,
+                model_users[rows], hist.take(rows), k=k, exclude_seen=exclude_seen, rerank=spec,
+                allowed=allowed,
             )  # fmt: skip
             row, rank, item, score = lists.long()
             parts.append(
                 pl.DataFrame(
                     {
-                        names.user: ext.gather(row + lo),
+                        "_row": rows[row],
+                        names.user: ext.gather(rows[row]),
                         "rank": rank.astype(np.int32),
                         names.item: art.items.external.gather(item),
                         "score": score,
@@ -172,7 +177,7 @@ class Model:
                 )
             )
         empty = {names.user: pl.String, "rank": pl.Int32, names.item: pl.String, "score": pl.Float32}
-        df = pl.concat(parts) if parts else pl.DataFrame(schema=empty)
+        df = pl.concat(parts).sort("_row", "rank").drop("_row") if parts else pl.DataFrame(schema=empty)
         df = df.with_columns(
             names.ids(df.get_column(names.user), user=True), names.ids(df.get_column(names.item), user=False)
         )
