@@ -11,7 +11,8 @@ takes part; a folder that has only the time-ordered pairs file and `ratings_user
 raw ratings.dat lines of some users) is read as those users alone, with their timestamps, and
 the record says so (`data`). Each budget's cosine schedule ends with the budget, so a short run
 is a complete, shorter schedule — not the full 60-epoch recipe (about 100 minutes on 2 cores),
-and not the issue's target. Records: results/request_time.json (tag `request-time-short`).
+and not the issue's target. Records: results/request_time.json (tags `request-time-short-query`
+and `request-time-short-request`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def main() -> None:
         ran = run(plan, data, dataset=dataset, split=split)
         params = ran.record["params"]
         extra = {"time_reference": params["time_reference"], "data": what, "note": note, "baseline": baseline}
-        rec = bench_record(ran.record, args.tag, **extra)
+        # one tag per variant: the tables group runs by tag, and these are not two seeds of one
+        rec = bench_record(ran.record, f"{args.tag}-{params['time_reference']}", **extra)
         append_record("request_time", rec, key=KEY)
         valid, test = ran.record["valid_metrics"], ran.record["metrics"]
         print(
