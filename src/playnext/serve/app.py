@@ -11,6 +11,7 @@ The state store is opened and the model (and the text index) loaded in the lifes
 from __future__ import annotations
 
 import gc
+import importlib.resources
 import logging
 import os
 import shutil
@@ -84,9 +85,17 @@ def create_app(
         t0 = time.perf_counter()
         where, scratch = state_location(source, settings)
         store = StateStore.open(where, limits(settings))
+        log.info("serve: state store (%s) opened in %.1f s", store.kind, time.perf_counter() - t0)
         try:
+            t1 = time.perf_counter()
             enc = encoder if encoder is not None else make_encoder(settings.text_encoder)
+            if encoder is None and enc is not None:
+                log.info("serve: text encoder %s loaded in %.1f s", enc.name, time.perf_counter() - t1)
+            cached = _text_caches(settings.cache_dir)
+            t1 = time.perf_counter()
             holder = ModelHolder(source, settings, store, enc, start_without_model=start_without_model)
+            if holder.ready:
+                _log_engine_steps(holder.engine, time.perf_counter() - t1, cached, settings.cache_dir)
             app.state.holder = holder
             app.state.store = store
             app.state.started = time.time()
@@ -114,7 +123,14 @@ def create_app(
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    app = FastAPI(title="playnext", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="playnext",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: served locally below
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.holder = None
@@ -122,6 +138,7 @@ def create_app(
     routers = (recommend_router, sessions_router, items_router, search_router, system_router, admin_router)
     for router in routers:
         app.include_router(router)
+    add_offline_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @app.exception_handler(PlaynextError)
@@ -136,6 +153,77 @@ def create_app(
 
     app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=app.state.metrics)
     return app
+
+
+def _text_caches(cache_dir: Path | None) -> set[str]:
+    """The text-embedding cache files there now (to tell a cache hit from an encoding run)."""
+    if cache_dir is None or not Path(cache_dir).is_dir():
+        return set()
+    return {p.name for p in Path(cache_dir).glob("text-*.npy")}
+
+
+def _log_engine_steps(engine: Any, seconds: float, cached_before: set[str], cache_dir: Path | None) -> None:
+    """One start-up line per step of building the engine: the model, the text index, faiss."""
+    index = engine.text_index
+    text = engine.text_seconds if index is not None else 0.0
+    log.info("serve: model %s loaded in %.1f s", engine.model.name, max(seconds - text, 0.0))
+    if index is None:
+        return
+    faiss = index.build_seconds if index.kind != "exact" else 0.0
+    if cache_dir is None:
+        how = "no cache"
+    elif _text_caches(cache_dir) - cached_before:
+        how = "encoded, now cached"
+    else:
+        how = "cache hit"
+    log.info("serve: text index of %s items in %.1f s (%s)", f"{len(index):,}", text - faiss, how)
+    if index.kind != "exact":
+        log.info("serve: %s index of %s items built in %.1f s", index.kind, f"{len(index):,}", faiss)
+
+
+DOCS_ASSETS = "/static/docs"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their JavaScript, CSS and icon served from this server
+    (the `fastapi-offline` package ships them), so the pages work with no Internet access."""
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+    from fastapi.responses import HTMLResponse
+
+    assets = Path(str(importlib.resources.files("fastapi_offline").joinpath("static")))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="playnext - Swagger UI",
+            oauth2_redirect_url=f"{root}{oauth2_redirect}",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="playnext - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 # Each domain error's HTTP status, the most specific class first: the one place a status is chosen.

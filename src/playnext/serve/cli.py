@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 
 from playnext.errors import ConfigError
@@ -41,7 +44,12 @@ def serve(
         raise ConfigError(
             f"{first}: not a model folder (no model.json); train one with `playnext train --out`"
         )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    log = logging.getLogger("playnext.serve")
+    check_port(host, port)  # a port in use is one line now, not after seconds of loading the model
+    t0 = time.perf_counter()
     Artifact.load(first)  # one clear line now (exit 2), not a worker's traceback or N crashing
+    log.info("serve: model %s loaded and checked in %.1f s", first, time.perf_counter() - t0)
     settings = Settings.from_env(
         host=host,
         port=port,
@@ -55,9 +63,9 @@ def serve(
     source = Path(model_dir).resolve() if model_dir is not None else None
     where, _ = state_location(source, settings)
     settings = settings.model_copy(update={"state": where})
+    t0 = time.perf_counter()
     check_state(where, settings, first)  # fail here, once, with the reason (store, schema, catalog)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    log = logging.getLogger("playnext.serve")
+    log.info("serve: state store checked in %.1f s", time.perf_counter() - t0)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable beyond this machine", settings.host)
     if settings.workers == 1:
@@ -83,6 +91,29 @@ def serve(
         log_level="info",
         **server_options(settings),
     )
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse (ConfigError: one line, exit 2) a host:port this process cannot listen on, before
+    anything slow: bind a socket there (no SO_REUSEADDR, so a port in use is refused) and close it."""
+    if port == 0:  # any free port: nothing to check
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: the same refusal as elsewhere
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use; stop what listens there or give another --port"
+                ) from None
+            raise ConfigError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
