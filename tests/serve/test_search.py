@@ -71,3 +71,32 @@ def test_ann_index_serves_the_same_search(make_client: Callable[..., TestClient]
     a = [x["item_id"] for x in exact.post("/search", json=q).json()["items"]]
     b = [x["item_id"] for x in ann.post("/search", json=q).json()["items"]]
     assert len(set(a) & set(b)) >= 4
+
+
+@pytest.mark.parametrize("ann_threshold", [None, 100])
+def test_filtered_search_returns_k_allowed_and_the_exact_filtered_top_k(
+    make_client: Callable[..., TestClient], world: Interactions, ann_threshold: int | None
+) -> None:
+    """With at least k items allowed, /search answers exactly k, all allowed, and (text only, no
+    taste) they are the top k of the unfiltered text ranking that pass the filter: with the exact
+    index and with the faiss one built (ann_threshold=100). A filtered index search that returned
+    -1 slots (fewer items) or dropped allowed hits (a different list) fails here; one that ignored
+    the filter fails the kind check. At 600 items every allowed set is under `exact_below`, so
+    the filtered searches here take the exact path; test_index.py holds the faiss-filtered one."""
+    n = len(world.items.external)
+    c = make_client(max_k=n) if ann_threshold is None else make_client(max_k=n, ann_threshold=ann_threshold)
+    if ann_threshold is not None:
+        assert c.get("/health").json()["text_index"].startswith("faiss-")
+    everything = c.post("/search", json={"query": "sci-fi movie", "k": n}).json()["items"]
+    kinds = {it["item_id"]: it["kind"] for it in everything}
+    for kind in ("game", "music"):
+        r = c.post("/search", json={"query": "sci-fi movie", "k": 10, "kind": kind})
+        assert r.status_code == 200, r.text
+        got = [it["item_id"] for it in r.json()["items"]]
+        assert sum(k == kind for k in kinds.values()) >= 10
+        assert len(got) == 10 and all(kinds[i] == kind for i in got)
+        assert got == [it["item_id"] for it in everything if it["kind"] == kind][:10]
+    # an only_items list of the items *least* like the query: all of them come back, best first
+    far = [it["item_id"] for it in everything[-12:]]
+    r = c.post("/search", json={"query": "sci-fi movie", "k": 12, "only_items": far}).json()["items"]
+    assert [it["item_id"] for it in r] == far
