@@ -35,7 +35,9 @@ def _serve(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str
 
 
 def _refused(r: subprocess.CompletedProcess[str], *words: str) -> None:
-    lines = r.stderr.strip().splitlines()
+    """Exit 2 and one line saying why; the start-up progress lines (`INFO: serve: … in N s`)
+    before it are not part of the refusal."""
+    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("INFO:")]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "Traceback" not in r.stderr and all(w in lines[0] for w in words), lines
 
