@@ -26,8 +26,8 @@ browser:
 	  echo "chromium not installed: browser tests will skip"; }
 
 test: $(STAMP) browser
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(MKDOCS) build --strict -d site  # not --quiet: it hides the warnings strict mode counts
