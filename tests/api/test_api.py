@@ -186,3 +186,9 @@ def test_millisecond_timestamps_are_read_as_seconds_and_said() -> None:
         data = pn.Dataset.from_frame(df, user="uid", item="iid", time="ts")
     ts = data.interactions.frame.get_column("timestamp")
     assert ts.min() == 1_600_000_000
+
+
+def test_an_unreadable_time_names_the_column_row_and_value() -> None:
+    df = pd.DataFrame({"u": [1, 1, 2], "i": [1, 2, 3], "t": ["2003-01-01", "2003-01-02T10:00:00", "nope"]})
+    with pytest.raises(ConfigError, match=r"time column 't', row 2: cannot read 'nope'"):
+        pn.Dataset.from_frame(df, user="u", item="i", time="t")

@@ -20,6 +20,7 @@ from playnext.data import checks as data_checks
 from playnext.data import split as splits
 from playnext.data.checks import Finding
 from playnext.data.interactions import Columns, Interactions
+from playnext.data.tables import iso_seconds
 from playnext.errors import ConfigError
 
 Frame = Any  # a pandas.DataFrame or a polars.DataFrame
@@ -254,12 +255,12 @@ def _seconds(col: pl.Series) -> pl.Series:
         return seconds
     if dtype == pl.Object and len(col) and isinstance(col[0], dt.date | dt.datetime):
         return _seconds(pl.Series(col.name, col.to_list()))
-    parsed = col.cast(pl.String).str.to_datetime(strict=False, time_unit="us")
+    parsed = iso_seconds(col.cast(pl.String))  # the readers' own ISO parsing
     bad = parsed.is_null() & col.is_not_null()
     if bad.any():
-        first = col.filter(bad)[0]
-        raise ConfigError(f"time column {col.name!r}: cannot read {first!r} as a date or time")
-    return parsed.dt.epoch("s")
+        row = int(bad.arg_true()[0])
+        raise ConfigError(f"time column {col.name!r}, row {row}: cannot read {col[row]!r} as a date or time")
+    return parsed
 
 
 def _floats(col: pl.Series, name: str) -> pl.Series:
