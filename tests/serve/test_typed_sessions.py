@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -91,3 +92,54 @@ def test_health_lists_the_event_types_and_their_ranges(
     assert (types["watch"]["low"], types["watch"]["high"], types["watch"]["positive_from"]) == (0.0, 1.0, 0.5)
     assert types["skip"]["positive"] is False and types["like"]["positive"] is True
     assert client.get("/health").json()["event_types"] == []
+
+
+@pytest.fixture(scope="module")
+def no_skip_artifact(typed_world: Interactions) -> Artifact:
+    """A model trained with like, watch and dislike events, but no skip type."""
+    frame = typed_world.frame.with_columns(pl.col("event").replace("skip", "dislike"))
+    world = Interactions(frame, typed_world.users, typed_world.items, typed_world.meta, typed_world.name)
+    cfg = SASRecConfig(dim=16, max_len=20, epochs=1, actions=True, targets="positive", verbose=False)
+    model = SASRec(cfg).fit(world)
+    assert model.event_types_ == ("dislike", "like", "watch")
+    return Artifact.from_data(model, world, {"dataset": "synthetic", "model": "sasrec"})
+
+
+def _top(c: TestClient, session: str, **extra: object) -> list[tuple[str, float]]:
+    r = c.post("/recommend", json={"session_id": session, "k": 10, "explain": False, **extra})
+    assert r.status_code == 200, r.text
+    return [(x["item_id"], x["score"]) for x in r.json()["items"]]
+
+
+def test_a_model_without_skips_takes_a_skip_as_an_implicit_negative(
+    make_client: Callable[..., TestClient], no_skip_artifact: Artifact, typed_world: Interactions
+) -> None:
+    """A skip is accepted, the item leaves that session's lists, and the model does not read it:
+    every other score is the one without the skip (a typed model reads an untyped event as a pick)."""
+    c = make_client(no_skip_artifact)
+    watched = [{"item_id": i, "event": "watch", "value": 1.0} for i in typed_world.items.external[:3]]
+    for s in ("plain", "skipped"):
+        assert c.post(f"/sessions/{s}/events", json={"events": watched}).status_code == 200
+    top = _top(c, "plain")
+    r = c.post("/sessions/skipped/events", json={"events": [{"item_id": top[0][0], "event": "skip"}]})
+    assert r.status_code == 200 and r.json()["events"][-1]["event"] == "skip"
+    assert _top(c, "skipped")[:9] == top[1:]
+    bad = c.post(
+        "/sessions/skipped/events", json={"events": [{"item_id": top[1][0], "event": "skip", "value": 2}]}
+    )
+    assert bad.status_code == 422 and "skip" in bad.json()["detail"]  # its value range still holds
+    r = c.post("/sessions/skipped/events", json={"events": [{"item_id": top[1][0], "event": "purchase"}]})
+    assert r.status_code == 422 and r.json()["known_event_types"] == ["dislike", "like", "watch"]
+
+
+def test_a_skip_never_comes_back_in_its_session_even_with_repeats(
+    make_client: Callable[..., TestClient], typed_artifact: Artifact, typed_world: Interactions
+) -> None:
+    """A model trained with skips reads them, and the item stays out with exclude_seen off too."""
+    c = make_client(typed_artifact)
+    watched = [{"item_id": i, "event": "watch", "value": 1.0} for i in typed_world.items.external[:3]]
+    assert c.post("/sessions/r/events", json={"events": watched}).status_code == 200
+    top = _top(c, "r", exclude_seen=False, k=50)
+    skip = {"item_id": top[0][0], "event": "skip", "value": 0.1}
+    assert c.post("/sessions/r/events", json={"events": [skip]}).status_code == 200
+    assert top[0][0] not in [i for i, _ in _top(c, "r", exclude_seen=False, k=50)]

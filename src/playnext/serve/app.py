@@ -40,6 +40,7 @@ from playnext.serve.routes.recommend import router as recommend_router
 from playnext.serve.routes.search import router as search_router
 from playnext.serve.routes.sessions import router as sessions_router
 from playnext.serve.routes.system import router as system_router
+from playnext.serve.routes.users import router as users_router
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
 from playnext.state import Limits, StateConflict, StateError, StateStore
@@ -135,7 +136,15 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.holder = None
     app.state.started = time.time()
-    routers = (recommend_router, sessions_router, items_router, search_router, system_router, admin_router)
+    routers = (
+        recommend_router,
+        sessions_router,
+        items_router,
+        users_router,
+        search_router,
+        system_router,
+        admin_router,
+    )
     for router in routers:
         app.include_router(router)
     add_offline_docs(app)  # before /static: its assets live under /static/docs
@@ -228,7 +237,7 @@ def add_offline_docs(app: FastAPI) -> None:
 
 # Each domain error's HTTP status, the most specific class first: the one place a status is chosen.
 STATUS: tuple[tuple[type[PlaynextError], int], ...] = (
-    (NotFound, 404),  # the item or session in the URL path
+    (NotFound, 404),  # the item, user or session in the URL path
     (Conflict, 409),
     (StateConflict, 409),  # the store refuses an add (id taken, max_cold_items reached)
     (StateError, 503),

@@ -1,10 +1,11 @@
 """What the API does, without HTTP: recommend, explain, search, similar items, cold-start items.
 
 One `Engine` wraps a loaded `Artifact` and composes the parts, one job each: `Queries` (query →
-context), `Scorer` (scores → lists, through `playnext.ranking`), `Explainer`, `Search` and
-`ColdItems`. Sessions, events and cold-start items live in the shared `StateStore`, so every
-worker (and the next engine after a model swap) sees the same state. Parts raise domain errors
-(`serve/errors.py`); `app.py` turns them into HTTP answers.
+context), `Scorer` (scores → lists, through `playnext.ranking`), `Explainer`, `Search`,
+`ColdItems` and `Users` (the known users' stored histories). Sessions, events and cold-start
+items live in the shared `StateStore`, so every worker (and the next engine after a model swap)
+sees the same state. Parts raise domain errors (`serve/errors.py`); `app.py` turns them into HTTP
+answers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from playnext.serve.query import Queries, Query, Ranked
 from playnext.serve.rank import Scorer
 from playnext.serve.search import Search
 from playnext.serve.settings import Settings
+from playnext.serve.users import Users
 from playnext.state import CatalogPrint, NewEvent, SessionState, StateStore
 from playnext.state.store import CATALOG_HEAD
 from playnext.text import TextEncoder, encode_cached, make_encoder
@@ -89,6 +91,7 @@ class Engine:
             text_index=self.text_index,
             search_blend=settings.search_blend,
         )
+        self.users = Users(artifact, self.catalog)
         self.cold.sync(force=True)
 
     # ---- facts ----------------------------------------------------------------------------------
@@ -150,6 +153,13 @@ class Engine:
 
     def find_titles(self, query: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         return self.finder.titles(query, limit, offset)
+
+    # ---- known users ----------------------------------------------------------------------------
+    def find_users(self, query: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        return self.users.find(query, limit, offset)
+
+    def user_history(self, user_id: str, limit: int) -> dict[str, Any]:
+        return self.users.history(user_id, limit)
 
     # ---- sessions and cold-start items -----------------------------------------------------------
     def add_events(

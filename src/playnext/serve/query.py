@@ -2,7 +2,9 @@
 
 `Queries.resolve` turns a `Query` into a `Context` every other part reads: the history as catalog
 indices (what filters and re-ranking see) and as the model's own items (what it scores), the
-allowed mask, and for a model trained with actions each event's type and value.
+allowed mask, and for a model trained with actions each event's type and value. A session's
+skips are negatives: a skipped item does not come back in that session's answers, and a model
+without a skip type never reads it as a pick.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from playnext.serve.errors import NotFound, QueryError, UnknownIds
 from playnext.serve.settings import Settings
 from playnext.state import NewEvent, SessionState, StateStore
 
+SKIP = "skip"  # the event a client sends for "not this one" (the page's Skip button)
+
 
 @dataclass
 class Query:
@@ -31,6 +35,7 @@ class Query:
     user_id: str | None = None
     history: list[str] | None = None
     session_id: str | None = None
+    remove: list[str] | None = None  # items left out of all of the above, for this query only
     k: int = 10
     exclude_seen: bool = True
     explain: bool = True
@@ -128,7 +133,8 @@ class Queries:
 
     # ---- resolving --------------------------------------------------------------------------
     def resolve(self, q: Query) -> Context:
-        """The query's user, history (user's, given, session's: in that order) and allowed items."""
+        """The query's user, history (user's, given, session's: in that order, less `remove`) and
+        allowed items (less the session's skips)."""
         s = self.settings
         self.check_k(q.k)
         if q.history is not None and len(q.history) > s.max_history:
@@ -137,6 +143,8 @@ class Queries:
             raise QueryError("give a user_id, a history or a session_id")
         self.cold.sync()
         n = self.n_items
+        removed = self.indices(q.remove, "item id(s) in remove_from_history") if q.remove else None
+        skipped = np.zeros(0, dtype=np.int64)
         parts: list[np.ndarray] = []
         events: list[tuple[np.ndarray, np.ndarray]] = []  # per part: codes, values
         user = -1
@@ -152,18 +160,23 @@ class Queries:
             sess = self.store.session(q.session_id)
             if sess is None:
                 raise UnknownIds("session id", [q.session_id])
-            items, codes, values = self._session_events(sess)
+            items, codes, values, skipped = self._session_events(sess)
             parts.append(items)
             events.append((codes, values))
         history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        codes = np.concatenate([e[0] for e in events]) if events else np.zeros(0, np.int32)
+        values = np.concatenate([e[1] for e in events]) if events else np.zeros(0, np.float32)
+        if removed is not None:  # a what-if: the model reads the history as if it lacked them
+            kept = ~np.isin(history, removed)
+            history, codes, values = history[kept], codes[kept], values[kept]
+            skipped = skipped[~np.isin(skipped, removed)]
         allowed = self.allowed(q)
         if q.exclude_seen and len(history):
             allowed[history[history < n]] = False
+        allowed[skipped[skipped < n]] = False
         model_history, keep = self.cold.to_model(history)
         if not self.event_types:
             return Context(user, history, model_history, allowed, n)
-        codes = np.concatenate([e[0] for e in events]) if events else np.zeros(0, np.int32)
-        values = np.concatenate([e[1] for e in events]) if events else np.zeros(0, np.float32)
         return Context(user, history, model_history, allowed, n, codes[keep], values[keep], self.event_types)
 
     def anonymous(self, q: Query) -> Context:
@@ -197,24 +210,31 @@ class Queries:
         remap = np.array([own.get(n, -1) for n in h.event_names] + [-1], dtype=np.int32)
         return remap[h.events[lo:hi]], h.values[lo:hi]
 
-    def _session_events(self, sess: SessionState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A session's items (catalog indices) with their events against this model's types; items
-        this catalog lacks (logged under another model) are left out rather than failing."""
+    def _session_events(self, sess: SessionState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A session's items (catalog indices) with their events against this model's types, and
+        the items whose latest event is a skip. A model without a skip type would read a skipped
+        item as a pick, so its skips stay out of the history: an implicit negative, nothing more.
+        Items this catalog lacks (logged under another model) are left out rather than failing."""
         lookup = self.catalog.lookup
         if any(e.item_id not in lookup for e in sess.events):
             self.cold.sync(force=True)
         own = {t: i for i, t in enumerate(self.event_types)}
         found = [(lookup[e.item_id], e) for e in sess.events if e.item_id in lookup]
+        latest = {i: e.event for i, e in found}  # a later like takes a skip back, and vice versa
+        skipped = np.asarray(sorted(i for i, ev in latest.items() if ev == SKIP), dtype=np.int64)
+        if SKIP not in own:
+            found = [(i, e) for i, e in found if e.event != SKIP]
         items = np.asarray([i for i, _ in found], dtype=np.int64)
         codes = np.asarray([own.get(e.event or "", -1) for _, e in found], dtype=np.int32)
         values = np.asarray([np.nan if e.value is None else e.value for _, e in found], dtype=np.float32)
-        return items, codes, values
+        return items, codes, values, skipped
 
     def check_events(self, events: Sequence[NewEvent]) -> None:
         """Ids this catalog knows and, for a model trained with actions, only its own event types
-        in their value ranges (an `UnknownEventTypeError` names the known ones)."""
+        in their value ranges (an `UnknownEventTypeError` names the known ones). A skip is taken
+        by every model: one without the type reads it as an implicit negative."""
         self.indices([e.item_id for e in events], "item id(s) in events")
         if not self.event_types:
             return
         for e in events:
-            check_event(e.event, e.value, self.event_types)
+            check_event(e.event, e.value, (*self.event_types, SKIP) if e.event == SKIP else self.event_types)

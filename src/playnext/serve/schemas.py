@@ -34,6 +34,12 @@ class Who(Filters):
     user_id: Id | None = Field(None, description="A user of the training data: their stored history.")
     history: list[Id] | None = Field(None, description="Item ids, oldest first (anonymous visitor).")
     session_id: str | None = Field(None, pattern=SESSION_ID, description="A live session's events.")
+    remove_from_history: list[Id] | None = Field(
+        None,
+        max_length=1000,
+        description="Items left out of everything above (the stored history, `history`, the "
+        "session's events and skips) for this request only: they may be recommended again.",
+    )
     k: int = Field(10, ge=1, le=1_000_000, description="How many items; at most the server's max_k.")
     exclude_seen: bool = Field(True, description="Leave out items already in the history.")
     explain: bool = Field(
@@ -163,6 +169,29 @@ class EventIn(_Strict):
 class EventsRequest(_Strict):
     user_id: Id | None = Field(None, description="A known user this session belongs to (for retraining).")
     events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class UserOut(BaseModel):
+    user_id: str
+    n_events: int = Field(description="The length of the user's stored history.")
+
+
+class UserPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    users: list[UserOut]
+
+
+class HistoryItem(Item):
+    event: str | None = Field(None, description="The event type (a typed log only).")
+    value: float | None = Field(None, description="The event's value (a typed log only).")
+
+
+class UserHistory(BaseModel):
+    user_id: str
+    length: int = Field(description="Events in the stored history; `events` holds the last `limit`.")
+    events: list[HistoryItem] = Field(description="Oldest first, as the model reads them.")
 
 
 class SessionEvent(BaseModel):

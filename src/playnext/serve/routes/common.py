@@ -30,6 +30,7 @@ def to_query(body: Who) -> Query:
         user_id=str(body.user_id) if body.user_id is not None else None,
         history=[str(h) for h in body.history] if body.history is not None else None,
         session_id=body.session_id,
+        remove=[str(i) for i in body.remove_from_history] if body.remove_from_history else None,
         k=body.k,
         exclude_seen=body.exclude_seen,
         explain=body.explain,
