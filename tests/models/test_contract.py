@@ -407,6 +407,29 @@ def test_length_buckets_keep_the_per_position_objective_and_learn(name: str, spl
     assert hr >= pop_hr + 0.4, f"{name} with length buckets: HR@10 {hr:.3f} vs popularity {pop_hr:.3f}"
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"block": "sasrec"},
+        {"activation": "relu"},
+        {"init": "xavier"},
+        {"scale_items": False},
+        {"attn_dropout": 0.2},
+        {"adam_beta2": 0.98},
+    ],
+    ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()),
+)
+def test_sasrec_block_variants_learn(variant: dict[str, Any], split: Split) -> None:
+    """Each block variant of the ladder (docs/ladder.md) still learns the planted answer."""
+    model = create("sasrec", **params("sasrec", **variant)).fit(split.train, split.valid)
+    for key, value in variant.items():
+        assert getattr(model.config, key) == value
+    hr = evaluate(model_scorer(model), split.test, split.train.n_items).metrics["HR@10"]
+    pop = create("popular").fit(split.train)
+    pop_hr = evaluate(model_scorer(pop), split.test, split.train.n_items).metrics["HR@10"]
+    assert hr >= pop_hr + 0.4, f"sasrec {variant}: HR@10 {hr:.3f} vs popularity {pop_hr:.3f}"
+
+
 # ---- typed events: the same contract for every model with an action embedding --------------
 TYPED = [n for n in NAMES if "actions" in get(n).config_class.field_types()]
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playnext.config import require
+from playnext.config import choice, require
 from playnext.models.cache import KV, KVCache
 from playnext.models.neural import search_space_from
 from playnext.models.parts.actions import ActionEmbedding
@@ -24,6 +24,10 @@ from playnext.models.parts.net import SequenceNet
 from playnext.models.registry import register
 from playnext.models.sequence import SequenceRecommender
 from playnext.models.sequence_config import SequenceConfig
+
+BLOCKS = ("pre_ln", "sasrec")
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+INITS = ("default", "xavier")
 
 
 @dataclasses.dataclass
@@ -34,6 +38,14 @@ class SASRecConfig(SequenceConfig):
     attn_dropout: float = (
         0.0  # on attention weights; off by default: a (B, H, T, T) mask per layer is costly on CPU
     )
+    # the block variants of the SASRec authors' code (and RecTools) beside playnext's, each a
+    # switch so that one ladder (docs/ladder.md) measures what each is worth on validation:
+    # "pre_ln" x + Attn(LN(x)), x + FFN(LN(x)); "sasrec": q = LN(x), x = q + Attn(q, x, x),
+    # f = LN(x), x = f + FFN(f) (keys and values from the un-normalised input)
+    block: str = "pre_ln"
+    activation: str = "gelu"  # of the feed-forward layer: gelu | relu
+    init: str = "default"  # default: N(0, 1/sqrt(dim)) items, N(0, 0.02) positions; xavier: Xavier-normal
+    scale_items: bool = True  # item embeddings × sqrt(dim) at the input
 
     def validate(self) -> None:
         super().validate()
@@ -44,21 +56,38 @@ class SASRecConfig(SequenceConfig):
         )
         require(self.ffn_mult >= 1, f"ffn_mult must be >= 1, got {self.ffn_mult}")
         require(0.0 <= self.attn_dropout < 1.0, f"attn_dropout must be in [0, 1), got {self.attn_dropout}")
+        choice(self.block, BLOCKS, "block")
+        choice(self.activation, tuple(ACTIVATIONS), "activation")
+        choice(self.init, INITS, "init")
 
 
 class Block(nn.Module):
-    """Pre-LN Transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+    """A Transformer block, pre-LN (x + Attn(LN(x)), then x + FFN(LN(x))) or the SASRec authors'
+    (residuals from the normalised input, keys and values from the raw one): `SASRecConfig.block`."""
 
-    def __init__(self, dim: int, n_heads: int, ffn_mult: int, dropout: float, attn_dropout: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        ffn_mult: int,
+        dropout: float,
+        attn_dropout: float,
+        kind: str = "pre_ln",
+        activation: str = "gelu",
+    ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.attn_dropout = attn_dropout
+        self.authors = kind == "sasrec"
         self.ln1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ln2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
+            nn.Linear(dim, ffn_mult * dim),
+            ACTIVATIONS[activation](),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_mult * dim, dim),
         )
         self.drop = nn.Dropout(dropout)
 
@@ -71,7 +100,13 @@ class Block(nn.Module):
         position, which is all that scoring the next item needs."""
         b, t, d = x.shape
         h, hs = self.n_heads, d // self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 × (B, T, D)
+        if self.authors:  # q from LN(x), which is also the residual; k, v from x itself
+            w, bias = self.qkv.weight, self.qkv.bias
+            k, v = F.linear(x, w[d:], bias[d:]).split(d, dim=2)  # 2 × (B, T, D)
+            x = self.ln1(x)  # (B, T, D): the residual stream from here on
+            q = F.linear(x, w[:d], bias[:d])  # (B, T, D)
+        else:
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)  # 3 × (B, T, D)
         if last_only:
             x, q, mask = x[:, -1:], q[:, -1:], mask[..., -1:, :]  # (B, 1, D), (B, 1, D), (B, 1, 1, P + T)
         tq = q.shape[1]
@@ -84,6 +119,9 @@ class Block(nn.Module):
         )  # (B, H, Tq, hs)
         y = y.transpose(1, 2).reshape(b, tq, d)  # (B, Tq, D)
         x = x + self.drop(self.proj(y))
+        if self.authors:
+            f = self.ln2(x)  # (B, Tq, D)
+            return f + self.drop(self.ffn(f)), (k, v)  # (B, Tq, D)
         return x + self.drop(self.ffn(self.ln2(x))), (k, v)  # (B, Tq, D)
 
 
@@ -91,21 +129,29 @@ class SASRecNet(SequenceNet):
     def __init__(self, n_items: int, cfg: SASRecConfig, n_actions: int = 0) -> None:
         super().__init__()
         self.max_len = cfg.max_len
-        self.scale = self.input_scale = math.sqrt(cfg.dim)
+        std = 1.0 / math.sqrt(cfg.dim)  # the item table's initial scale (and the action table's)
+        self.scale = self.input_scale = math.sqrt(cfg.dim) if cfg.scale_items else 1.0
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0, sparse=cfg.sparse_embeddings)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            Block(cfg.dim, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.attn_dropout)
+            Block(
+                cfg.dim, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.attn_dropout, cfg.block, cfg.activation
+            )
             for _ in range(cfg.n_blocks)
         )
         self.ln = nn.LayerNorm(cfg.dim)
-        nn.init.normal_(self.item_emb.weight, std=1.0 / self.scale)
-        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        if cfg.init == "xavier":  # every matrix, the tables included (the authors' code, RecTools)
+            for p in self.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_normal_(p)
+        else:
+            nn.init.normal_(self.item_emb.weight, std=std)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         if n_actions:  # built last: an untyped net draws the initial weights it always did
-            self.action_emb = ActionEmbedding(n_actions, cfg.dim, init_std=1.0 / self.scale)
+            self.action_emb = ActionEmbedding(n_actions, cfg.dim, init_std=std)
 
     def encode(
         self, seq: torch.Tensor, last_only: bool = False, *, actions: torch.Tensor | None = None

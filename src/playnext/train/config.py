@@ -23,6 +23,8 @@ class TrainConfig(Config):
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"
+    # Adam's second-moment decay: 0.999 is PyTorch's; the SASRec authors (and RecTools) use 0.98
+    adam_beta2: float = 0.999
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
     # 0 = the decay ends with `epochs`; else it is laid out over this many epochs and training
@@ -51,6 +53,7 @@ class TrainConfig(Config):
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         require(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(0.0 < self.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {self.adam_beta2}")
         require(
             self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
         )

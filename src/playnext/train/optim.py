@@ -66,10 +66,11 @@ def make_optimizer(
     params = [p for p in net.parameters() if p.requires_grad and id(p) not in sparse_ids]
     sparse = [p for p in net.parameters() if p.requires_grad and id(p) in sparse_ids]
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    dense = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    betas = (0.9, cfg.adam_beta2)
+    dense = opt_cls(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     if not sparse:
         return dense, params
-    return Optimizers(dense, torch.optim.SparseAdam(sparse, lr=cfg.lr)), params
+    return Optimizers(dense, torch.optim.SparseAdam(sparse, lr=cfg.lr, betas=betas)), params
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer | Optimizers, tensors: dict[str, torch.Tensor]) -> None:
