@@ -104,6 +104,46 @@ def test_a_foreign_schema_under_a_running_server(
     _no_path(body, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE playnext_meta SET value = '7' WHERE key = 'schema_version'",
+        "ALTER TABLE playnext_events ADD COLUMN extra BLOB",
+    ],
+    ids=["version", "column"],
+)
+def test_a_foreign_schema_refuses_event_writes_as_health_does(
+    serve: Callable[..., Any],
+    model_dirs: dict[str, Path],
+    fault_world: Interactions,
+    tmp_path: Path,
+    sql: str,
+) -> None:
+    """The sessions table intact, the schema foreign elsewhere: /health said 503 while event
+    writes went on being acknowledged (issue #30). Now every write is a 503 too, and the file
+    holds exactly the events acknowledged before."""
+    state = tmp_path / "state"
+    items = _items(fault_world)
+    server = serve("--model-dir", model_dirs["ease"], "--state", state)
+    assert server.post("/sessions/a/events", json={"events": [{"item_id": items[0]}]}).status_code == 200
+    with sqlite3.connect(state / "state.db") as con:
+        con.execute(sql)
+    con.close()
+    writes = Counter(
+        server.post(f"/sessions/{s}/events", json={"events": [{"item_id": items[1]}]}).status_code
+        for s in ("a", "b", "c")
+    )
+    assert writes == {503: 3}, writes
+    code, body = _health(server)
+    assert code == 503 and "refused" in body["status"], body
+    con = sqlite3.connect(state / "state.db")
+    try:
+        rows = con.execute("SELECT session_id, item_id FROM playnext_events ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    assert rows == [("a", items[0])]
+
+
 def _mount_namespace() -> list[str] | None:
     """A command prefix that runs a process in its own mount namespace (root, or an unprivileged
     user namespace), where it may mount a small tmpfs; None where neither is allowed."""

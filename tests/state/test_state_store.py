@@ -346,6 +346,58 @@ def test_the_exact_schema_is_checked_on_both_back_ends(store_where: str) -> None
     assert "/" not in e.value.reason
 
 
+FOREIGN_CHANGES = {
+    "version": ["UPDATE playnext_meta SET value = 'abc' WHERE key = 'schema_version'"],
+    "replaced table": [
+        "ALTER TABLE playnext_cold_items RENAME TO their_items",
+        "CREATE TABLE playnext_cold_items (a TEXT)",
+    ],
+    "added column": ["ALTER TABLE playnext_events ADD COLUMN extra INTEGER"],
+}
+
+
+@pytest.mark.parametrize("change", list(FOREIGN_CHANGES))
+def test_writes_are_refused_once_the_schema_turns_foreign_under_an_open_store(
+    store_where: str, change: str
+) -> None:
+    """/health said 503 for a foreign schema while event writes kept being acknowledged (issue
+    #30): every write now checks the schema it commits into, and nothing is lost."""
+    import sqlalchemy as sa
+
+    s = StateStore.open(store_where)
+    s.append("a", [NewEvent("x")])
+    with s._write.begin() as conn:
+        for sql in FOREIGN_CHANGES[change]:
+            conn.execute(sa.text(sql))
+    with pytest.raises(StateError) as e:
+        s.check()
+    assert e.value.reason.startswith("state store refused"), e.value.reason
+    for write in (
+        lambda: s.append("b", [NewEvent("y")]),
+        lambda: s.append("a", [NewEvent("z")]),
+        lambda: s.set_meta("k", 1),
+        lambda: s.delete_session("a"),
+    ):
+        with pytest.raises(StateError) as w:
+            write()
+        assert w.value.reason == e.value.reason  # the same reason as /health's
+    with s._read.connect() as conn:  # nothing was written, nothing erased
+        rows = conn.execute(sa.text("SELECT session_id, item_id FROM playnext_events")).all()
+    assert [tuple(r) for r in rows] == [("a", "x")]
+
+
+def test_a_table_another_worker_creates_does_not_refuse_writes(tmp_path: Path) -> None:
+    """The schema mark moves when another process creates a missing table; the full check then
+    passes and writes go on."""
+    s = StateStore.open(tmp_path)
+    s.append("a", [NewEvent("x")])
+    con = sqlite3.connect(tmp_path / DB_FILE)
+    con.execute("DROP TABLE playnext_cold_items")
+    con.close()
+    StateStore.open(tmp_path).close()  # a worker starting: creates it again
+    assert s.append("a", [NewEvent("y")]).item_ids() == ["x", "y"]
+
+
 def test_a_store_belongs_to_one_catalog(store_where: str) -> None:
     s = StateStore.open(store_where)
     ids = [f"item-{i}" for i in range(400)]

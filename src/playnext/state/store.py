@@ -224,11 +224,13 @@ class StateStore:
         self.busy_ms = busy_ms
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the SQLite file opened
         self._failing: str | None = None  # why the last write failed, until one succeeds
+        self._schema_mark: tuple[object, ...] | None = None  # the schema as last checked exact
         self._read, self._write = _engines(url, self.kind, busy_ms)
         with self._guard("open"), self._write.begin() as conn:
             if self.kind == "postgresql":  # several workers may create the schema at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061726)"))
             self._prepare(conn)
+            self._schema_mark = _schema_mark(conn, self.kind)
         if self.sqlite_path is not None:
             st = os.stat(self.sqlite_path)
             self._file_id = (st.st_dev, st.st_ino)
@@ -561,6 +563,17 @@ class StateStore:
         if v != str(SCHEMA_VERSION):
             raise self._refused(f"schema version {v!r}, expected {SCHEMA_VERSION}")
 
+    def _check_schema_unchanged(self, conn: Connection) -> None:
+        """In every write transaction: a write commits only into playnext's exact schema, as
+        /health's check requires (another program may rename, replace or alter a table, or the
+        version row, under a running server). A cheap mark is read each time; the full check
+        runs again only when the mark moved (another worker creating missing tables moves it
+        too, and passes)."""
+        mark = _schema_mark(conn, self.kind)
+        if mark != self._schema_mark:
+            self._check_schema(conn)
+            self._schema_mark = mark
+
     def _refused(self, reason: str) -> StateError:
         return StateError(f"{self.where}: {reason}", f"state store refused: {reason}")
 
@@ -612,6 +625,7 @@ class StateStore:
             with self._guard(what):
                 with self._write.begin() as conn:
                     self._check_file()
+                    self._check_schema_unchanged(conn)
                     yield conn
                 self._check_file(header=True)
         except StateError as e:
@@ -633,6 +647,24 @@ def _version(conn: Connection) -> str | None:
     q = sa.select(META.c.value).where(META.c.key == "schema_version")
     v: str | None = conn.execute(q).scalar_one_or_none()
     return v
+
+
+def _schema_mark(conn: Connection, kind: str) -> tuple[object, ...]:
+    """What changes whenever playnext's schema may have: SQLite's schema cookie (bumped by every
+    CREATE, ALTER, DROP), on PostgreSQL the playnext_* tables' oids and columns; and the
+    version row, which is data."""
+    if kind == "sqlite":
+        shape: object = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+    else:
+        shape = conn.execute(
+            sa.text(
+                "SELECT string_agg(c.oid::text || '.' || a.attname || ':' || a.atttypid::text, ','"
+                " ORDER BY c.oid, a.attnum) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " WHERE c.relname LIKE 'playnext\\_%' AND c.relkind = 'r' AND a.attnum > 0"
+                " AND NOT a.attisdropped AND pg_table_is_visible(c.oid)"
+            )
+        ).scalar_one()
+    return (shape, _version(conn))
 
 
 def _family(t: Any) -> str:
