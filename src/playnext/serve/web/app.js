@@ -1,4 +1,5 @@
-// playnext web page: search titles, like some (a live session), see recommendations with reasons.
+// playnext web page: search titles, like some (a live session) or start as a known user, see
+// recommendations with reasons; remove a pick, skip a recommendation.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -6,6 +7,14 @@ const newSessionId = () => "web-" + Math.random().toString(36).slice(2, 12);
 let sessionId = sessionStorage.getItem("playnext-session") || newSessionId();
 sessionStorage.setItem("playnext-session", sessionId);
 let picks = [];
+// a known user of the training data (their stored history joins the session's), or null
+let userId = sessionStorage.getItem("playnext-user");
+let history = [];
+const HISTORY_SHOWN = 50;
+// picks removed on this page: sent as remove_from_history, so the model reads the history
+// without them (nothing is erased: a user's stored history cannot change, the log keeps events)
+let removed = new Set(JSON.parse(sessionStorage.getItem("playnext-removed") || "[]"));
+const saveRemoved = () => sessionStorage.setItem("playnext-removed", JSON.stringify([...removed]));
 // the event types the model reads (GET /health); empty: it reads none and logs any
 let eventTypes = [];
 const reads = (name) => eventTypes.some((t) => t.name === name);
@@ -37,7 +46,8 @@ function itemRow(it) {
   li.dataset.itemId = it.item_id;
   const left = el("div");
   left.append(el("div", "title", it.title), el("div", "meta", metaLine(it)));
-  const btn = el("button", "like", picks.some((p) => p.item_id === it.item_id) ? "Liked" : "Like");
+  const liked = picks.some((p) => p.item_id === it.item_id && p.event !== "skip" && !removed.has(p.item_id));
+  const btn = el("button", "like", liked ? "Liked" : "Like");
   btn.disabled = btn.textContent === "Liked";
   btn.setAttribute("aria-label", "Like " + it.title);
   btn.addEventListener("click", () => like(it, btn));
@@ -62,8 +72,7 @@ async function describe(ev) {
   ev.preventDefault();
   const q = $("describe").value.trim();
   if (!q) return;
-  const body = { query: q, k: 8 };
-  if (picks.length) body.session_id = sessionId;
+  const body = { ...who(), query: q, k: 8 };
   try {
     const res = await api("POST", "/search", body);
     $("describe-results").replaceChildren(...res.items.map(itemRow));
@@ -76,12 +85,13 @@ async function like(it, btn) {
   await send(it, btn, !typed || reads("like") ? "like" : null, "Liked", "Like");
 }
 
-// a skip tells a model trained with skips what you do not want (the item leaves the list); the
-// button shows only for such a model, as any other would read the skipped item as a pick
+// a skip leaves the item out of this session's lists; a model trained with skips also reads it,
+// any other takes it as an implicit negative only (the server never reads it as a pick)
 async function skip(it, btn) { await send(it, btn, "skip", "Skipped", "Skip", 0.0); }
 
 async function send(it, btn, event, done, label, value) {
   if (btn) { btn.disabled = true; btn.textContent = done; }
+  if (removed.delete(String(it.item_id))) saveRemoved();  // acting on it again takes the removal back
   const ev = { item_id: it.item_id };
   if (event) ev.event = event;
   if (value !== undefined) ev.value = value;
@@ -89,18 +99,72 @@ async function send(it, btn, event, done, label, value) {
     const s = await api("POST", "/sessions/" + sessionId + "/events", { events: [ev] });
     picks = s.events;
     renderPicks();
+    renderHistory();
     await recommend();
   } catch (e) { status("could not save: " + e.message); if (btn) { btn.disabled = false; btn.textContent = label; } }
 }
 
+// a row of the history or the session, with a Remove button (skips show struck through)
+function pickRow(id, title, meta, skipped) {
+  const li = el("li");
+  li.dataset.itemId = id;
+  const left = el("div");
+  left.append(el("div", skipped ? "title skipped" : "title", skipped ? title + " (skipped)" : title));
+  if (meta) left.append(el("div", "meta", meta));
+  const btn = el("button", "remove secondary", "Remove");
+  btn.setAttribute("aria-label", "Remove " + title);
+  btn.addEventListener("click", () => removePick(id));
+  li.append(left, btn);
+  return li;
+}
+
 function renderPicks() {
-  $("picks").replaceChildren(...picks.map((p) => el("li", p.event === "skip" ? "skipped" : "", p.event === "skip" ? p.title + " (skipped)" : p.title)));
-  $("picks-empty").hidden = picks.length > 0;
+  const shown = picks.filter((p) => !removed.has(p.item_id));
+  $("picks").replaceChildren(...shown.map((p) => pickRow(p.item_id, p.title || p.item_id, "", p.event === "skip")));
+  $("picks-empty").hidden = shown.length > 0;
+  const n = removed.size;
+  $("removed-note").hidden = n === 0;
+  $("removed-note").firstElementChild.textContent = n + " removed from what the model reads.";
+}
+
+function renderHistory() {
+  $("user-box").hidden = userId === null;
+  if (userId === null) return;
+  $("user-name").textContent = userId;
+  const event = (h) => h.event ? h.event + (h.value !== null ? " " + h.value : "") : "";
+  const shown = history.filter((h) => !removed.has(h.item_id)).reverse();  // newest first
+  $("history").replaceChildren(...shown.map((h) => pickRow(h.item_id, h.title, [event(h), metaLine(h)].filter(Boolean).join(" · "), false)));
+}
+
+async function removePick(id) {
+  removed.add(String(id));
+  saveRemoved();
+  renderHistory();
+  renderPicks();
+  await recommend();
+}
+
+async function restore() {
+  removed.clear();
+  saveRemoved();
+  renderHistory();
+  renderPicks();
+  await recommend();
+}
+
+// who the recommendations are for: the known user, the session (once it has events), less removals
+function who() {
+  const body = {};
+  if (userId !== null) body.user_id = userId;
+  if (picks.length) body.session_id = sessionId;
+  if (removed.size) body.remove_from_history = [...removed];
+  return body;
 }
 
 async function recommend() {
-  if (!picks.length) { $("recs").replaceChildren(); $("recs-empty").hidden = false; return; }
-  const body = { session_id: sessionId, k: 10 };
+  const active = picks.some((p) => p.event !== "skip" && !removed.has(p.item_id));
+  if (userId === null && !active) { $("recs").replaceChildren(); $("recs-empty").hidden = false; return; }
+  const body = { ...who(), k: 10 };
   if ($("kind").value) body.kind = $("kind").value;
   const rerank = rerankOptions();
   if (rerank) body.rerank = rerank;
@@ -119,8 +183,7 @@ async function recommend() {
       skipBtn.setAttribute("aria-label", "Skip " + it.title);
       skipBtn.addEventListener("click", () => skip(it, skipBtn));
       const buttons = el("div", "actions");
-      buttons.append(likeBtn);
-      if (reads("skip")) buttons.append(skipBtn);
+      buttons.append(likeBtn, skipBtn);
       const row = el("div");
       row.style.display = "flex"; row.style.justifyContent = "space-between"; row.style.gap = "8px";
       const text = el("div");
@@ -131,7 +194,8 @@ async function recommend() {
     }));
     $("recs-empty").hidden = res.items.length > 0;
     if (!res.items.length) $("recs-empty").textContent = "Nothing matches this filter.";
-    status("model " + res.model + " · session " + sessionId + " · " + picks.length + " pick(s)");
+    const as = userId !== null ? " · as user " + userId : "";
+    status("model " + res.model + as + " · session " + sessionId + " · " + picks.length + " pick(s)");
   } catch (e) { status("recommend failed: " + e.message); }
 }
 
@@ -158,14 +222,62 @@ function varietyChanged() {
   recommend();
 }
 
-async function reset() {
+function newSession() {
   // a fresh session (deleting one needs the server's token; the old one is evicted in time)
   sessionId = newSessionId();
   sessionStorage.setItem("playnext-session", sessionId);
   picks = [];
+  removed.clear();
+  saveRemoved();
+}
+
+async function reset() {
+  newSession();
+  userId = null;
+  history = [];
+  sessionStorage.removeItem("playnext-user");
+  $("user-id").value = "";
+  $("user-note").textContent = "";
+  renderHistory();
   renderPicks();
   await recommend();
   searchTitles();
+}
+
+async function loadHistory(id) {
+  const h = await api("GET", "/users/" + encodeURIComponent(id) + "/history?limit=" + HISTORY_SHOWN);
+  history = h.events;
+  const older = h.length - h.events.length;
+  $("user-note").textContent = "User " + h.user_id + ": " + h.length + " event(s) in the training data" + (older > 0 ? ", the last " + h.events.length + " shown" : "") + ".";
+}
+
+// being a known user starts a new session: what you like next joins their stored history
+async function chooseUser(ev) {
+  ev.preventDefault();
+  const id = $("user-id").value.trim();
+  if (!id) return;
+  try {
+    await loadHistory(id);
+  } catch (e) { $("user-note").textContent = e.message; return; }
+  newSession();
+  userId = id;
+  sessionStorage.setItem("playnext-user", id);
+  renderHistory();
+  renderPicks();
+  await recommend();
+}
+
+async function suggestUsers() {
+  const q = $("user-id").value.trim();
+  try {
+    const page = await api("GET", "/users?limit=10&query=" + encodeURIComponent(q));
+    $("user-ids").replaceChildren(...page.users.map((u) => {
+      const o = el("option");
+      o.value = u.user_id;
+      o.label = u.n_events + " event(s)";
+      return o;
+    }));
+  } catch (e) { status("user search failed: " + e.message); }
 }
 
 let timer = null;
@@ -175,6 +287,10 @@ $("kind").addEventListener("change", recommend);
 $("variety").addEventListener("change", varietyChanged);
 $("match-mix").addEventListener("change", recommend);
 $("reset").addEventListener("click", reset);
+$("restore").addEventListener("click", restore);
+$("user-form").addEventListener("submit", chooseUser);
+let userTimer = null;
+$("user-id").addEventListener("input", () => { clearTimeout(userTimer); userTimer = setTimeout(suggestUsers, 200); });
 
 (async function init() {
   try {
@@ -184,7 +300,15 @@ $("reset").addEventListener("click", reset);
     const kinds = await api("GET", "/items?limit=100");
     const seen = new Set(kinds.items.map((i) => i.kind).filter(Boolean));
     for (const k of [...seen].sort()) { const o = el("option", "", k); o.value = k; $("kind").append(o); }
+    suggestUsers();
+    if (userId !== null) {
+      $("user-id").value = userId;
+      await loadHistory(userId).catch(() => { userId = null; sessionStorage.removeItem("playnext-user"); });
+    }
     const s = await api("GET", "/sessions/" + sessionId).catch(() => null);
-    if (s) { picks = s.events; renderPicks(); await recommend(); }
+    if (s) picks = s.events;
+    renderHistory();
+    renderPicks();
+    await recommend();
   } catch (e) { status("server unreachable: " + e.message); }
 })();
