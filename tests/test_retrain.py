@@ -24,7 +24,7 @@ from playnext.models.nn import NeuralRecommender
 from playnext.models.registry import create
 from playnext.models.sasrec import SASRec, SASRecConfig
 from playnext.retrain import RetrainOptions, merge, publish, watermark
-from playnext.state.store import NewEvent, StateStore
+from playnext.state.store import CatalogPrint, NewEvent, StateStore
 
 runner = CliRunner()
 N_NEW = 3  # each user's last N_NEW events are what the server hears after training
@@ -325,6 +325,21 @@ def test_bad_inputs_exit_2_and_touch_nothing(world: Interactions, current: Path,
     empty.close()
     fails("--model-dir", str(current), "--store", str(tmp_path / "empty"), *out, match="name no item")
     assert _tree(current) == before and _tree(root) == served
+
+
+def test_a_store_of_another_catalog_is_refused(world: Interactions, current: Path, tmp_path: Path) -> None:
+    """retrain read any store's log as CURRENT's ids (issue #30): one served with another
+    catalog's model is now one line, exit 2, and nothing is written."""
+    store = _store(tmp_path / "state", world)
+    db = StateStore.open(store)
+    db.bind_catalog(CatalogPrint.of(["x", "y"], 2, "lastfm"))  # another model served this store
+    db.close()
+    r = _cli(current, store, tmp_path / "out")
+    said = " ".join(r.stderr.split())
+    assert r.exit_code == 2, r.output
+    assert said.count("error:") == 1 and "belongs to another catalog (dataset 'lastfm', 2 items" in said
+    assert "'synthetic'" in said and "(--store)" in said
+    assert not (tmp_path / "out").exists()
 
 
 def test_options_are_checked_before_any_work() -> None:

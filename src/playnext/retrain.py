@@ -46,7 +46,15 @@ from playnext.experiment import environment
 from playnext.models import registry
 from playnext.models.base import Recommender
 from playnext.ranking import cold_neighbours, item_texts
-from playnext.state.store import DB_FILE, ColdItemRow, EventRow, StateError, StateStore
+from playnext.state.store import (
+    CATALOG_HEAD,
+    DB_FILE,
+    CatalogPrint,
+    ColdItemRow,
+    EventRow,
+    StateError,
+    StateStore,
+)
 from playnext.text import make_encoder
 
 log = logging.getLogger("playnext.retrain")
@@ -434,6 +442,9 @@ def retrain(
     after_events, after_cold = watermark(art.info)
     db = open_store(store)
     try:
+        # a log of another catalog's ids would be merged as new items and wrong histories
+        head = art.items.external.head(CATALOG_HEAD).to_list()
+        db.check_catalog(CatalogPrint.of(head, len(art.items), art.info.get("dataset")))
         events_seq, cold_seq = db.last_seq(), db.cold_seq()  # the new watermark, read first
         events = [e for e in db.events(after_seq=after_events) if e.seq <= events_seq]
         cold = [r for r in db.cold_items(after_seq=after_cold) if r.seq <= cold_seq]

@@ -413,6 +413,16 @@ def test_a_store_belongs_to_one_catalog(store_where: str) -> None:
     assert "--state" in e.value.reason
     got = s.catalog()
     assert got is not None and got.n_items == 400 and got.head[:2] == ("item-0", "item-1")
+    s.check_catalog(CatalogPrint.of(grown, 402, "ml-1m"))  # what retrain asks: read only
+    with pytest.raises(StateError, match="belongs to another catalog") as e:
+        s.check_catalog(other)
+    assert "(--store)" in e.value.reason
+
+
+def test_checking_a_catalog_records_nothing(tmp_path: Path) -> None:
+    s = StateStore.open(tmp_path)
+    s.check_catalog(CatalogPrint.of(["a"], 1))  # a store no model served refuses nothing
+    assert s.catalog() is None
 
 
 def test_check_on_both_back_ends(store_where: str) -> None:

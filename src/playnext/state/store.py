@@ -414,21 +414,33 @@ class StateStore:
         with self._tx("catalog check") as conn:
             conn.execute(ins.on_conflict_do_nothing(index_elements=[META.c.key]))
             raw = conn.execute(sa.select(META.c.value).where(META.c.key == CATALOG_KEY)).scalar_one()
-        try:
-            mine = CatalogPrint.from_json(json.loads(raw))
-        except ValueError as e:
-            raise StateError(f"state store {self.where}: its catalog record is damaged ({e})") from None
-        if not mine.matches(catalog):
-            reason = (
-                f"the state store belongs to another catalog ({mine.describe()}) than this model's "
-                f"({catalog.describe()}): give this model its own state store (--state)"
-            )
-            raise StateError(f"state store {self.where}: {reason}", reason)
+        self._same_catalog(self._parse_catalog(json.loads(raw)), catalog, "its own state store (--state)")
+
+    def check_catalog(self, catalog: CatalogPrint) -> None:
+        """`bind_catalog`'s refusal without its write, for a reader of the log (`playnext
+        retrain`): a store no model has served yet records nothing and refuses nothing."""
+        raw = self.get_meta(CATALOG_KEY)
+        if raw is not None:
+            self._same_catalog(self._parse_catalog(raw), catalog, "the store it was served with (--store)")
 
     def catalog(self) -> CatalogPrint | None:
         """The catalog recorded by `bind_catalog` (None before any model was served)."""
         raw = self.get_meta(CATALOG_KEY)
-        return CatalogPrint.from_json(raw) if raw is not None else None
+        return self._parse_catalog(raw) if raw is not None else None
+
+    def _parse_catalog(self, raw: Any) -> CatalogPrint:
+        try:
+            return CatalogPrint.from_json(raw)
+        except (TypeError, ValueError) as e:
+            raise StateError(f"state store {self.where}: its catalog record is damaged ({e})") from None
+
+    def _same_catalog(self, mine: CatalogPrint, catalog: CatalogPrint, give: str) -> None:
+        if not mine.matches(catalog):
+            reason = (
+                f"the state store belongs to another catalog ({mine.describe()}) than this model's "
+                f"({catalog.describe()}): give this model {give}"
+            )
+            raise StateError(f"state store {self.where}: {reason}", reason)
 
     # ---- health ------------------------------------------------------------------------------
     def check(self) -> int:
