@@ -21,7 +21,7 @@ from torch import nn
 from playnext.data.interactions import Histories, Interactions
 from playnext.models.neural import NeuralRecommender, known_items, sample_negatives
 from playnext.models.parts import actions, repeat, targets
-from playnext.models.parts.buckets import loss_scale, score_chunks, training_groups
+from playnext.models.parts.buckets import loss_scale, run_chunks, score_chunks, training_groups
 from playnext.models.parts.content import ContentVocab, learn_content, new_tower
 from playnext.models.parts.net import SequenceNet
 from playnext.models.parts.sparse import sparse_rows
@@ -181,10 +181,13 @@ class SequenceRecommender(NeuralRecommender):
     def _score_against(self, users: np.ndarray, history: Histories, vectors: torch.Tensor) -> torch.Tensor:
         """(B, V) scores of each row's next-item state against (V, D) output vectors."""
         out = torch.zeros(len(history), len(vectors))
-        for idx in score_chunks(history, self.config.max_len):
+
+        def chunk(idx: np.ndarray) -> None:
             rows = history.take(idx)
             s = (self._states(users[idx], rows) @ vectors.T).float()  # (b, V)
-            out[torch.from_numpy(idx)] = self.add_repeat_bonus(s, rows).cpu()
+            out[torch.from_numpy(idx)] = self.add_repeat_bonus(s, rows).cpu()  # disjoint rows
+
+        run_chunks(list(score_chunks(history, self.config.max_len)), chunk, self.device)
         return out
 
     def _states(self, users: np.ndarray, rows: Histories) -> torch.Tensor:
@@ -231,11 +234,6 @@ class SequenceRecommender(NeuralRecommender):
     @property
     def uses_repeat_bonus(self) -> bool:
         return bool(self.config.repeat_bonus)
-
-    @property
-    def uses_request_time(self) -> bool:
-        """Whether scores read when the question is asked (`Histories.at`; a server passes now)."""
-        return False
 
     @property
     def max_len(self) -> int | None:
