@@ -10,19 +10,23 @@ session of one was replayed as ids of the other (fault 9).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from playnext.artifact import Artifact
+from playnext.data.interactions import Interactions
 from playnext.data.synthetic import generate_world
 from playnext.models.popular import Popular, PopularConfig
 from playnext.serve.engine import catalog_print
-from playnext.state import StateStore
+from playnext.state import NewEvent, StateStore
 
 
 def _serve(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -93,3 +97,49 @@ def test_another_models_catalog_is_refused(model_dirs: dict[str, Path], tmp_path
         "'other'",
         "--state",
     )
+
+
+def _other_model(folder: Path) -> Path:
+    world = generate_world(n_users=60, n_items=120, seed=7)
+    model = Popular(PopularConfig()).fit(world)
+    return Artifact.from_data(model, world, {"model": "popular", "dataset": "other"}).save(folder)
+
+
+def test_models_side_by_side_each_get_their_own_default_store(
+    serve: Callable[..., Any], model_dirs: dict[str, Path], fault_world: Interactions, tmp_path: Path
+) -> None:
+    """Two models in one folder shared `models/state/` when no --state was given, so the second
+    was refused (or, before stores recorded their catalog, read the first one's sessions as its
+    own ids; issue #30, fault 9). Each now has `models/state/<name>/`."""
+    models = tmp_path / "models"
+    plays = Path(shutil.copytree(model_dirs["ease"], models / "plays"))
+    other = _other_model(models / "other")
+    first = serve("--model-dir", plays)
+    item = str(fault_world.items.external[0])
+    assert first.post("/sessions/s/events", json={"events": [{"item_id": item}]}).status_code == 200
+    first.stop()
+    second = serve("--model-dir", other)  # exit 2 'belongs to another catalog' before
+    assert second.get("/sessions/s").status_code == 404  # none of the first model's sessions
+    second.stop()
+    assert {p.parent.name for p in (models / "state").glob("*/state.db")} == {"plays", "other"}
+    again = serve("--model-dir", plays)
+    assert again.get("/sessions/s").json()["events"][0]["item_id"] == item
+
+
+def test_the_earlier_shared_default_is_kept_for_its_own_catalog(
+    serve: Callable[..., Any], model_dirs: dict[str, Path], fault_world: Interactions, tmp_path: Path
+) -> None:
+    """A store in the earlier default place (`models/state/`) stays the store of the model whose
+    catalog it records, so upgrading hides no session; another model gets its own."""
+    models = tmp_path / "models"
+    plays = Path(shutil.copytree(model_dirs["ease"], models / "plays"))
+    shared = StateStore.open(models / "state")
+    shared.bind_catalog(catalog_print(plays))
+    shared.append("kept", [NewEvent(str(fault_world.items.external[0]))])
+    shared.close()
+    server = serve("--model-dir", plays)
+    assert server.get("/sessions/kept").status_code == 200
+    server.stop()
+    other = serve("--model-dir", _other_model(models / "other"))
+    assert other.get("/sessions/kept").status_code == 404
+    assert (models / "state" / "other" / "state.db").is_file() and not (models / "state" / "plays").exists()

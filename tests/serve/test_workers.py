@@ -71,7 +71,7 @@ def test_a_session_written_through_one_worker_is_read_by_the_others(
             assert got["events"][-1]["item_id"] == items[i] and got["length"] == i + 1
             pids.add(httpx.get(url + "/health").json()["pid"])
         assert len(pids) == 2, "both workers should have answered"
-        assert (model.parent / "state" / "state.db").is_file()  # the default: beside the model
+        assert (model.parent / "state" / "model" / "state.db").is_file()  # the default: the model's own
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

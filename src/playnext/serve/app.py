@@ -43,7 +43,8 @@ from playnext.serve.routes.system import router as system_router
 from playnext.serve.routes.users import router as users_router
 from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
-from playnext.state import Limits, StateConflict, StateError, StateStore
+from playnext.state import CatalogPrint, Limits, StateConflict, StateError, StateStore
+from playnext.state.store import CATALOG_KEY, DB_FILE
 from playnext.text import TextEncoder, make_encoder
 
 log = logging.getLogger("playnext.serve")
@@ -282,7 +283,12 @@ def check_state(where: str, settings: Settings, model_dir: Path) -> None:
 
 def state_location(source: str | Path | Artifact | None, settings: Settings) -> tuple[str, Path | None]:
     """Where the state store lives, and a scratch folder to delete at shutdown (only for a model
-    given in code with no `state`: its sessions need not outlive the process)."""
+    given in code with no `state`: its sessions need not outlive the process).
+
+    By default each model folder has its own, `state/<folder name>/` beside it (a model root,
+    one lineage, has `ROOT/state/`): two models side by side once shared `state/`, so a session
+    of one was replayed as ids of the other. That older shared store is kept for the model of
+    its catalog (its sessions stay), and named for any other."""
     if settings.state is not None:
         return settings.state, None
     if settings.model_root is not None:
@@ -290,7 +296,30 @@ def state_location(source: str | Path | Artifact | None, settings: Settings) -> 
     if isinstance(source, Artifact) or source is None:
         scratch = Path(tempfile.mkdtemp(prefix="playnext-state-"))
         return str(scratch), scratch
-    return str(Path(source).resolve().parent / "state"), None
+    model = Path(source).resolve()
+    shared, own = model.parent / "state", model.parent / "state" / model.name
+    if (shared / DB_FILE).is_file() and not own.exists():
+        if _records_catalog_of(shared / DB_FILE, model):
+            log.info("serve: state store %s (the earlier shared default; it records this catalog)", shared)
+            return str(shared), None
+        log.warning("serve: %s (the earlier shared default) is not of this catalog: using %s", shared, own)
+    return str(own), None
+
+
+def _records_catalog_of(db: Path, model: Path) -> bool:
+    """Whether a SQLite state store records `model`'s catalog (read-only; any doubt is a no)."""
+    import json
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM playnext_meta WHERE key = ?", (CATALOG_KEY,)).fetchone()
+        finally:
+            con.close()
+        return row is not None and CatalogPrint.from_json(json.loads(row[0])).matches(catalog_print(model))
+    except (sqlite3.Error, TypeError, ValueError, PlaynextError):
+        return False
 
 
 def app_from_env() -> FastAPI:
