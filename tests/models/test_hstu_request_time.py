@@ -86,13 +86,25 @@ def test_the_default_reads_no_request_time() -> None:
         assert torch.equal(plain, n.encode(items, times, at=torch.tensor([10**9])))
 
 
-def test_the_kv_cache_is_refused_with_request_time() -> None:
+def test_the_kv_cache_is_exact_one_event_short() -> None:
+    """A request model's cache holds every event but the last, each asked at its successor's
+    time; a step asks the last at the request's time and equals the full forward at that time,
+    and committing it with the next event's time keeps the cache exact for the one after."""
     n = net(time_reference="request")
-    with pytest.raises(NotImplementedError, match="time_reference='request' has no exact KV cache"):
-        n.prefill(torch.tensor([[3, 4]]), torch.tensor([[1, 2]]))
-    cache = net().prefill(torch.tensor([[3, 4]]), torch.tensor([[1, 2]]))
-    with pytest.raises(NotImplementedError, match="encode_last"):
-        n.step(torch.tensor([[5]]), cache, torch.tensor([[3]]))
+    items = torch.tensor([[3, 4, 5, 6, 7]])
+    times = torch.tensor([[100, 160, 9000, 9100, 200_000]])
+    with pytest.raises(ValueError, match="prefill needs `at`"):
+        n.prefill(items[:, :2], times[:, :2])
+    with torch.no_grad():
+        cache = n.prefill(items[:, :2], times[:, :2], at=times[:, 2])
+        for at in (9000, 9000 + 3 * DAY):
+            asked, _ = n.step(items[:, 2:3], cache, times[:, 2:3], at=torch.tensor([at]))
+            full = n.encode_last(items[:, :3], times[:, :3], at=torch.tensor([at]))
+            assert torch.allclose(asked, full, atol=1e-6)
+        _, cache = n.step(items[:, 2:3], cache, times[:, 2:3], at=times[:, 3])  # committed
+        asked, _ = n.step(items[:, 3:4], cache, times[:, 3:4], at=torch.tensor([10**6]))
+        full = n.encode_last(items[:, :4], times[:, :4], at=torch.tensor([10**6]))
+    assert torch.allclose(asked, full, atol=1e-6)
 
 
 def fit(split, reference: str, epochs: int = 3) -> HSTU:

@@ -137,3 +137,38 @@ def test_typed_events_through_the_cache_equal_the_full_score_path(name: str) -> 
     assert not np.allclose(cached, untyped, atol=1e-3)  # the events were read
     with pytest.raises(ConfigError, match=r"unknown event type 'purchase'.*like, skip, watch"):
         action_ids(model, ["purchase"], [None])
+
+
+DAY = 86_400
+
+
+@pytest.mark.parametrize("abs_pos", [False, True])
+def test_request_time_cache_equals_model_score_at_that_time(abs_pos: bool) -> None:
+    """A request-time HSTU (issue #32): the cache stops one event short, and every answer —
+    after an append or at a later time with no new event — equals `HSTU.score` of the same
+    history asked at that time, through the window's slide; the time moves the scores."""
+    model = with_times(untrained("hstu", time_reference="request", abs_pos=abs_pos))  # type: ignore[arg-type]
+    assert model.uses_request_time
+    rng = np.random.default_rng(2)
+    events = rng.integers(0, N_ITEMS, size=15).tolist()  # past MAX_LEN: the window slides
+    times = np.cumsum(rng.integers(1, 3 * DAY, size=15)).tolist()
+
+    def scored(n: int, at: int) -> torch.Tensor:
+        hist = Histories.from_lists([events[:n]]).with_times(np.array(times[:n])).with_at(np.array([at]))
+        return model.score(np.array([-1]), hist)[0]
+
+    scorer = IncrementalScorer(model)
+    state, first = scorer.start(events[:1], times[:1], at=times[0] + 60)
+    assert torch.allclose(first, scored(1, times[0] + 60), atol=1e-5)
+    for i in range(1, len(events)):
+        at = times[i] + int(rng.integers(0, 5 * DAY))
+        got = scorer.append(state, events[i], times[i], at=at)
+        assert torch.allclose(got, scored(i + 1, at), atol=1e-4), (i, (got - scored(i + 1, at)).abs().max())
+        later = scorer.ask(state, at + 30 * DAY)
+        assert torch.allclose(later, scored(i + 1, at + 30 * DAY), atol=1e-4), i
+        assert torch.allclose(got, full_scores(model, events[: i + 1], times[: i + 1], at=at), atol=1e-4)
+    assert not torch.allclose(
+        scorer.ask(state, times[-1]), scorer.ask(state, times[-1] + 30 * DAY), atol=1e-3
+    )
+    # before the last event is read as at it, as `HSTU.score` reads it
+    assert torch.equal(scorer.ask(state, times[-1] - DAY), scorer.ask(state, times[-1]))

@@ -127,6 +127,18 @@ class Recommender(ABC):
         return False
 
     @property
+    def uses_request_time(self) -> bool:
+        """Whether scores read when the question is asked (`Histories.at`): serving, batch output
+        and the ONNX export pass the request's time (default now) to such a model."""
+        return False
+
+    def stored_times(self, user: int) -> np.ndarray | None:
+        """A training user's event seconds, aligned with their training sequence, for a model
+        that keeps them (HSTU trained on a timed log); None otherwise. A server joins them with
+        a session's own times for a request-time model."""
+        return None
+
+    @property
     def max_len(self) -> int | None:
         """The longest history window the model reads (None: the whole history)."""
         return None
@@ -177,6 +189,8 @@ class Recommender(ABC):
             "config": self.config.to_dict(),
             "n_items": self.n_items_,
             "n_users": self.n_users_,
+            # said, not only implied by the config: a reader of the folder sees it needs `at`
+            **({"request_time": True} if self.uses_request_time else {}),
             **self._meta(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}

@@ -27,9 +27,12 @@ query position i measures Δt from:
   A request that gives no time is asked at the last known one (Δt = 0 to it; serving passes
   now); one given before it is read as at it. Such a model also reads the history's own event
   times (`Histories.times`) where a request gives them: a test question's last event (the
-  validation one) happened after training, and its gap to the request is the signal. No KV
-  cache: appending an event changes the last cached position's query time, and with it every
-  deeper layer's key there, so `prefill`/`step` refuse.
+  validation one) happened after training, and its gap to the request is the signal. The KV
+  cache stays exact if it stops one event short: a position's keys in deeper layers depend on
+  its query time, which for the last event is the request's and changes when the next event
+  arrives. So `prefill` caches every event but the last, each asked at its successor's time
+  (`at` = the last event's time), and `step` runs the last event asked at the request's `at`;
+  appending commits that event with the new one's time (serve/incremental.py).
 
 Outputs and item embeddings are L2-normalised and trained with sampled softmax over many
 negatives at a temperature. The item table starts small (std 0.02, the reference code's init);
@@ -123,8 +126,11 @@ class HSTUConfig(SequenceConfig):
 
 
 def time_buckets(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
-    """Bucket of a time gap in seconds: floor(log2 |Δt|), 0 for gaps under 2 s, capped."""
-    return (torch.log(dt.abs().clamp(min=1).double()) / LOG2).long().clamp(0, n_buckets)
+    """Bucket of a time gap in seconds: floor(log2 |Δt|), 0 for gaps under 2 s, capped. ln 2 is a
+    float64 tensor, not a Python float: the ONNX exporter makes a float constant float32, and
+    then every gap of exactly 2^k seconds falls one bucket low in the exported graph."""
+    ln2 = torch.tensor(LOG2, dtype=torch.float64, device=dt.device)
+    return (torch.log(dt.abs().clamp(min=1).double()) / ln2).long().clamp(0, n_buckets)
 
 
 def asked_at(times: np.ndarray, known: np.ndarray, at: np.ndarray | None) -> np.ndarray:
@@ -321,25 +327,28 @@ class HSTUNet(SequenceNet):
             return times
         return query_times(times, at)  # (B, T)
 
-    def _check_cache(self) -> None:
-        if self.time_reference == "request":
-            raise NotImplementedError(
-                "HSTU with time_reference='request' has no exact KV cache: appending an event moves "
-                "the previous last position's query time and so every deeper layer's key there; "
-                "score the full window (encode_last) instead"
-            )
-
     def prefill(
-        self, seq: torch.Tensor, times: torch.Tensor | None = None, *, actions: torch.Tensor | None = None
+        self,
+        seq: torch.Tensor,
+        times: torch.Tensor | None = None,
+        *,
+        actions: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> KVCache:
         """Keys and values of the last `max_len - 1` items: exactly those of `encode`, since
         positions and times enter relative to each other (and `abs_pos` counts from the first).
-        Refused with `time_reference="request"` (see `_check_cache`)."""
-        self._check_cache()
+        With `time_reference="request"` and times, `at` (B,) is the time of the event that
+        follows `seq` (each position's query time is its successor's): required, since the last
+        cached position's keys depend on it."""
         lo = max(0, seq.shape[1] - self.max_len + 1)
         seq, times = seq[:, lo:], times[:, lo:] if times is not None else None  # (B, P)
         actions = actions[:, lo:] if actions is not None else None  # (B, P)
-        buckets = pair_buckets(times, times, self.n_time_buckets)  # (B, P, P) or None
+        if times is not None and self.time_reference == "request" and at is None:
+            raise ValueError(
+                "HSTU with time_reference='request': prefill needs `at`, the time of the event that "
+                "follows the cached ones (their last position's query time)"
+            )
+        buckets = pair_buckets(self._query_times(times, at), times, self.n_time_buckets)  # (B, P, P)
         x = self.embed(seq, actions=actions)  # (B, P, D)
         _, layers = self._run(x, self._self_mask(seq > 0), buckets, last_only=True)
         return KVCache(layers, seq > 0, times)
@@ -351,11 +360,14 @@ class HSTUNet(SequenceNet):
         times: torch.Tensor | None = None,
         *,
         actions: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """One position through the blocks against the cache; the grown cache stays exact (the
         attention is normalised by the constant `max_len`) until a row holds `max_len` items,
-        when the next window slides past its first."""
-        self._check_cache()
+        when the next window slides past its first. With `time_reference="request"` the
+        position is asked at `at` (B,) (None: its own time, Δt = 0), and the grown cache is
+        exact for a next step only if `at` was that step's item time (a request's answer drops
+        it; serve/incremental.py)."""
         cache.check_step(items)
         if (times is None) != (cache.times is None):
             raise ValueError("give times with every step of a cache prefilled with times, else none")
@@ -363,7 +375,7 @@ class HSTUNet(SequenceNet):
         all_times = (
             torch.cat([cache.times, times], 1) if cache.times is not None and times is not None else None
         )
-        buckets = pair_buckets(times, all_times, self.n_time_buckets)  # (B, 1, P + 1) or None
+        buckets = pair_buckets(self._query_times(times, at), all_times, self.n_time_buckets)  # (B, 1, P + 1)
         mask = keep[:, None, :].to(self.item_emb.weight.dtype)  # (B, 1, P + 1)
         x = self.embed(items, first_pos=cache.n_real(), actions=actions)  # (B, 1, D)
         x, layers = self._run(x, mask, buckets, past=cache)  # (B, 1, D)
@@ -525,6 +537,12 @@ class HSTU(SequenceRecommender):
         if self.config.time_reference == "request":
             out["at"] = torch.from_numpy(asked_at(*found, rows.at)).to(self.device)  # (b,)
         return out
+
+    def stored_times(self, user: int) -> np.ndarray | None:
+        if self.user_items_ is None or self.user_times_ is None or not 0 <= user < len(self.user_items_):
+            return None
+        lo, hi = self.user_items_.indptr[user], self.user_items_.indptr[user + 1]
+        return self.user_times_[lo:hi].copy()
 
     @property
     def uses_request_time(self) -> bool:

@@ -16,6 +16,14 @@ Item ids are the model's internal ids (0..n_items-1); unknown items must be filt
 A model trained with typed events (`actions=true`) takes each event's action id beside its item
 (`action_ids` makes them from event types and values, refusing types the model does not know);
 without them every event reads as untyped, as in `Recommender.score`.
+
+A model trained with the request's time (`uses_request_time`: HSTU, `time_reference="request"`)
+is asked each request at its `at` (unix seconds; None: at the last event's time, Δt = 0, as
+`Recommender.score` reads a history without `at`; never before the last event). Its last
+event's deeper keys depend on that time, so its cache stops one event short (`HSTUNet.prefill`):
+a request runs the last event against it, asked at `at`, and appending an event first commits
+the previous last one, asked at the new event's time — two positions per event instead of one,
+still no full pass. `ask` answers a later request without a new event (one position).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import torch
 from playnext.data.events import check_event
 from playnext.data.interactions import Histories
 from playnext.models.cache import KVCache
-from playnext.models.hstu import HSTU
+from playnext.models.hstu import HSTU, HSTUNet
 from playnext.models.nn import SequenceNet
 from playnext.models.sasrec import SASRec
 from playnext.train import batches as B
@@ -39,7 +47,8 @@ Model = SASRec | HSTU
 
 @dataclass
 class UserState:
-    """One user's recent history and the cache of the next request (None: to be rebuilt)."""
+    """One user's recent history and the cache of the next request (None: to be rebuilt); for a
+    request-time model, the cache of every event but the last."""
 
     items: list[int]
     times: list[int] | None
@@ -94,6 +103,21 @@ def _actions_tensor(model: Model, actions: Sequence[int] | None, width: int) -> 
     return torch.tensor([[0] * (width - len(acts)) + acts], dtype=torch.int64, device=model.device)
 
 
+def _pending(model: Model, times: Sequence[int] | None) -> bool:
+    """Whether the cache stops one event short: a request-time model given the events' times
+    (without them every Δt is 0 and `at` is not read, as in `HSTU.score`)."""
+    return model.uses_request_time and times is not None
+
+
+def _at_tensor(model: Model, times: Sequence[int] | None, at: int | None) -> torch.Tensor | None:
+    """(1,) the time the last event is asked at, for a request-time model given times: `at`,
+    never before the last event (`hstu.asked_at`); None (the last event's own time) otherwise."""
+    if at is None or not _pending(model, times) or not times:
+        return None
+    assert times is not None
+    return torch.tensor([max(int(at), int(times[-1]))], dtype=torch.int64, device=model.device)
+
+
 def _check_items(model: Model, items: Sequence[int]) -> None:
     n_items = int(model.n_items_ or 0)
     if any(not 0 <= int(i) < n_items for i in items):
@@ -111,8 +135,10 @@ def full_scores(
     items: Sequence[int],
     times: Sequence[int] | None = None,
     actions: Sequence[int] | None = None,
+    at: int | None = None,
 ) -> torch.Tensor:
-    """Uncached reference: one full forward pass over the last `max_len` items → (n_items,)."""
+    """Uncached reference: one full forward pass over the last `max_len` items, asked at `at`
+    (a request-time model's; see the module docstring) → (n_items,)."""
     _check_items(model, items)
     if actions is not None and len(actions) != len(items):
         raise ValueError(f"{len(actions)} action(s) for {len(items)} item(s)")
@@ -121,7 +147,9 @@ def full_scores(
     width = seq.shape[1]
     with torch.no_grad():
         t, a = _times_tensor(model, times, width), _actions_tensor(model, actions, width)
-        h = model.net_.encode_last(seq, t, actions=a)  # (1, D)
+        asked = _at_tensor(model, times, at)
+        extra = {"at": asked} if asked is not None else {}  # only a request-time net reads it
+        h = model.net_.encode_last(seq, t, actions=a, **extra)  # (1, D)
         return _scores(model, model.net_, h, items)
 
 
@@ -139,10 +167,14 @@ class IncrementalScorer:
         return int(self.model.config.max_len)
 
     def start(
-        self, items: Sequence[int], times: Sequence[int] | None = None, actions: Sequence[int] | None = None
+        self,
+        items: Sequence[int],
+        times: Sequence[int] | None = None,
+        actions: Sequence[int] | None = None,
+        at: int | None = None,
     ) -> tuple[UserState, torch.Tensor]:
         """A user's first request: full scores of `items` (with their `action_ids` for a model
-        trained with actions), and the cache for the next one."""
+        trained with actions; asked at `at`), and the cache for the next one."""
         n = self.max_len
         state = UserState(
             list(map(int, items))[-n:],
@@ -150,23 +182,32 @@ class IncrementalScorer:
             actions=list(map(int, actions))[-n:] if actions is not None else None,
         )
         self.model.net_.eval()
-        scores = full_scores(self.model, state.items, state.times, state.actions)
+        scores = full_scores(self.model, state.items, state.times, state.actions, at)
         self.refresh(state)
         return state, scores
 
     def append(
-        self, state: UserState, item: int, time: int | None = None, action: int | None = None
+        self,
+        state: UserState,
+        item: int,
+        time: int | None = None,
+        action: int | None = None,
+        at: int | None = None,
     ) -> torch.Tensor:
-        """Add one event and return the (n_items,) scores of the extended history."""
+        """Add one event and return the (n_items,) scores of the extended history (asked at
+        `at` by a request-time model)."""
         _check_items(self.model, [item])
         if (state.times is None) != (time is None):
             raise ValueError("give a time with every event or with none")
         if (state.actions is None) != (action is None):
             raise ValueError("give an action with every event or with none")
+        if _pending(self.model, state.times):
+            return self._append_pending(state, item, time, action, at)
         net = self.model.net_
         cache = state.cache if state.fresh and state.net is net else None
         if cache is None:
             cache = self.refresh(state)
+        assert cache is not None  # only a request-time model's prefix cache may be empty
         new = torch.tensor([[item + 1]], device=self.model.device)  # (1, 1)
         t = _times_tensor(self.model, None if time is None else [time], 1)  # (1, 1) or None
         a = _actions_tensor(self.model, None if action is None else [action], 1)  # (1, 1) or None
@@ -184,10 +225,71 @@ class IncrementalScorer:
             self.refresh(state)
         return scores
 
-    def refresh(self, state: UserState) -> KVCache:
-        """Rebuild the cache of the next request from the history (the model keeps its window)."""
+    def ask(self, state: UserState, at: int | None = None) -> torch.Tensor:
+        """The (n_items,) scores of the history as it is, asked at `at`: one position against a
+        request-time model's cache; a full pass for any other model (its answer does not move
+        with the time, and its cache holds no state of the last event)."""
+        if not _pending(self.model, state.times):
+            return full_scores(self.model, state.items, state.times, state.actions, at)
+        cache = self._prefix_cache(state)
+        if cache is None:
+            return full_scores(self.model, state.items, state.times, state.actions, at)
+        return self._last_scores(state, cache, at)
+
+    def _append_pending(
+        self, state: UserState, item: int, time: int | None, action: int | None, at: int | None
+    ) -> torch.Tensor:
+        """`append` for a request-time model: commit the previous last event (asked at the new
+        one's time) to the cache, then run the new one asked at `at`."""
+        assert state.times is not None and time is not None
+        net = self.model.net_
+        cache = state.cache if state.fresh and state.net is net else None
+        if cache is not None and state.items:
+            assert isinstance(net, HSTUNet)
+            last = torch.tensor([[state.items[-1] + 1]], device=self.model.device)  # (1, 1)
+            when = _times_tensor(self.model, state.times[-1:], 1)  # (1, 1)
+            a = _actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
+            with torch.no_grad():
+                nxt = torch.tensor([int(time)], device=self.model.device)  # (1,)
+                _, cache = net.step(last, cache, when, actions=a, at=nxt)
+        state.items = [*state.items, int(item)][-self.max_len :]
+        state.times = [*state.times, int(time)][-self.max_len :]
+        if state.actions is not None and action is not None:
+            state.actions = [*state.actions, int(action)][-self.max_len :]
+        state.cache, state.net = cache, net
+        cache = self._prefix_cache(state)
+        if cache is None:
+            return full_scores(self.model, state.items, state.times, state.actions, at)
+        return self._last_scores(state, cache, at)
+
+    def _prefix_cache(self, state: UserState) -> KVCache | None:
+        """A request-time model's cache of every event but the last, rebuilt when stale or when
+        the window slides; None for a history of one event (nothing to cache)."""
+        if state.fresh and state.net is self.model.net_ and state.cache is not None:
+            return state.cache
+        self.refresh(state)
+        return state.cache
+
+    def _last_scores(self, state: UserState, cache: KVCache, at: int | None) -> torch.Tensor:
+        """(n_items,) scores: the last event through the blocks against `cache`, asked at `at`;
+        the grown cache is dropped (the next event's time is not known yet)."""
+        net = self.model.net_
+        assert isinstance(net, HSTUNet) and state.times is not None
+        last = torch.tensor([[state.items[-1] + 1]], device=self.model.device)  # (1, 1)
+        when = _times_tensor(self.model, state.times[-1:], 1)
+        a = _actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
+        asked = _at_tensor(self.model, state.times, at)
+        with torch.no_grad():
+            h, _ = net.step(last, cache, when, actions=a, at=asked)  # (1, D)
+            return _scores(self.model, net, h, state.items)
+
+    def refresh(self, state: UserState) -> KVCache | None:
+        """Rebuild the cache of the next request from the history (the model keeps its window);
+        a request-time model's stops one event short (None when the history holds one)."""
         net = self.model.net_
         net.eval()
+        if _pending(self.model, state.times):
+            return self._refresh_prefix(state)
         seq = torch.tensor([state.items], dtype=torch.int64, device=self.model.device) + 1  # (1, T)
         width = seq.shape[1]
         with torch.no_grad():
@@ -197,6 +299,23 @@ class IncrementalScorer:
             )
             state.cache = net.prefill(seq, t, actions=a)
         state.net = net
+        return state.cache
+
+    def _refresh_prefix(self, state: UserState) -> KVCache | None:
+        """Prefill every event but the last, each asked at its successor's time."""
+        net = self.model.net_
+        assert isinstance(net, HSTUNet) and state.times is not None
+        state.net = net
+        if len(state.items) < 2:
+            state.cache = None
+            return None
+        seq = torch.tensor([state.items[:-1]], dtype=torch.int64, device=self.model.device) + 1  # (1, P)
+        width = seq.shape[1]
+        with torch.no_grad():
+            t = _times_tensor(self.model, state.times[:-1], width)
+            a = _actions_tensor(self.model, state.actions[:-1] if state.actions is not None else None, width)
+            nxt = torch.tensor([state.times[-1]], dtype=torch.int64, device=self.model.device)
+            state.cache = net.prefill(seq, t, actions=a, at=nxt)
         return state.cache
 
 
