@@ -28,6 +28,7 @@ from safetensors.numpy import load, save_file
 
 from playnext.data.events import check_event
 from playnext.data.interactions import Columns, Histories, IdMap, Interactions
+from playnext.data.request_time import At, Times, request_times
 from playnext.errors import ConfigError, UnknownIdError
 from playnext.io import commit_dir, fsync_dir
 from playnext.models.base import Recommender
@@ -123,10 +124,11 @@ class Artifact:
         exclude_seen: bool = True,
         rerank: RerankSpec | None = None,
         events: Sequence[tuple[str | None, float | None]] | None = None,
+        at: At | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k items with titles for a known user or an anonymous history of external item ids."""
         return self.recommend_ranked(
-            user=user, history=history, k=k, exclude_seen=exclude_seen, rerank=rerank, events=events
+            user=user, history=history, k=k, exclude_seen=exclude_seen, rerank=rerank, events=events, at=at
         )[0]
 
     def features(self) -> ItemFeatures:
@@ -144,9 +146,11 @@ class Artifact:
         exclude_seen: bool = True,
         rerank: RerankSpec | None = None,
         allowed: np.ndarray | None = None,
+        at: Times = None,
     ) -> Lists:
-        """Lists for known users (internal ids) from their stored histories: the one ranking path."""
-        hist = self.histories.take(users)
+        """Lists for known users (internal ids) from their stored histories, asked at `at` (one
+        time or one per user; default now: `playnext.data.request_time`): the one ranking path."""
+        hist = self.histories.take(users).with_at(request_times(at, len(users)))
         return self.rank_histories(
             np.asarray(users, np.int64), hist, k=k, exclude_seen=exclude_seen, rerank=rerank, allowed=allowed
         )
@@ -182,10 +186,12 @@ class Artifact:
         exclude_seen: bool = True,
         rerank: RerankSpec | None = None,
         events: Sequence[tuple[str | None, float | None]] | None = None,
+        at: At | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """`recommend`, and what re-ranking did (None without `rerank`). `events` types the
         anonymous `history`, one `(type or None, value or None)` per item (see `typed_history`);
-        a known user's stored events are read as they were trained."""
+        a known user's stored events are read as they were trained. `at`: when it is asked
+        (default now), read by a model trained with the request's time."""
         if (user is None) == (history is None):
             raise ConfigError("give exactly one of a user id or a history")
         if events is not None and history is None:
@@ -197,6 +203,7 @@ class Artifact:
             uidx = np.array([-1])
             items = self.items.to_internal(history or [], kind="item")
             hist = Histories.from_lists([items]) if events is None else self.typed_history(items, events)
+        hist = hist.with_at(request_times(at, 1))
         lists = self.rank_histories(uidx, hist, k=k, exclude_seen=exclude_seen, rerank=rerank)
         idx, values = lists.row(0)
         rows = self.meta[idx]

@@ -38,6 +38,10 @@ Rows: `user_id` (external), `rank` (1..k), `item_id` (external), `score` (float3
 (user, rank), users in the model folder's order. With `exclude_seen` a user's own history is
 masked by the one ranking path (`playnext.ranking`, through `Artifact.rank`); a user with fewer than
 k candidates left (one who has seen almost everything) gets fewer than k rows.
+
+A model trained with the request's time (`uses_request_time`) is asked every user's question at
+one time: `Job.at` (`--at`), else when the run started. The manifest keeps it, so a resumed run
+without `--at` goes on at the same time, and one with another `--at` is refused as another run.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ import pyarrow.parquet as pq
 import torch.distributed as dist
 
 from playnext.artifact import Artifact
+from playnext.data.request_time import now
 from playnext.errors import ConfigError, PlaynextError
 from playnext.io import atomic_write, sha256_file, sha256_text, write_json
 from playnext.rerank import RerankSpec
@@ -102,6 +107,7 @@ class Job:
     exclude_seen: bool = True
     chunk_users: int = 0  # 0: as many as keep one chunk's scores under SCORE_BYTES (≤ 512)
     rerank: RerankSpec | None = None  # applied to each user's scores, as `/recommend` applies it
+    at: int | None = None  # unix seconds every list is asked at (None: when the run starts)
 
     def validate(self) -> None:
         if not 1 <= self.k <= np.iinfo(np.int16).max:
@@ -119,6 +125,7 @@ class Done:
     parts_reused: int
     seconds: float
     ranks: int = 1  # the processes that wrote the parts
+    at: int | None = None  # when the lists were asked, for a model trained with the request's time
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -172,10 +179,11 @@ def recommend_all(
     def users_in(parts: list[int]) -> int:
         return sum(min(n_users, (i + 1) * chunk) - i * chunk for i in parts)
 
-    def start() -> list[int]:  # rank 0: lock, check or start the manifest, list the parts done
+    def start() -> tuple[list[int], int | None]:  # rank 0: lock, the manifest, the parts done
         locks.exclusive()
-        _prepare(work, out, _manifest(art, model_dir, job, chunk), restart)
-        return sorted(_existing_parts(work, n_parts))
+        at = _asked_at(work, job, art.model.uses_request_time, restart)
+        _prepare(work, out, _manifest(art, model_dir, job, chunk, at), restart)
+        return sorted(_existing_parts(work, n_parts)), at
 
     def finish() -> int:  # rank 0, every part committed: the file, then the folder (still locked)
         rows = _concatenate(work, n_parts, out)
@@ -184,7 +192,7 @@ def recommend_all(
 
     locks = _Locks(work)
     try:
-        reused = _on_rank_0(start, rank, world)
+        reused, at = _on_rank_0(start, rank, world)
         if rank != 0:
             locks.shared()
         missing = sorted(set(range(n_parts)) - set(reused))
@@ -196,7 +204,7 @@ def recommend_all(
         user_ids = art.users.external.to_arrow().cast(pa.string())
         for i in mine:
             lo, hi = i * chunk, min(n_users, (i + 1) * chunk)
-            _write_part(work / _part_name(i), _top_k(art, np.arange(lo, hi), job, user_ids, item_ids))
+            _write_part(work / _part_name(i), _top_k(art, np.arange(lo, hi), job, at, user_ids, item_ids))
             users_done += hi - lo
             if on_part is not None:
                 on_part(i)
@@ -209,10 +217,25 @@ def recommend_all(
         rows = _on_rank_0(finish, rank, world)
     finally:
         locks.release()
-    return Done(out, n_users, rows, n_parts, len(reused), time.perf_counter() - t0, world)
+    return Done(out, n_users, rows, n_parts, len(reused), time.perf_counter() - t0, world, at)
 
 
-def _manifest(art: Artifact, model_dir: Path, job: Job, chunk: int) -> dict[str, Any]:
+def _asked_at(work: Path, job: Job, reads_time: bool, restart: bool) -> int | None:
+    """The one time every list of a run is asked at, for a model trained with the request's time
+    (None for any other: its lists do not depend on it): `job.at`, else the time a resumed run
+    started with (its manifest's), else now — so that a resumed file is one snapshot."""
+    if not reads_time:
+        return None
+    if job.at is not None:
+        return job.at
+    try:
+        found = json.loads((work / MANIFEST).read_text()).get("at") if not restart else None
+    except (OSError, ValueError, AttributeError):
+        found = None
+    return found if isinstance(found, int) and not isinstance(found, bool) else now()
+
+
+def _manifest(art: Artifact, model_dir: Path, job: Job, chunk: int, at: int | None) -> dict[str, Any]:
     """What the parts hold; no world size, so that any number of processes may resume them."""
     return {
         "version": MANIFEST_VERSION,
@@ -224,6 +247,7 @@ def _manifest(art: Artifact, model_dir: Path, job: Job, chunk: int) -> dict[str,
         "chunk_users": chunk,
         "n_users": len(art.users),
         "n_items": len(art.items),
+        "at": at,  # None unless the model reads the request's time
     }
 
 
@@ -248,9 +272,13 @@ def _on_rank_0(fn: Callable[[], T], rank: int, world: int) -> T:
     return result
 
 
-def _top_k(art: Artifact, users: np.ndarray, job: Job, user_ids: pa.Array, item_ids: pa.Array) -> pa.Table:
-    """The long-format rows of `users`' top-k, best first, through the one ranking path."""
-    lists = art.rank(users, k=job.k, exclude_seen=job.exclude_seen, rerank=job.rerank)
+def _top_k(
+    art: Artifact, users: np.ndarray, job: Job, at: int | None, user_ids: pa.Array, item_ids: pa.Array
+) -> pa.Table:
+    """The long-format rows of `users`' top-k, best first, asked at `at`, through the one ranking
+    path."""
+    when = at if at is not None else job.at  # a model that ignores the time: any value will do
+    lists = art.rank(users, k=job.k, exclude_seen=job.exclude_seen, rerank=job.rerank, at=when)
     row_of, rank_of, items, scores = lists.long()  # users in order, ranks ascending
     return pa.table(
         {

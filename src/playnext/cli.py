@@ -624,6 +624,14 @@ def recommend(
             "--nproc", min=1, help="With --all-users: processes on this machine, a share of the parts each."
         ),
     ] = 1,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="When the lists are asked: unix seconds or ISO-8601 (UTC without a zone); default now. "
+            "Read by a model trained with the request's time; with --all-users one time for every user.",
+        ),
+    ] = None,
 ) -> None:
     """Top-k recommendations with titles for a user or an ad-hoc history, or every user's top-k
     streamed to Parquet (`--all-users --out recs.parquet`; rerun the same command to resume).
@@ -632,14 +640,16 @@ def recommend(
     def go() -> None:
         from playnext.artifact import Artifact
         from playnext.batch import Job
+        from playnext.data.request_time import parse_at
         from playnext.rerank import parse_spec
 
         spec = parse_spec(rerank)  # a bad value exits 2 before the model is loaded
         typed = _parse_events(events) if events is not None else None
+        asked = parse_at(at, "--at") if at is not None else None  # likewise
         if all_users:
             if typed is not None:
                 raise PlaynextError("--events types a --history; --all-users reads each user's stored events")
-            job = Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users, rerank=spec)
+            job = Job(k=k, exclude_seen=exclude_seen, chunk_users=chunk_users, rerank=spec, at=asked)
             _recommend_all(model_dir, user, history, job, out_file, restart, as_json, nproc, ctx)
             return
         if out_file is not None or restart or nproc > 1:
@@ -650,13 +660,19 @@ def recommend(
             raise PlaynextError("--events types a --history; a --user's own events are stored")
         art = Artifact.load(model_dir)
         hist = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
+        asked = asked if asked is not None else parse_at(None)  # now, said in the answer
         recs, summary = art.recommend_ranked(
-            user=user, history=hist, k=k, exclude_seen=exclude_seen, rerank=spec, events=typed
+            user=user, history=hist, k=k, exclude_seen=exclude_seen, rerank=spec, events=typed, at=asked
         )
+        reads_time = art.model.uses_request_time
         if as_json:
-            doc = {"user": user, "history": hist, "items": recs, "rerank": summary}
+            doc: dict[str, Any] = {"user": user, "history": hist, "items": recs, "rerank": summary}
+            doc |= {"request_time": reads_time, "at": asked if reads_time else None}
             sys.stdout.write(json.dumps(doc) + "\n")
             return
+        if reads_time:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(asked))
+            err.print(f"asked at {when} ({asked}): the model reads the request's time", highlight=False)
         _recs_table(recs, f"for user {user}" if user is not None else f"for history {', '.join(hist or [])}")
         if summary is not None:
             _rerank_note(summary)
@@ -726,13 +742,15 @@ def _recommend_all(
         "parts_reused": done.parts_reused,
         "processes": done.ranks,
         "seconds": round(done.seconds, 3),
+        "at": done.at,  # None unless the model reads the request's time
     }
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         reused = f", {done.parts_reused} of {done.parts} parts reused" if done.parts_reused else ""
         ranks = f" on {done.ranks} processes" if done.ranks > 1 else ""
-        err.print(f"{done.rows:,} rows for {done.users:,} users in {done.seconds:.1f}s{ranks}{reused}")
+        asked = f", asked at {done.at} (the model reads the request's time)" if done.at is not None else ""
+        err.print(f"{done.rows:,} rows for {done.users:,} users in {done.seconds:.1f}s{ranks}{reused}{asked}")
         out.print(f"wrote {done.path}")
 
 

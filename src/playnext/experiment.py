@@ -362,6 +362,9 @@ def record(plan: Plan, res: ExperimentResult, split: Split, *, dataset: str, n_i
         "metrics": res.test.metrics,
         "valid_metrics": res.valid_metrics,
         "params": params,
+        # whether the scores read the question's time (its target's, in the protocol): the
+        # README's tables show each model with and without it
+        "request_time": res.model.uses_request_time,
         "refit_params": res.model.config.to_dict() if plan.refit else None,
         "candidates": res.candidates,
         "search": plan.search is not None,

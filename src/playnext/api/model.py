@@ -17,6 +17,7 @@ import polars as pl
 from playnext.api.dataset import Dataset, DataSplit, Frame, Names
 from playnext.artifact import Artifact
 from playnext.data.interactions import Histories
+from playnext.data.request_time import Times, request_times
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
 from playnext.models import registry
@@ -123,6 +124,7 @@ class Model:
         filters: dict[str, Any] | None = None,
         rerank: dict[str, Any] | RerankSpec | None = None,
         unknown: str = "raise",
+        at: Times = None,
     ) -> Frame:
         """Top-k lists as a DataFrame with the caller's columns and id types (`uid, rank, iid,
         score`), best first, in memory and batched.
@@ -132,7 +134,9 @@ class Model:
         for one anonymous list of item ids (no user column). `filters` keeps items by `kinds`,
         `genres`, `year_min`, `year_max`, `exclude_items`, `only_items`; `rerank` is a re-rank
         spec (`{"mmr": {"lambda": 0.3}}`, see docs/rerank.md). Unknown users are an error
-        listing them, or dropped with `unknown="skip"`."""
+        listing them, or dropped with `unknown="skip"`. `at` is when the lists are asked: unix
+        seconds, an ISO-8601 string or a datetime, one for all or one per user of `users` (default
+        now); only a model trained with the request's time reads it."""
         art, names = self._fitted(), self._names()
         _check_k(k)
         if unknown not in ("raise", "skip"):
@@ -143,9 +147,9 @@ class Model:
             if users is not None:
                 raise ConfigError("give users or a history, not both")
             items = art.items.to_internal([str(i) for i in history], kind="item")
+            anonymous = Histories.from_lists([items]).with_at(request_times(at, 1))
             lists = art.rank_histories(
-                np.array([-1]), Histories.from_lists([items]), k=k, exclude_seen=exclude_seen,
-                rerank=spec, allowed=allowed,
+                np.array([-1]), anonymous, k=k, exclude_seen=exclude_seen, rerank=spec, allowed=allowed,
             )  # fmt: skip
             _, rank, item, score = lists.long()
             df = pl.DataFrame({"rank": rank.astype(np.int32)})
@@ -153,7 +157,7 @@ class Model:
                 names.ids(art.items.external.gather(item), user=False), pl.Series("score", score)
             )
             return names.table(df)
-        ext, model_users, hist = self._questions(data, users, unknown)
+        ext, model_users, hist = self._questions(data, users, unknown, at)
         # longest histories first across the whole call, so each scoring batch pads to its own
         # rows; the rows are put back in the caller's user order at the end
         order = longest_first(hist, art.model.max_len or int(hist.lengths.max(initial=1)))
@@ -184,9 +188,10 @@ class Model:
         return names.table(df)
 
     def _questions(
-        self, data: Dataset | None, users: Sequence[Any] | None, unknown: str
+        self, data: Dataset | None, users: Sequence[Any] | None, unknown: str, at: Times = None
     ) -> tuple[pl.Series, np.ndarray, Histories]:
-        """(the users' external ids, their rows in the model, their histories in model items)."""
+        """(the users' external ids, their rows in the model, their histories in model items,
+        asked at `at`: one time, or one per user asked)."""
         art = self._fitted()
         if data is None:
             source_users, seqs, same_items = art.users, art.histories, True
@@ -195,6 +200,7 @@ class Model:
             source_users, seqs, same_items = inter.users, inter.sequences(), inter.items == art.items
         if users is None:
             rows = np.arange(len(source_users), dtype=np.int64)
+            when = request_times(at, len(rows))
         else:
             asked = [str(u) for u in users]
             rows = source_users.to_internal(asked, kind="user", strict=False)
@@ -205,6 +211,7 @@ class Model:
                 raise ConfigError(
                     f"users: {len(missing)} unknown user(s): {shown}{more} (unknown='skip' drops them)"
                 )
+            when = request_times(at, len(asked))[rows >= 0]
             rows = rows[rows >= 0]
         ext = source_users.external.gather(rows)
         hist = seqs.take(rows)
@@ -217,7 +224,7 @@ class Model:
             counts = np.bincount(hist.row_ids()[keep], minlength=len(hist))
             hist = Histories(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), mapped[keep])
         model_users = art.users.to_internal(ext.to_list(), kind="user", strict=False)
-        return ext, model_users, hist
+        return ext, model_users, hist.with_at(when)
 
     # ---- state --------------------------------------------------------------------------------------
     def _fitted(self) -> Artifact:

@@ -9,6 +9,7 @@ without a skip type never reads it as a pick.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from playnext.artifact import Artifact
 from playnext.data.events import check_event
 from playnext.data.interactions import Histories
+from playnext.data.request_time import now
 from playnext.rerank import RerankSpec
 from playnext.serve.catalog import Catalog
 from playnext.serve.cold import ColdItems
@@ -46,6 +48,7 @@ class Query:
     exclude_items: list[str] | None = None
     only_items: list[str] | None = None
     rerank: RerankSpec | None = None
+    at: int | None = None  # unix seconds the query is asked at (None: now, when resolved)
 
     @property
     def has_who(self) -> bool:
@@ -73,10 +76,19 @@ class Context:
     events: np.ndarray | None = None
     values: np.ndarray | None = None
     event_types: tuple[str, ...] = ()
+    at: int | None = None  # unix seconds the query is asked at
+    # a request-time model's seconds of each model_history event, when every part has them
+    times: np.ndarray | None = None
 
     def model_histories(self, masks: Sequence[np.ndarray]) -> Histories:
-        """One model history per mask (`model_history[mask]`), with a typed model's events."""
+        """One model history per mask (`model_history[mask]`), asked at `at`, with a typed
+        model's events and a request-time model's event times."""
         hist = Histories.from_lists([self.model_history[m] for m in masks])
+        if self.at is not None:
+            hist = hist.with_at(np.full(len(masks), self.at, dtype=np.int64))
+        if self.times is not None:
+            parts = [self.times[m] for m in masks]
+            hist = hist.with_times(np.concatenate(parts) if parts else self.times[:0])
         if self.events is None or self.values is None:
             return hist
         codes = np.concatenate([self.events[m] for m in masks]) if masks else np.zeros(0, np.int32)
@@ -101,6 +113,8 @@ class Queries:
         self.cold = cold
         # a model trained with actions reads session events; any other only logs them
         self.event_types = artifact.model.event_types
+        # a model trained with the request's time reads each event's gap to it
+        self.request_time = artifact.model.uses_request_time
 
     @property
     def n_items(self) -> int:
@@ -133,9 +147,12 @@ class Queries:
 
     # ---- resolving --------------------------------------------------------------------------
     def resolve(self, q: Query) -> Context:
-        """The query's user, history (user's, given, session's: in that order, less `remove`) and
-        allowed items (less the session's skips)."""
+        """The query's user, history (user's, given, session's: in that order, less `remove`),
+        allowed items (less the session's skips) and the time it is asked at (`at`, else now).
+        A request-time model also gets the events' times when every part has them (the user's
+        stored ones, the session's); else it reads its own (`HSTU.score`)."""
         s = self.settings
+        at = q.at if q.at is not None else now()
         self.check_k(q.k)
         if q.history is not None and len(q.history) > s.max_history:
             raise QueryError(f"history has {len(q.history)} items; the limit is {s.max_history}")
@@ -147,37 +164,47 @@ class Queries:
         skipped = np.zeros(0, dtype=np.int64)
         parts: list[np.ndarray] = []
         events: list[tuple[np.ndarray, np.ndarray]] = []  # per part: codes, values
+        times: list[np.ndarray | None] = []  # per part: seconds, if known (request-time models)
         user = -1
         if q.user_id is not None:
             self.check_user(str(q.user_id))
             user = int(self.artifact.users.to_internal([q.user_id], kind="user")[0])
             parts.append(self.artifact.histories[user].astype(np.int64))
             events.append(self._stored_events(user))
+            times.append(self._stored_times(user, len(parts[-1])))
         if q.history is not None:
             parts.append(self.indices(q.history, "item id(s) in history"))
             events.append(_untyped(len(parts[-1])))
+            times.append(None)  # an anonymous history says nothing of when
         if q.session_id is not None:
             sess = self.store.session(q.session_id)
             if sess is None:
                 raise UnknownIds("session id", [q.session_id])
-            items, codes, values, skipped = self._session_events(sess)
+            items, codes, values, skipped, stamps = self._session_events(sess)
             parts.append(items)
             events.append((codes, values))
+            times.append(stamps)
         history = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         codes = np.concatenate([e[0] for e in events]) if events else np.zeros(0, np.int32)
         values = np.concatenate([e[1] for e in events]) if events else np.zeros(0, np.float32)
+        known = [t for t in times if t is not None]
+        timed = self.request_time and len(known) == len(times)
+        seconds: np.ndarray | None = np.concatenate(known) if timed else None
         if removed is not None:  # a what-if: the model reads the history as if it lacked them
             kept = ~np.isin(history, removed)
             history, codes, values = history[kept], codes[kept], values[kept]
+            seconds = seconds[kept] if seconds is not None else None
             skipped = skipped[~np.isin(skipped, removed)]
         allowed = self.allowed(q)
         if q.exclude_seen and len(history):
             allowed[history[history < n]] = False
         allowed[skipped[skipped < n]] = False
         model_history, keep = self.cold.to_model(history)
+        seconds = seconds[keep] if seconds is not None else None
         if not self.event_types:
-            return Context(user, history, model_history, allowed, n)
-        return Context(user, history, model_history, allowed, n, codes[keep], values[keep], self.event_types)
+            return Context(user, history, model_history, allowed, n, at=at, times=seconds)
+        typed = (codes[keep], values[keep], self.event_types)
+        return Context(user, history, model_history, allowed, n, *typed, at=at, times=seconds)
 
     def anonymous(self, q: Query) -> Context:
         """A query with no one behind it (text search alone): only its filters."""
@@ -210,10 +237,20 @@ class Queries:
         remap = np.array([own.get(n, -1) for n in h.event_names] + [-1], dtype=np.int32)
         return remap[h.events[lo:hi]], h.values[lo:hi]
 
-    def _session_events(self, sess: SessionState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A session's items (catalog indices) with their events against this model's types, and
-        the items whose latest event is a skip. A model without a skip type would read a skipped
-        item as a pick, so its skips stay out of the history: an implicit negative, nothing more.
+    def _stored_times(self, user: int, n: int) -> np.ndarray | None:
+        """A known user's stored event seconds, for a request-time model that kept them."""
+        if not self.request_time:
+            return None
+        found = self.artifact.model.stored_times(user)
+        return found if found is not None and len(found) == n else None
+
+    def _session_events(
+        self, sess: SessionState
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A session's items (catalog indices) with their events against this model's types and
+        their unix seconds, and the items whose latest event is a skip. A model without a skip
+        type would read a skipped item as a pick, so its skips stay out of the history: an
+        implicit negative, nothing more.
         Items this catalog lacks (logged under another model) are left out rather than failing."""
         lookup = self.catalog.lookup
         if any(e.item_id not in lookup for e in sess.events):
@@ -227,7 +264,8 @@ class Queries:
         items = np.asarray([i for i, _ in found], dtype=np.int64)
         codes = np.asarray([own.get(e.event or "", -1) for _, e in found], dtype=np.int32)
         values = np.asarray([np.nan if e.value is None else e.value for _, e in found], dtype=np.float32)
-        return items, codes, values, skipped
+        seconds = np.asarray([math.floor(e.ts) for _, e in found], dtype=np.int64)
+        return items, codes, values, skipped, seconds
 
     def check_events(self, events: Sequence[NewEvent]) -> None:
         """Ids this catalog knows and, for a model trained with actions, only its own event types

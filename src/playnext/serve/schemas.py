@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from playnext.data.request_time import parse_at
+from playnext.errors import ConfigError
 from playnext.rerank import RerankSpec
 
 Id = Annotated[str | int, Field(description="An id as in the dataset (string or number).")]
@@ -54,11 +56,35 @@ class Who(Filters):
         'E.g. {"calibrate": {"lambda": 0.5}, "quota": {"min_per_kind": {"game": 2}}}.',
     )
 
+    at: int | float | str | None = Field(
+        None,
+        description="When the request is asked: unix seconds or an ISO-8601 time (UTC without a "
+        "zone); default now. Only a model trained with the request's time reads it (`/health`'s "
+        "`request_time`): each history event's gap to it.",
+        examples=[1714564800, "2024-05-01T12:00:00Z"],
+    )
+
     @field_validator("rerank", mode="before")
     @classmethod
     def _strict_rerank(cls, v: Any) -> Any:
         """The re-ranking options as strictly typed as the rest (`"lambda": true` is a 422)."""
         return RerankSpec.model_validate(v, strict=True) if isinstance(v, dict) else v
+
+    @field_validator("at")
+    @classmethod
+    def _read_at(cls, v: int | float | str | None) -> int | None:
+        """Read once, by the rule every entry point shares (`playnext.data.request_time`)."""
+        if v is None:
+            return None
+        try:
+            return parse_at(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @property
+    def at_seconds(self) -> int | None:
+        """`at` as unix seconds (None: not given; the server asks at now)."""
+        return None if self.at is None else parse_at(self.at)
 
 
 class RecommendRequest(Who):
@@ -242,6 +268,11 @@ class Health(BaseModel):
     sessions: int
     text_encoder: str | None
     text_index: str | None
+    request_time: bool = Field(
+        False,
+        description="Whether the model was trained with the request's time: its answers read each "
+        "request's `at` (default now).",
+    )
     event_types: list[EventTypeOut] = Field(
         description="The event types session events may name, with their value ranges (empty: the "
         "model reads no event types; any is logged)."

@@ -41,6 +41,7 @@ def to_query(body: Who) -> Query:
         exclude_items=[str(i) for i in body.exclude_items] if body.exclude_items is not None else None,
         only_items=[str(i) for i in body.only_items] if body.only_items is not None else None,
         rerank=body.rerank,
+        at=body.at_seconds,
     )
 
 

@@ -57,6 +57,7 @@ def health(holder: HolderDep, request: Request, authorized: AuthorizedDep) -> An
         sessions=sessions,
         text_encoder=engine.encoder.name if engine.encoder is not None else None,
         text_index=engine.text_index.kind if engine.text_index is not None else None,
+        request_time=engine.model.uses_request_time,
         event_types=[EventTypeOut.model_validate(t) for t in describe(engine.event_types)],
         uptime_seconds=time.time() - request.app.state.started,
     )
