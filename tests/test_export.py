@@ -28,6 +28,7 @@ MAX_LEN = 12
 TINY: dict[str, dict[str, Any]] = {
     "sasrec": {"dim": 16, "max_len": MAX_LEN, "n_heads": 2, **QUIET},
     "hstu": {"dim": 16, "max_len": MAX_LEN, "n_negatives": 32, **QUIET},  # with a time bias
+    "hstu-request": {"dim": 16, "max_len": MAX_LEN, "n_negatives": 32, "time_reference": "request", **QUIET},
     "hstu-untimed": {"dim": 16, "max_len": MAX_LEN, "n_negatives": 32, "time_bias": False, **QUIET},
     "gru4rec": {"dim": 16, "hidden": 24, "n_layers": 2, "max_len": MAX_LEN, **QUIET},
     "caser": {"dim": 8, "max_len": 4, "n_h": 2, "n_v": 2, **QUIET},
@@ -56,7 +57,17 @@ def random_histories(n_items: int, n: int, seed: int) -> Histories:
 
 
 @pytest.mark.parametrize(
-    "kind", ["sasrec", "hstu", "hstu-untimed", "gru4rec", "caser", "sasrec-content", "gru4rec-content"]
+    "kind",
+    [
+        "sasrec",
+        "hstu",
+        "hstu-request",
+        "hstu-untimed",
+        "gru4rec",
+        "caser",
+        "sasrec-content",
+        "gru4rec-content",
+    ],
 )
 def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -> None:
     model_dir = saved(kind, world, tmp_path)
@@ -71,7 +82,12 @@ def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -
     assert info["max_abs_diff"] <= export.TOLERANCE * info["score_scale"] and info["n_checked"] == 120
     assert isinstance(info["opset"], int) and info["outputs"][0]["shape"][1] == 150
     names = [i["name"] for i in info["inputs"]]
-    assert names == {"hstu": ["items", "times"], "caser": ["users", "items"]}.get(kind, ["items"])
+    expected = {
+        "hstu": ["items", "times"],
+        "hstu-request": ["items", "times", "at"],
+        "caser": ["users", "items"],
+    }
+    assert names == expected.get(kind, ["items"]) and info["request_time"] == (kind == "hstu-request")
 
     art = Artifact.load(model_dir)
     model: Recommender = art.model
@@ -88,6 +104,30 @@ def test_onnxruntime_scores_equal_torch(kind: str, world: Any, tmp_path: Path) -
         (got,) = session.run(["scores"], graph.feed(users, rows))
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=0)
+
+
+def test_the_request_time_is_an_input_of_a_request_time_graph(world: Any, tmp_path: Path) -> None:
+    """Issue #32: the graph of a model trained with the request's time reads `at`; its scores at
+    two times differ, and each equals `Recommender.score` asked at that time."""
+    model_dir = saved("hstu-request", world, tmp_path)
+    done = export.export_onnx(model_dir, check_users=32)
+    assert (
+        done.info["request_time"] and done.info["max_abs_diff"] <= export.TOLERANCE * done.info["score_scale"]
+    )
+    art = Artifact.load(model_dir)
+    model = art.model
+    graph = export.GRAPHS[model.name](model)
+    session = ort.InferenceSession(str(done.path), providers=["CPUExecutionProvider"])
+    users = np.arange(8)
+    rows = art.histories.take(users)
+    last = model.times_for(users, rows, MAX_LEN)[:, -1]  # type: ignore[attr-defined]
+    got = {}
+    for gap in (0, 30 * 86_400):
+        asked = rows.with_at(last + gap)
+        (got[gap],) = session.run(["scores"], graph.feed(users, asked))
+        want = model.score(users, asked).numpy()
+        np.testing.assert_allclose(got[gap], want, atol=1e-4 * max(1.0, float(np.abs(want).max())), rtol=0)
+    assert np.abs(got[0] - got[30 * 86_400]).max() > 1e-3
 
 
 def test_other_models_are_refused_naming_the_supported_ones(world: Any, tmp_path: Path) -> None:

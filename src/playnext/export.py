@@ -6,15 +6,18 @@
 The exported graph is the model's own scoring forward, wrapped only to take the padded tensors
 its `score` builds: `items` (B, max_len) int64 holds each history's most recent items as
 internal index + 1 (the row of items.parquet + 1), left-padded with 0, most recent last; HSTU
-trained with timestamps also takes `times` (B, max_len) int64 seconds aligned with `items`;
-Caser takes `users` (B,) int64 (internal index, -1 = anonymous) beside its window of items.
+trained with timestamps also takes `times` (B, max_len) int64 seconds aligned with `items`,
+and one trained with the request's time (`uses_request_time`) `at` (B,) int64: the unix second
+each row is asked at (its last event's time or later; `HSTU.request_times` fills it); Caser
+takes `users` (B,) int64 (internal index, -1 = anonymous) beside its window of items.
 The output `scores` (B, n_items) float32 is ordered like items.parquet — seen items are not
 masked (that is the caller's policy, as `exclude_seen` is here). A model trained with typed
 events (`actions=true`) is refused: its action ids are no input of these graphs; so is one with
 a learned repeat bonus (`repeat_bonus=true`), which the graphs do not add.
 
 Before the file is renamed into place, onnxruntime scores real histories of the model folder's
-users and the result is compared with `Recommender.score` (the PyTorch path serving uses); a
+users and the result is compared with `Recommender.score` (the PyTorch path serving uses), for a
+request-time model each asked at a different time from its last event to 60 days after; a
 difference above the tolerance (1e-4 of the largest score, at least 1) refuses the export and
 leaves no model.onnx behind.
 """
@@ -42,7 +45,7 @@ from playnext.io import atomic_write, sha256_file, write_json
 from playnext.models.base import Recommender
 from playnext.models.caser import Caser, CaserNet
 from playnext.models.gru4rec import GRU4Rec, GRU4RecNet
-from playnext.models.hstu import HSTU
+from playnext.models.hstu import HSTU, HSTUNet
 from playnext.models.neural import known_items
 from playnext.models.parts.net import SequenceNet
 from playnext.models.sequence import SequenceRecommender
@@ -90,6 +93,18 @@ class NextItemScores(nn.Module):
         return h @ self.net.item_vectors().T  # (B, I)
 
 
+class RequestTimeScores(nn.Module):
+    """HSTU trained with the request's time: `encode_last` asked at `at` · `item_vectors`."""
+
+    def __init__(self, net: HSTUNet, n_items: int) -> None:
+        super().__init__()
+        self.net, self.n_items = net, n_items
+
+    def forward(self, items: torch.Tensor, times: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        h = self.net.encode_last(known_items(items, self.n_items), times, at=at)  # (B, D)
+        return h @ self.net.item_vectors().T  # (B, I)
+
+
 class GRULastScores(nn.Module):
     """GRU4Rec: the net's own `encode_last_unpacked` · item vectors (its packed `encode` cannot be
     traced: torch.export fails on it and the TorchScript exporter silently drops the packing). The
@@ -128,6 +143,9 @@ def _sequence_graph(model: Recommender) -> Graph:
     inputs = {"items": ITEMS}
     if timed:
         inputs["times"] = "(B, max_len) int64: seconds of each item in `items` (only differences count)"
+    asked = model.uses_request_time
+    if asked:
+        inputs["at"] = "(B,) int64: unix seconds each row is asked at (not before its last event)"
 
     def feed(users: np.ndarray, history: Histories) -> Feed:
         out = {"items": _padded(model, history)}
@@ -135,8 +153,15 @@ def _sequence_graph(model: Recommender) -> Graph:
             times = model.times_for(users, history, model.config.max_len)
             assert times is not None
             out["times"] = times
+            if asked:
+                at = model.request_times(users, history, model.config.max_len)
+                assert at is not None
+                out["at"] = at
         return out
 
+    if asked:
+        assert isinstance(model.net_, HSTUNet)
+        return Graph(RequestTimeScores(model.net_, n_items), inputs, feed)
     return Graph(NextItemScores(model.net_, n_items), inputs, feed)
 
 
@@ -212,7 +237,7 @@ def export_onnx(
 
     def write(tmp: Path) -> None:
         t0 = time.perf_counter()
-        example = graph.feed(users[:2], art.histories.take(users[:2]))
+        example = graph.feed(users[:2], _asked(model, users[:2], art.histories.take(users[:2])))
         _torch_export(graph, example, tmp)
         seconds = time.perf_counter() - t0
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
@@ -307,12 +332,23 @@ def _max_abs_diff(
     worst, scale = 0.0, 1.0
     for lo in range(0, len(users), CHECK_BATCH):
         idx = users[lo : lo + CHECK_BATCH]
-        rows = histories.take(idx)
+        rows = _asked(model, idx, histories.take(idx))
         want = model.score(idx, rows).numpy()  # (b, I), the PyTorch path
         (got,) = session.run(["scores"], graph.feed(idx, rows))
         worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
         scale = max(scale, float(np.abs(want).max(initial=0.0)))
     return worst, scale
+
+
+def _asked(model: Recommender, users: np.ndarray, rows: Histories) -> Histories:
+    """`rows` asked at times the check can tell apart, for a request-time model: each row from its
+    last known event to 60 days after it (a fixed draw per user), so the `at` input is checked."""
+    if not (isinstance(model, HSTU) and model.uses_request_time):
+        return rows
+    times = model.times_for(users, rows, model.config.max_len)
+    assert times is not None
+    gap = np.array([np.random.default_rng(int(u) + 1).integers(0, 60 * 86_400) for u in users], np.int64)
+    return rows.with_at(times[:, -1] + gap)
 
 
 def _describe(path: Path, session: Any, graph: Graph, model: Recommender, model_dir: Path) -> dict[str, Any]:
@@ -331,6 +367,7 @@ def _describe(path: Path, session: Any, graph: Graph, model: Recommender, model_
         "weights_sha256": sha256_file(model_dir / "weights.safetensors"),
         "n_items": model.n_items_,
         "max_len": model.max_len,
+        "request_time": model.uses_request_time,
         "inputs": [
             {"name": n, "shape": shapes[n][0], "type": shapes[n][1], "holds": what}
             for n, what in graph.inputs.items()
