@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import playnext as pn
+from playnext import batch
 from playnext.artifact import Artifact
 from playnext.cli import app
 from playnext.data.interactions import Histories, Interactions
@@ -207,3 +208,24 @@ def test_a_bad_at_is_named(dirs: dict[str, Path], world: Interactions) -> None:
     )
     assert r.exit_code == 2 and "--at" in r.output and "yesterday" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_a_resumed_batch_run_goes_on_at_the_time_it_started(dirs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "recs.parquet"
+    job = batch.Job(k=5, chunk_users=20)
+
+    def stop(i: int) -> None:
+        raise KeyboardInterrupt  # killed after its first part
+
+    with pytest.raises(KeyboardInterrupt):
+        batch.recommend_all(dirs["request"], out, job, on_part=stop)
+    started = json.loads((batch.parts_dir(out) / batch.MANIFEST).read_text())["at"]
+    assert isinstance(started, int)
+    with pytest.raises(batch.ResumeMismatchError, match="at"):
+        batch.recommend_all(dirs["request"], out, batch.Job(k=5, chunk_users=20, at=started + 1))
+    done = batch.recommend_all(dirs["request"], out, job)
+    assert done.at == started and done.parts_reused == 1
+    fresh = batch.recommend_all(dirs["request"], tmp_path / "again.parquet", batch.Job(k=5, chunk_users=20, at=started))
+    assert pl.read_parquet(out).equals(pl.read_parquet(fresh.path))
+    plain = batch.recommend_all(dirs["query"], tmp_path / "plain.parquet", job)
+    assert plain.at is None
