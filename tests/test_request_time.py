@@ -225,7 +225,9 @@ def test_a_resumed_batch_run_goes_on_at_the_time_it_started(dirs: dict[str, Path
         batch.recommend_all(dirs["request"], out, batch.Job(k=5, chunk_users=20, at=started + 1))
     done = batch.recommend_all(dirs["request"], out, job)
     assert done.at == started and done.parts_reused == 1
-    fresh = batch.recommend_all(dirs["request"], tmp_path / "again.parquet", batch.Job(k=5, chunk_users=20, at=started))
+    fresh = batch.recommend_all(
+        dirs["request"], tmp_path / "again.parquet", batch.Job(k=5, chunk_users=20, at=started)
+    )
     assert pl.read_parquet(out).equals(pl.read_parquet(fresh.path))
     plain = batch.recommend_all(dirs["query"], tmp_path / "plain.parquet", job)
     assert plain.at is None
