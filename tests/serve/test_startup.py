@@ -1,20 +1,32 @@
 """`playnext serve` start-up: the port checked before the model loads, one line per slow step on
-stderr, and /docs that works offline (Swagger UI's assets served locally, not from a CDN)."""
+stderr, nothing loaded twice, no text encoder for items without text, and /docs that works
+offline (Swagger UI's assets served locally, not from a CDN)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
 from playnext.artifact import Artifact
+from playnext.serve import engine as engine_module
+from playnext.serve.engine import Engine, Query
+from playnext.serve.errors import TextOff
+from playnext.serve.settings import Settings
+from playnext.state import StateStore
+from playnext.text import HashingEncoder, TextEncoder
 
 PLAYNEXT = [sys.executable, "-c", "from playnext.cli import main; main()"]
 
@@ -91,8 +103,7 @@ def test_start_up_steps_each_say_how_long_they_took(artifact: Artifact, tmp_path
     assert all(timed.search(line) for line in steps), text
     for what in (
         "model .* loaded and checked in",
-        "state store checked in",
-        "state store .* opened in",
+        r"state store \(sqlite\) opened and checked in",
         r"model \S+ loaded in",
         r"text index of [\d,]+ items in \d+\.\d s \(",
     ):
@@ -120,3 +131,97 @@ def test_docs_work_offline(client: TestClient) -> None:
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_are_not_in_the_schema(client: TestClient, page: str) -> None:
     assert page not in client.get("/openapi.json").json()["paths"]
+
+
+def _with_titles(artifact: Artifact, titled: Callable[[int], bool]) -> Artifact:
+    """The artifact as id-only data makes it (each item titled by its id, nothing else), except
+    the items `titled` keeps their own title."""
+    ids = artifact.items.external.to_list()
+    real = artifact.meta.get_column("title").to_list()
+    meta = pl.DataFrame(
+        {
+            "item_id": ids,
+            "title": [real[i] if titled(i) else ids[i] for i in range(len(ids))],
+            "genres": [[] for _ in ids],
+            "year": pl.Series([None] * len(ids), dtype=pl.Int32),
+            "kind": pl.Series([None] * len(ids), dtype=pl.String),
+        }
+    )
+    return dataclasses.replace(artifact, meta=meta)
+
+
+def test_an_id_only_catalog_loads_no_encoder_and_encodes_nothing(
+    artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 12k-item catalog of ids once paid for loading MiniLM and encoding 12k placeholder texts
+    (the ids) at every start with an empty cache: 36 s of a 41 s start-up (issue #31)."""
+
+    def no_encoder(kind: str) -> TextEncoder:
+        raise AssertionError(f"the {kind} encoder was loaded for a catalog of ids")
+
+    monkeypatch.setattr(engine_module, "make_encoder", no_encoder)
+    ids_only = _with_titles(artifact, lambda i: False)
+    engine = Engine(ids_only, Settings(text_encoder="minilm"), StateStore.open(tmp_path))
+    assert engine.encoder is None and engine.text_index is None and engine.n_texted == 0
+    with pytest.raises(TextOff, match="ids only"):
+        engine.search("space", Query(), None)
+    assert engine.recommend(Query(history=[ids_only.items.external[0]], k=3))  # the model serves
+
+
+class _Counting(HashingEncoder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen += list(texts)
+        return super().encode(texts)
+
+
+def test_only_items_with_text_are_encoded(artifact: Artifact, tmp_path: Path) -> None:
+    half = _with_titles(artifact, lambda i: i % 2 == 0)
+    enc = _Counting()
+    engine = Engine(half, Settings(text_encoder="hashing"), StateStore.open(tmp_path), enc)
+    titles = half.meta.get_column("title").to_list()
+    assert enc.seen == titles[::2] and engine.n_texted == len(titles[::2])
+    index = engine.text_index
+    assert index is not None and len(index) == len(titles)
+    assert not index.vectors[1::2].any() and (np.linalg.norm(index.vectors[::2], axis=1) > 0.99).all()
+    found = engine.search(titles[4], Query(k=1), None)
+    assert found[0]["item_id"] == half.items.external[4]
+
+
+def test_serve_loads_the_model_and_opens_the_store_once(
+    artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`playnext serve` checked the model and the store, then the app loaded and opened both
+    again (issue #30): the app now serves what the check loaded, on the store it opened."""
+    import uvicorn
+
+    from playnext.serve import cli
+    from playnext.state import store as store_module
+
+    model = artifact.save(tmp_path / "model")
+    loads: list[Path] = []
+    opens: list[str] = []
+    real_load, real_init = Artifact.load.__func__, store_module.StateStore.__init__  # type: ignore[attr-defined]
+
+    def load(cls: type[Artifact], directory: str | Path) -> Artifact:
+        loads.append(Path(directory))
+        return real_load(cls, directory)  # type: ignore[no-any-return]
+
+    def init(self: StateStore, url: str, *args: Any, **kw: Any) -> None:
+        opens.append(url)
+        real_init(self, url, *args, **kw)
+
+    def run(app: Any, **_: Any) -> None:
+        with TestClient(app) as c:
+            assert c.get("/health").status_code == 200
+
+    monkeypatch.setattr(Artifact, "load", classmethod(load))
+    monkeypatch.setattr(store_module.StateStore, "__init__", init)
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setenv("PLAYNEXT_TEXT_ENCODER", "hashing")
+    monkeypatch.setenv("PLAYNEXT_CACHE_DIR", str(tmp_path / "cache"))
+    cli.serve(model, "127.0.0.1", 0, None, state=str(tmp_path / "state"))
+    assert len(loads) == 1 and len(opens) == 1, (loads, opens)

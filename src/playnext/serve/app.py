@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 
 from playnext.artifact import Artifact
 from playnext.errors import PlaynextError, UnknownEventTypeError
-from playnext.serve.engine import catalog_print
+from playnext.serve.engine import LazyEncoder, catalog_print
 from playnext.serve.errors import Conflict, NotFound, UnknownIds
 from playnext.serve.metrics import Metrics
 from playnext.serve.routes.admin import router as admin_router
@@ -45,7 +45,7 @@ from playnext.serve.settings import Settings
 from playnext.serve.swap import ModelHolder
 from playnext.state import CatalogPrint, Limits, StateConflict, StateError, StateStore
 from playnext.state.store import CATALOG_KEY, DB_FILE
-from playnext.text import TextEncoder, make_encoder
+from playnext.text import TextEncoder
 
 log = logging.getLogger("playnext.serve")
 WEB = Path(__file__).resolve().parent / "web"
@@ -71,35 +71,46 @@ def create_app(
     *,
     encoder: TextEncoder | None = None,
     start_without_model: bool = False,
+    preloaded: tuple[Path, Artifact] | None = None,
+    store: StateStore | None = None,
 ) -> FastAPI:
     """The app for a model folder (loaded at startup), an already loaded `Artifact`, or None with
     `settings.model_root` (serves ROOT/current).
 
-    `encoder` overrides `settings.text_encoder` (tests share one encoder across apps).
-    `start_without_model`: when neither the model nor a last good one loads, start anyway and
-    answer 503 with the reason until one does (each of several workers: one that fails its
-    start-up makes uvicorn stop all the others); otherwise the start-up fails.
+    `encoder` overrides `settings.text_encoder` (tests share one encoder across apps); either
+    is loaded only when a catalog has text. `start_without_model`: when neither the model nor
+    a last good one loads, start anyway and answer 503 with the reason until one does (each of
+    several workers: one that fails its start-up makes uvicorn stop all the others); otherwise
+    the start-up fails. `preloaded` (a folder and its loaded artifact) and `store` (open, and
+    closed at shutdown) are what `playnext serve` already loaded and checked, used rather than
+    loaded or opened again.
     """
     settings = settings if settings is not None else Settings.from_env()
+    handed = [preloaded] if preloaded is not None else []  # taken once: a swap frees that model
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         t0 = time.perf_counter()
-        where, scratch = state_location(source, settings)
-        store = StateStore.open(where, limits(settings))
-        log.info("serve: state store (%s) opened in %.1f s", store.kind, time.perf_counter() - t0)
+        scratch: Path | None = None
+        if store is not None:
+            state = store
+        else:
+            where, scratch = state_location(source, settings)
+            state = StateStore.open(where, limits(settings))
+            log.info("serve: state store (%s) opened in %.1f s", state.kind, time.perf_counter() - t0)
         try:
-            t1 = time.perf_counter()
-            enc = encoder if encoder is not None else make_encoder(settings.text_encoder)
-            if encoder is None and enc is not None:
-                log.info("serve: text encoder %s loaded in %.1f s", enc.name, time.perf_counter() - t1)
+            enc = LazyEncoder(settings.text_encoder, encoder)
             cached = _text_caches(settings.cache_dir)
             t1 = time.perf_counter()
-            holder = ModelHolder(source, settings, store, enc, start_without_model=start_without_model)
+            first = handed.pop() if handed else None
+            holder = ModelHolder(
+                source, settings, state, enc, start_without_model=start_without_model, preloaded=first
+            )
+            del first
             if holder.ready:
                 _log_engine_steps(holder.engine, time.perf_counter() - t1, cached, settings.cache_dir)
             app.state.holder = holder
-            app.state.store = store
+            app.state.store = state
             app.state.started = time.time()
             if holder.ready:
                 log.info(
@@ -107,8 +118,8 @@ def create_app(
                     holder.engine.model.name,
                     holder.engine.n_items,
                     time.perf_counter() - t0,
-                    store.kind,
-                    store.where,
+                    state.kind,
+                    state.where,
                 )
             else:
                 log.error("started without a model (503 until one loads): %s", holder.serving.last_error)
@@ -121,7 +132,7 @@ def create_app(
             holder.stop()
             app.state.holder = None
         finally:
-            store.close()
+            state.close()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
@@ -176,7 +187,8 @@ def _log_engine_steps(engine: Any, seconds: float, cached_before: set[str], cach
     """One start-up line per step of building the engine: the model, the text index, faiss."""
     index = engine.text_index
     text = engine.text_seconds if index is not None else 0.0
-    log.info("serve: model %s loaded in %.1f s", engine.model.name, max(seconds - text, 0.0))
+    model = seconds - text - engine.encoder_seconds
+    log.info("serve: model %s loaded in %.1f s", engine.model.name, max(model, 0.0))
     if index is None:
         return
     faiss = index.build_seconds if index.kind != "exact" else 0.0
@@ -186,6 +198,8 @@ def _log_engine_steps(engine: Any, seconds: float, cached_before: set[str], cach
         how = "encoded, now cached"
     else:
         how = "cache hit"
+    if engine.n_texted < len(index):
+        how = f"{engine.n_texted:,} with text, {how}"
     log.info("serve: text index of %s items in %.1f s (%s)", f"{len(index):,}", text - faiss, how)
     if index.kind != "exact":
         log.info("serve: %s index of %s items built in %.1f s", index.kind, f"{len(index):,}", faiss)
@@ -271,14 +285,17 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-def check_state(where: str, settings: Settings, model_dir: Path) -> None:
+def open_state(where: str, settings: Settings, model: Artifact | Path) -> StateStore:
     """What `playnext serve` checks before any worker starts (a `StateError`: one line, exit 2):
-    the store opens, its schema is exactly playnext's, and it belongs to this model's catalog."""
+    the store opens, its schema is exactly playnext's, and it belongs to this model's catalog.
+    Returns it open (one worker serves on it; several open their own)."""
     store = StateStore.open(where, limits(settings))
     try:
-        store.bind_catalog(catalog_print(Path(model_dir)))
-    finally:
+        store.bind_catalog(catalog_print(model))
+    except BaseException:
         store.close()
+        raise
+    return store
 
 
 def state_location(source: str | Path | Artifact | None, settings: Settings) -> tuple[str, Path | None]:

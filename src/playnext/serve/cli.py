@@ -34,7 +34,7 @@ def serve(
     import uvicorn
 
     from playnext.artifact import Artifact, current_model
-    from playnext.serve.app import check_state, create_app, state_location
+    from playnext.serve.app import create_app, open_state, state_location
     from playnext.serve.protocol import server_options
 
     if (model_dir is None) == (model_root is None):
@@ -48,7 +48,7 @@ def serve(
     log = logging.getLogger("playnext.serve")
     check_port(host, port)  # a port in use is one line now, not after seconds of loading the model
     t0 = time.perf_counter()
-    Artifact.load(first)  # one clear line now (exit 2), not a worker's traceback or N crashing
+    artifact = Artifact.load(first)  # one clear line now (exit 2), not a worker's traceback or N crashing
     log.info("serve: model %s loaded and checked in %.1f s", first, time.perf_counter() - t0)
     settings = Settings.from_env(
         host=host,
@@ -64,20 +64,25 @@ def serve(
     where, _ = state_location(source, settings)
     settings = settings.model_copy(update={"state": where})
     t0 = time.perf_counter()
-    check_state(where, settings, first)  # fail here, once, with the reason (store, schema, catalog)
-    log.info("serve: state store checked in %.1f s", time.perf_counter() - t0)
+    store = open_state(where, settings, artifact)  # fail here, once, with the reason (store, schema, catalog)
+    log.info("serve: state store (%s) opened and checked in %.1f s", store.kind, time.perf_counter() - t0)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable beyond this machine", settings.host)
-    if settings.workers == 1:
+    if settings.workers == 1:  # the app serves what was just loaded and checked: nothing twice
+        app = create_app(source, settings, preloaded=(first, artifact), store=store)
+        del artifact
         uvicorn.run(
-            create_app(source, settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="info",
             **server_options(settings),
         )
         return
-    # several processes: each builds its app from the environment (uvicorn imports the factory)
+    # several processes: each builds its app from the environment (uvicorn imports the factory),
+    # loading the model and opening the store itself
+    store.close()
+    del artifact
     for name, value in settings.model_dump().items():
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)

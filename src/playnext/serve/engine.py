@@ -11,6 +11,8 @@ answers.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,50 @@ from playnext.state import CatalogPrint, NewEvent, SessionState, StateStore
 from playnext.state.store import CATALOG_HEAD
 from playnext.text import TextEncoder, encode_cached, make_encoder
 
+log = logging.getLogger("playnext.serve")
+
+
+class LazyEncoder:
+    """The text encoder a server's engines share, loaded the first time a catalog has text to
+    encode: MiniLM takes seconds to load, and a catalog of ids alone never needs it."""
+
+    def __init__(self, kind: str, encoder: TextEncoder | None = None) -> None:
+        self.kind = kind
+        self._encoder = encoder
+        self._lock = threading.Lock()
+
+    def get(self) -> TextEncoder | None:
+        with self._lock:
+            if self._encoder is None and self.kind != "none":
+                t0 = time.perf_counter()
+                self._encoder = make_encoder(self.kind)
+                if self._encoder is not None:
+                    log.info(
+                        "serve: text encoder %s loaded in %.1f s",
+                        self._encoder.name,
+                        time.perf_counter() - t0,
+                    )
+            return self._encoder
+
+
+def has_text(meta: pl.DataFrame) -> np.ndarray:
+    """(N,) whether each item says something of its own: a title other than its id (id-only
+    data titles an item by its id), genres, a year, or a kind unless every item has that one
+    (`--option kind=game`). Only these are worth encoding."""
+    c = Columns
+    n = meta.height
+
+    def col(name: str) -> pl.Series:
+        return meta.get_column(name) if name in meta.columns else pl.Series(name, [None] * n)
+
+    ids, title = col(c.ITEM_ID).cast(pl.String), col(c.TITLE).cast(pl.String)
+    titled = title.is_not_null() & (title.str.strip_chars() != "") & (title != ids).fill_null(True)
+    kind = col(c.KIND).cast(pl.String)
+    kinded = kind.is_not_null() & (kind != "") & (kind.drop_nulls().n_unique() > 1)
+    genres = col(c.GENRES)
+    genred = (genres.list.len() > 0).fill_null(False) if genres.dtype == pl.List else genres.is_not_null()
+    return (titled | kinded | genred | col(c.YEAR).is_not_null()).fill_null(False).to_numpy()
+
 
 class Engine:
     """Serves one artifact; thread-safe (reads are lock-free, catalog growth takes a lock).
@@ -48,8 +94,10 @@ class Engine:
         artifact: Artifact,
         settings: Settings,
         store: StateStore,
-        encoder: TextEncoder | None = None,
+        encoder: TextEncoder | LazyEncoder | None = None,
     ) -> None:
+        """`encoder`: None makes `settings.text_encoder`'s; a `LazyEncoder` is loaded only
+        if this catalog has text."""
         self.artifact = artifact
         self.settings = settings
         self.store = store
@@ -59,13 +107,24 @@ class Engine:
         self.catalog = Catalog(artifact.meta)
         self.n_known = self.catalog.n_known
         popularity = np.bincount(artifact.histories.items.astype(np.int64), minlength=self.n_known)
+        lazy = encoder if isinstance(encoder, LazyEncoder) else LazyEncoder(settings.text_encoder, encoder)
+        texted = np.flatnonzero(has_text(artifact.meta))
+        self.n_texted = len(texted)
         t0 = time.perf_counter()
-        self.encoder = encoder if encoder is not None else make_encoder(settings.text_encoder)
+        # an item with no text of its own gets a zero row (similar to nothing); with none at all
+        # there is nothing to search or borrow by text, and no encoder is loaded
+        self.encoder = lazy.get() if len(texted) else None
+        self.encoder_seconds = time.perf_counter() - t0  # 0 once loaded: engines share it
+        t0 = time.perf_counter()
         self.text_index: VectorIndex | None = None
         if self.encoder is not None:
-            vecs = encode_cached(self.encoder, self.catalog.texts(0, self.n_known), settings.cache_dir)
+            texts = self.catalog.texts(0, self.n_known)
+            vecs = np.zeros((self.n_known, self.encoder.dim), dtype=np.float32)  # (N, D)
+            vecs[texted] = encode_cached(self.encoder, [texts[i] for i in texted], settings.cache_dir)
             self.text_index = VectorIndex(self.encoder.dim, ann_threshold=settings.ann_threshold)
             self.text_index.add(vecs)
+        elif settings.text_encoder != "none":
+            log.info("serve: no item has text of its own (ids only): no text encoder, no text index")
         self.text_seconds = time.perf_counter() - t0
         self.live_weight = live_weight(artifact, settings)
         self.cold = ColdItems(self.model, self.catalog, store, settings, self.encoder, self.text_index)
@@ -202,4 +261,4 @@ def catalog_print(artifact: Artifact | Path) -> CatalogPrint:
     return CatalogPrint.of(head, n, info.get("dataset") if isinstance(info, dict) else None)
 
 
-__all__ = ["Engine", "Query", "Ranked", "catalog_print"]
+__all__ = ["Engine", "LazyEncoder", "Query", "Ranked", "catalog_print", "has_text"]

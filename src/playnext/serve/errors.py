@@ -33,7 +33,7 @@ class TextOff(QueryError):
     """Text search, text similarity and cold-start items need item text embeddings."""
 
     def __init__(self) -> None:
-        super().__init__("text features are off on this server (text_encoder=none)")
+        super().__init__("text features are off on this server (text_encoder=none, or items with ids only)")
 
 
 class Conflict(PlaynextError):

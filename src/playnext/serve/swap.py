@@ -36,7 +36,7 @@ from pathlib import Path
 
 from playnext.artifact import CURRENT, VERSIONS, Artifact, point_current, stage_version
 from playnext.errors import PlaynextError
-from playnext.serve.engine import Engine
+from playnext.serve.engine import Engine, LazyEncoder
 from playnext.serve.settings import Settings
 from playnext.state import StateStore
 from playnext.text import TextEncoder
@@ -66,10 +66,13 @@ class ModelHolder:
         source: str | Path | Artifact | None,
         settings: Settings,
         store: StateStore,
-        encoder: TextEncoder | None,
+        encoder: TextEncoder | LazyEncoder | None,
         *,
         start_without_model: bool = False,
+        preloaded: tuple[Path, Artifact] | None = None,
     ) -> None:
+        """`preloaded`: a folder already loaded (and checked) by `playnext serve`, used for the
+        first build if it is still what this deployment serves, instead of loading it again."""
         self.settings = settings
         self.store = store
         self.encoder = encoder
@@ -82,6 +85,7 @@ class ModelHolder:
         self._thread: threading.Thread | None = None
         self._seen_link: tuple[str, bool] | None = None  # (target, exists) of `current` last acted on
         self._source: Path | None = None
+        self._preloaded = preloaded
         self._good_key = f"serve.good:{self.root}"  # the version this deployment last served
         if source is None and self.root is None:
             raise PlaynextError("give a model folder or a model root")
@@ -116,7 +120,13 @@ class ModelHolder:
 
     # ---- loading and swapping ----------------------------------------------------------------
     def _build(self, source: str | Path | Artifact) -> Engine:
-        artifact = source if isinstance(source, Artifact) else Artifact.load(source)
+        preloaded, self._preloaded = self._preloaded, None  # once: later builds read the folder anew
+        if isinstance(source, Artifact):
+            artifact = source
+        elif preloaded is not None and Path(source).resolve() == preloaded[0].resolve():
+            artifact = preloaded[1]
+        else:
+            artifact = Artifact.load(source)
         return Engine(artifact, self.settings, self.store, self.encoder)
 
     def _install(self, new: Engine, path: str | None, error: str | None = None) -> None:
