@@ -295,17 +295,24 @@ def rectools_matrices(train: Interactions, workdir: Path) -> tuple[np.ndarray, n
     target among them is a miss). The list matrix gives the k listed items k..1 and the rest
     0, which ranks a listed target exactly and an unlisted one below 10.
     """
-    ids = json.loads((workdir / "score_ids.json").read_text())
-    rows = train.users.to_internal(ids["users"], kind="user")
-    cols = train.items.to_internal(ids["items"])
-    full = np.full((train.n_users, train.n_items), -np.inf, dtype=np.float32)
-    full[np.ix_(rows, cols)] = np.load(workdir / "scores.npy")
+    full, n_cols = rectools_full(train, workdir, "scores.npy")
     reco = pl.read_csv(workdir / "reco.csv", schema_overrides={"user_id": pl.String, "item_id": pl.String})
     lists = np.zeros((train.n_users, train.n_items), dtype=np.float32)
     u = train.users.to_internal(reco.get_column("user_id").to_list(), kind="user")
     i = train.items.to_internal(reco.get_column("item_id").to_list())
     lists[u, i] = K + 1 - reco.get_column("rank").to_numpy()
-    return full, lists, len(cols)
+    return full, lists, n_cols
+
+
+def rectools_full(train: Interactions, workdir: Path, name: str) -> tuple[np.ndarray, int]:
+    """A RecTools score matrix (`name` in workdir) as playnext-indexed (users × items), items it
+    never saw at -inf; and how many items it knows."""
+    ids = json.loads((workdir / "score_ids.json").read_text())
+    rows = train.users.to_internal(ids["users"], kind="user")
+    cols = train.items.to_internal(ids["items"])
+    full = np.full((train.n_users, train.n_items), -np.inf, dtype=np.float32)
+    full[np.ix_(rows, cols)] = np.load(workdir / name)
+    return full, len(cols)
 
 
 def top_lists(scorer: Any, questions: EvalSet, n_items: int) -> tuple[np.ndarray, float]:
@@ -333,6 +340,142 @@ def agreement(a: np.ndarray, b: np.ndarray, users: np.ndarray) -> float:
     return float(np.mean([set(np.flatnonzero(a[u] > 0)) == set(np.flatnonzero(b[u] > 0)) for u in users]))
 
 
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs, each value read as JSON where it parses (0.98, false, "x"), else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+# ---- time-to-quality ------------------------------------------------------------------------
+def seconds_to_reach(curve: list[list[float]], level: float) -> float | None:
+    """Training seconds at the first evaluation that reaches `level` (None: never)."""
+    return next((sec for sec, v in curve if v >= level), None)
+
+
+def curve_records(curves: dict[str, list[list[float]]], common: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per library: its curve of (training seconds, validation NDCG@10), its final
+    and best points, and the seconds it needed to reach the other library's final quality."""
+    (a, ca), (b, cb) = curves.items()
+    out = []
+    for lib, mine, other in ((a, ca, cb), (b, cb, ca)):
+        final, other_final = mine[-1][1], other[-1][1]
+        out.append(
+            {
+                **common[lib],
+                "curve": mine,
+                "metrics": {
+                    "valid_NDCG@10": final,
+                    "valid_NDCG@10_best": max(v for _, v in mine),
+                    "train_seconds": mine[-1][0],
+                    "seconds_to_other_final": seconds_to_reach(mine, other_final),
+                    "other_final_valid_NDCG@10": other_final,
+                },
+            }
+        )
+    return out
+
+
+def plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for lib, pts in curves.items():
+        ax.plot([p[0] / 60 for p in pts], [p[1] for p in pts], marker="o", label=lib)
+    ax.set_xlabel("training minutes (2 CPU cores; scoring not counted)")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_curve(args: argparse.Namespace, data: Interactions, run: dict[str, Any]) -> None:
+    """Each library at its shipped SASRec config, trained on leave-one-out's train events for
+    `--minutes` of training, scored on the validation targets after every epoch. playnext's
+    recipe runs to the end of its budget (patience 0; its cosine schedule ends with the budget),
+    validating every epoch; RecTools stops at the first epoch end past the budget."""
+    split = leave_one_out(data)
+    train, valid, n_items = split.train, split.valid, data.n_items
+    budget = args.minutes * 60.0
+    with tempfile.TemporaryDirectory(prefix="peers-curve-") as tmp:
+        workdir = Path(tmp)
+        request = {"curve": True, "budget_seconds": budget, "seed": args.seed, "threads": args.threads}
+        write_inputs(train, workdir, {**request, "k": K, "deterministic": False, "config": CONFIG})
+        rt = run_rectools(args.rectools_python, workdir, args.threads)
+        rt_curve, elapsed = [], 0.0
+        for epoch, sec in enumerate(rt["epoch_seconds"], 1):
+            elapsed += sec
+            full, _ = rectools_full(train, workdir, f"curve-{epoch}.npy")
+            rt_curve.append([elapsed, quality(matrix_scorer(full), valid, n_items)["NDCG@10"]])
+    over = overrides(args.set)
+    model = create(
+        "sasrec",
+        **over,
+        max_minutes=args.minutes,
+        eval_every=1,
+        patience=0,
+        verbose=False,
+        seed=args.seed,
+        device="cpu",
+    )
+    model.fit(train, valid)
+    report = model.report_
+    pn_curve, elapsed = [], 0.0
+    for h in report.history:
+        elapsed += float(h["seconds"])
+        if "valid_NDCG@10" in h:
+            pn_curve.append([elapsed, float(h["valid_NDCG@10"])])
+    curves = {"playnext": pn_curve, "rectools": rt_curve}
+    shared = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "tag": "peers-curve",
+        "budget_minutes": args.minutes,
+    }
+    common = {
+        "playnext": {
+            **shared,
+            **run,
+            "model": "sasrec (playnext)",
+            "library": "playnext",
+            "library_version": playnext.__version__,
+            "params": model.config.to_dict(),
+            "config": "the shipped `sasrec` recipe" + (f" with {over}" if over else ""),
+        },
+        "rectools": {
+            **shared,
+            **run,
+            "model": "sasrec (rectools)",
+            "library": "rectools",
+            "library_version": rt["versions"]["rectools"],
+            "params": rt["params"],
+            "config": "RecTools' SASRecModel defaults (only the CPU trainer and the time limit set)",
+            "epoch_seconds": rt["epoch_seconds"],
+        },
+    }
+    records = curve_records(curves, common)
+    for r in records:
+        print(f"{r['library']}: {r['curve']}  {r['metrics']}", flush=True)
+    if args.users:
+        return
+    for r in records:
+        append_record(NAME, r)
+    plot_curves(curves, RESULTS / "peers_curve.png", f"SASRec on {args.dataset}: time to quality")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data_dir = os.environ.get("PLAYNEXT_DATA_DIR")
@@ -347,6 +490,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=0, help="a smoke run: the first N users, nothing recorded")
     ap.add_argument("--tag", default=NAME)
     ap.add_argument("--table", action="store_true", help="only rewrite results/<tag>.md from the json")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a playnext SASRec field (repeatable)"
+    )
+    ap.add_argument("--curve", action="store_true", help="time-to-quality: each library's shipped config")
+    ap.add_argument("--minutes", type=float, default=20.0, help="--curve: training minutes per library")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.table:
@@ -362,6 +510,10 @@ def main() -> None:
     data = load_dataset(args.dataset, args.path)
     if args.users:
         data = data.replace(data.frame.filter(pl.col(Columns.USER) < args.users))
+    if args.curve:
+        started = {"run_started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": args.threads}
+        run_curve(args, data, {**started, "command": " ".join(["python -m benchmarks.peers", *sys.argv[1:]])})
+        return
     split = leave_one_out(data)
     train, test, n_items = split.train_and_valid(), split.test, data.n_items
     run = {
@@ -413,7 +565,7 @@ def main() -> None:
     )
 
     load_before = os.getloadavg()[0]
-    model = create("sasrec", **config, **PLAYNEXT_FIXED, seed=args.seed)
+    model = create("sasrec", **config, **PLAYNEXT_FIXED, **overrides(args.set), seed=args.seed)
     t0 = time.perf_counter()
     model.fit(train, None)
     pn_train_s = time.perf_counter() - t0

@@ -35,6 +35,18 @@ from rectools import Columns
 from rectools.dataset import Dataset
 from rectools.models import SASRecModel
 
+# RecTools' shipped SASRecModel settings the curve record shows (every other one is its default)
+PARAMS_SHOWN = (
+    "n_blocks",
+    "n_heads",
+    "n_factors",
+    "session_max_len",
+    "dropout_rate",
+    "loss",
+    "lr",
+    "batch_size",
+)
+
 
 class EpochTimer(Callback):
     """Wall seconds of each training epoch (batches and their collation, no validation)."""
@@ -51,11 +63,45 @@ class EpochTimer(Callback):
         print(f"rectools epoch {len(self.seconds)}: {self.seconds[-1]:.1f} s", file=sys.stderr, flush=True)
 
 
-def cpu_trainer(epochs: int, deterministic: bool) -> pl.Trainer:
-    """RecTools' default trainer (exactly `epochs`, no checkpoints) on the CPU, with the timer."""
+# what the Curve callback scores with: RecTools resolves `get_trainer_func` by its import path
+# and takes only simple keyword arguments, so the model, dataset and users are handed over here
+CURVE: dict[str, Any] = {}
+
+
+class Curve(Callback):
+    """Time-to-quality: after each epoch (once EpochTimer has its seconds), the full score
+    matrix of `users` from the network as it is then, written to `curve-<epoch>.npy` for
+    playnext to rank against the validation targets; training stops at the first epoch end
+    past `budget` training seconds. Scoring is not counted: the next epoch's clock starts after."""
+
+    def __init__(self, workdir: Path, budget: float) -> None:
+        self.workdir, self.budget = workdir, budget
+        self.timer: EpochTimer | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self.timer is not None
+        epoch = len(self.timer.seconds)
+        net = pl_module.torch_model
+        # CURVE, not attributes: the trainer is deep-copied at fit, and a copied model is not fitted
+        users = CURVE["users"]
+        scores, item_ids = full_scores(CURVE["model"], CURVE["dataset"], users, net)
+        net.train()
+        np.save(self.workdir / f"curve-{epoch}.npy", scores.astype(np.float32))
+        (self.workdir / "score_ids.json").write_text(
+            json.dumps({"users": [str(u) for u in users], "items": item_ids})
+        )
+        if sum(self.timer.seconds) >= self.budget:
+            trainer.should_stop = True
+
+
+def cpu_trainer(
+    epochs: int, deterministic: bool, extra: list[Callback] | None = None, min_epochs: int | None = None
+) -> pl.Trainer:
+    """RecTools' default trainer (exactly `epochs`, or `min_epochs` to `epochs` where a callback
+    stops it, no checkpoints) on the CPU, with the timer."""
     return pl.Trainer(
         max_epochs=epochs,
-        min_epochs=epochs,
+        min_epochs=epochs if min_epochs is None else min_epochs,
         deterministic=deterministic,
         accelerator="cpu",
         devices=1,
@@ -63,11 +109,13 @@ def cpu_trainer(epochs: int, deterministic: bool) -> pl.Trainer:
         enable_model_summary=False,
         enable_checkpointing=False,
         logger=False,
-        callbacks=[EpochTimer()],
+        callbacks=[EpochTimer(), *(extra or [])],
     )
 
 
-def full_scores(model: SASRecModel, dataset: Dataset, users: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def full_scores(
+    model: SASRecModel, dataset: Dataset, users: np.ndarray, net: Any = None
+) -> tuple[np.ndarray, list[str]]:
     """(users × known items) dot-product scores and the items' external ids, column order.
 
     The steps of RecTools' own u2i recommend (transform the dataset, one session embedding per
@@ -76,7 +124,7 @@ def full_scores(model: SASRecModel, dataset: Dataset, users: np.ndarray) -> tupl
     prep = model.data_preparator
     rec_ds = prep.transform_dataset_u2i(dataset, users)
     loader = prep.get_dataloader_recommend(rec_ds, model.recommend_batch_size)
-    net = model.torch_model
+    net = net if net is not None else model.torch_model
     net.eval()
     with torch.no_grad():
         item_embs = net.item_model.get_all_embeddings()  # (I + extra, D)
@@ -100,6 +148,9 @@ def main(workdir: Path) -> None:
     dataset = Dataset.construct(train[[Columns.User, Columns.Item, Columns.Weight, Columns.Datetime]])
     users = train[Columns.User].unique()
 
+    if req.get("curve"):
+        curve(req, dataset, users, workdir)
+        return
     model = SASRecModel(
         n_blocks=cfg["n_blocks"],
         n_heads=cfg["n_heads"],
@@ -154,6 +205,46 @@ def main(workdir: Path) -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     (workdir / "rectools.json").write_text(json.dumps(out, indent=1))
+
+
+def curve_trainer(epochs: int, deterministic: bool, workdir: str, budget: float) -> pl.Trainer:
+    """cpu_trainer plus the Curve callback (its EpochTimer is the trainer's own)."""
+    cb = Curve(Path(workdir), budget)
+    t = cpu_trainer(epochs, deterministic, [cb], min_epochs=1)  # else should_stop waits for `epochs`
+    cb.timer = next(c for c in t.callbacks if isinstance(c, EpochTimer))
+    return t
+
+
+def curve(req: dict[str, Any], dataset: Dataset, users: np.ndarray, workdir: Path) -> None:
+    """RecTools' shipped SASRecModel (its defaults; only the trainer and the epoch cap set here)
+    trained for `budget_seconds`, the score matrix after every epoch (Curve)."""
+    budget = float(req["budget_seconds"])
+    cap = int(req.get("max_epochs", 1000))
+    CURVE.update(dataset=dataset, users=users)
+    kwargs = {
+        "epochs": cap,
+        "deterministic": bool(req["deterministic"]),
+        "workdir": str(workdir),
+        "budget": budget,
+    }
+    model = SASRecModel(
+        epochs=cap,
+        recommend_torch_device="cpu",
+        get_trainer_func=curve_trainer,
+        get_trainer_func_kwargs=kwargs,
+    )
+    CURVE["model"] = model
+    t0 = time.perf_counter()
+    model.fit(dataset)
+    (timer,) = (cb for cb in model.fit_trainer.callbacks if isinstance(cb, EpochTimer))
+    out = {
+        "epoch_seconds": timer.seconds,
+        "fit_seconds": time.perf_counter() - t0,
+        "params": {k: getattr(model, k, None) for k in PARAMS_SHOWN} | {"epochs_cap": cap},
+        "n_params": sum(p.numel() for p in model.torch_model.parameters()),
+        "versions": {"rectools": rectools.__version__, "torch": torch.__version__, "numpy": np.__version__},
+    }
+    (workdir / "rectools.json").write_text(json.dumps(out, indent=1, default=str))
 
 
 if __name__ == "__main__":

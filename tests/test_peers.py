@@ -71,3 +71,30 @@ def test_rectools_output_lands_on_playnext_ids_and_unknown_items_cannot_be_ranke
     assert np.isneginf(full[:, d]).all()
     assert lists[u1, c] == peers.K and lists[u2, b] == peers.K
     assert np.count_nonzero(lists) == 2
+
+
+def test_seconds_to_reach_is_the_first_evaluation_at_the_level() -> None:
+    curve = [[10.0, 0.05], [20.0, 0.11], [30.0, 0.10], [40.0, 0.12]]
+    assert peers.seconds_to_reach(curve, 0.11) == 20.0
+    assert peers.seconds_to_reach(curve, 0.115) == 40.0
+    assert peers.seconds_to_reach(curve, 0.2) is None
+
+
+def test_curve_records_cross_reference_the_other_final() -> None:
+    curves = {"playnext": [[5.0, 0.10], [10.0, 0.15]], "rectools": [[30.0, 0.12], [60.0, 0.14]]}
+    a, b = peers.curve_records(
+        curves, {"playnext": {"library": "playnext"}, "rectools": {"library": "rectools"}}
+    )
+    assert a["metrics"]["seconds_to_other_final"] == 10.0  # 0.15 >= rectools' final 0.14 at 10 s
+    assert b["metrics"]["seconds_to_other_final"] is None  # rectools never reached 0.15
+    assert a["metrics"]["other_final_valid_NDCG@10"] == 0.14 and b["metrics"]["valid_NDCG@10"] == 0.14
+
+
+def test_overrides_read_json_values_and_refuse_a_bare_key() -> None:
+    assert peers.overrides(["adam_beta2=0.98", "block=sasrec", "scale_items=false"]) == {
+        "adam_beta2": 0.98,
+        "block": "sasrec",
+        "scale_items": False,
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        peers.overrides(["block"])
