@@ -822,7 +822,7 @@ def serve(
         typer.Option(
             "--state",
             "--store",
-            help="State store: a folder (SQLite) or postgresql://… (default: `state` beside the model).",
+            help="State store: a folder (SQLite) or postgresql://… (default: state/NAME/ beside model NAME).",
         ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes sharing the store.")] = 1,

@@ -42,7 +42,8 @@ class Settings(BaseModel):
     state: str | None = Field(
         None,
         description="The state store: a folder (SQLite, WAL), sqlite:///FILE or postgresql://…; default "
-        "a `state` folder beside the model folder (or model root); a temporary one for an in-memory model.",
+        "`state/<model folder name>/` beside the model folder (`ROOT/state` for a model root); a temporary "
+        "one for an in-memory model.",
     )
     model_root: Path | None = Field(
         None, description="Serve ROOT/current and swap models when that link is re-pointed."
