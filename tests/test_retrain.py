@@ -275,6 +275,49 @@ def test_ease_is_refit(world: Interactions, tmp_path: Path) -> None:
     assert len(Artifact.load(tmp_path / "next").items) == train.n_items + 2
 
 
+def test_ease_is_refit_without_the_logs_skips(world: Interactions, tmp_path: Path) -> None:
+    """EASE reads every row as a pick; serving never reads a skip as one for it, and neither
+    does retrain: the skips are left out of NEW's data and counted in the record."""
+    train, later = _cut(world)
+    Artifact.from_data(EASE(EASEConfig(l2=10.0)).fit(train), train, {"params": {"l2": 10.0}}).save(
+        tmp_path / "ease"
+    )
+    old = Artifact.load(tmp_path / "ease")
+    store = StateStore.open(tmp_path / "state")
+    ts, skipped = 1_000.0, {}
+    for n, (user, items) in enumerate(later):
+        u = int(old.users.to_internal([user], kind="user")[0])
+        seen = set(old.items.to_external(old.histories[u])) | set(items)
+        catalog = old.items.external.to_list()
+        other = next(i for i in catalog[n % len(catalog) :] + catalog if i not in seen)
+        skipped[user] = other
+        events = [NewEvent(i, "watch", 1.0, ts + j) for j, i in enumerate(items)]
+        store.append(f"s-{user}", [*events, NewEvent(other, "skip", 0.1, ts + N_NEW)], user_id=user)
+        ts += 10.0
+    store.close()
+    r = _cli(tmp_path / "ease", tmp_path / "state", tmp_path / "next", "--force")
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    assert rec["new_events"] == N_NEW * len(later)
+    assert rec["left_out_events"] == {"skip": len(later)}
+    assert "no 'skip' type" in rec["left_out_why"]
+    nxt = Artifact.load(tmp_path / "next")
+    for user, items in later[:10]:
+        u = int(nxt.users.to_internal([user], kind="user")[0])
+        grown = nxt.items.to_external(nxt.histories[u])
+        assert grown[-N_NEW:] == items and skipped[user] not in grown[len(grown) - N_NEW :]
+        assert len(grown) == len(old.histories[u]) + N_NEW
+
+    only = StateStore.open(tmp_path / "skips")  # a log of skips alone: nothing to learn
+    only.append("s", [NewEvent(i, "skip", 0.0, 5.0) for i in later[0][1]], user_id=later[0][0])
+    only.close()
+    r = _cli(tmp_path / "ease", tmp_path / "skips", tmp_path / "none")
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    assert rec["status"] == "nothing new" and rec["left_out_events"] == {"skip": N_NEW}
+    assert "left out" in rec["message"] and not (tmp_path / "none").exists()
+
+
 def test_publish_swaps_current_atomically_and_keeps_old_versions(current: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     first = publish(current, root, "v1")
@@ -390,6 +433,7 @@ def test_a_typed_model_keeps_learning_from_the_stores_event_types(
         typed_model_dir, store, tmp_path / "next", RetrainOptions(text_encoder="none", epochs=1, force=True)
     )
     assert done.record["method"] == "warm start" and done.model_dir is not None
+    assert done.record["left_out_events"] == {} and done.record["new_events"] == 60
     # the fine-tune data: each user's watch and skip (the like is the gate's question), typed
     seqs = seen["seqs"]
     names = np.array([*seqs.event_names, "-"])
@@ -454,3 +498,33 @@ def test_a_content_model_reads_its_new_items_metadata(world: Interactions, tmp_p
     vocab = nxt.model.content_vocab_  # type: ignore[attr-defined]
     assert int(tower.genres[cold + 1, 0]) == vocab.genres.index("drama") + 1
     assert int(tower.year[cold + 1]) > 0  # 2026: the last year bucket, not unknown
+
+
+def test_a_typed_model_without_a_skip_type_retrains_without_the_skips(tmp_path: Path) -> None:
+    """A typed model that never learned `skip` takes one at serving as an implicit negative, never
+    as a pick; a warm retrain on a log with skips leaves them out (counted) instead of refusing."""
+    world = generate_world(n_users=60, n_items=120, seed=2, mean_length=10.0, typed_events=True)
+    rows = world.frame.filter(pl.col(Columns.EVENT) != "skip")
+    no_skip = Interactions(rows, world.users, world.items, world.meta, world.name)  # its own types
+    cfg = SASRecConfig(dim=8, max_len=10, epochs=1, actions=True, targets="positive", verbose=False)
+    model = SASRec(cfg).fit(no_skip)
+    assert model.trained_event_types == ("like", "watch")
+    info = {"dataset": "synthetic", "model": "sasrec", "params": cfg.to_dict()}
+    folder = Artifact.from_data(model, no_skip, info).save(tmp_path / "model")
+    art = Artifact.load(folder)
+    store = _typed_store(tmp_path / "state", art)
+    r = _cli(folder, store, tmp_path / "next", "--force")
+    assert r.exit_code == 0, r.output
+    rec = _json(r.stdout)
+    assert rec["method"] == "warm start"
+    assert rec["new_events"] == 40 and rec["left_out_events"] == {"skip": 20}
+    assert "no 'skip' type" in rec["left_out_why"]
+    nxt = Artifact.load(tmp_path / "next")
+    assert nxt.event_types == ("like", "watch") and "skip" not in nxt.histories.event_names
+    user = art.users.external[0]
+    u = int(art.users.to_internal([user], kind="user")[0])
+    assert len(nxt.histories[u]) == len(art.histories[u]) + 2  # the watch and the like
+    # a type it cannot take at all still stops it, as the API's 422 does
+    bad = _typed_store(tmp_path / "bad", art, NewEvent(art.items.external[0], "purchase", 1.0, 5.0))
+    r = _cli(folder, bad, tmp_path / "out")
+    assert r.exit_code == 2 and "unknown event type 'purchase'" in " ".join(r.output.split())

@@ -7,7 +7,8 @@
 2. CURRENT's histories + the new events (per user in arrival time, `(ts, seq)`) make the new data;
    the catalog grows by the new items, appended after the known ones so internal ids stay put.
    An event with a `user_id` belongs to that user (a new one is appended to the users); an event
-   without one belongs to the user `session:<session_id>`.
+   without one belongs to the user `session:<session_id>`. Events the model does not read at
+   serving (`reads_event`: a skip, for a model without a skip type) are left out and counted.
 3. The gate: each user's newest new event is held out; CURRENT and NEW both rank it (full
    ranking, seen items excluded, tie-exact `expected` metrics) from everything before it. NEW is
    trained without those events, so the comparison is fair; it is published only if its NDCG@10
@@ -37,7 +38,7 @@ import polars as pl
 import torch
 
 from playnext.artifact import Artifact, publish
-from playnext.data.events import check_event
+from playnext.data.events import check_event, reads_event
 from playnext.data.interactions import META_SCHEMA, Columns, Histories, IdMap, Interactions
 from playnext.data.split import EvalSet
 from playnext.errors import ConfigError
@@ -147,6 +148,24 @@ def check_store_events(events: Sequence[EventRow], known: tuple[str, ...] | None
         if e.event is None:
             continue
         check_event(e.event, e.value, known if known else (e.event,), where=at)
+
+
+def readable_events(
+    events: Sequence[EventRow], types: tuple[str, ...] | None
+) -> tuple[list[EventRow], dict[str, int]]:
+    """The events NEW trains on, and per type how many are left out: those serving never reads
+    for a model of `types` (a skip without a skip type would be trained on as a pick). `None`: a
+    fresh typed model, which learns every type the log has."""
+    if types is None:
+        return list(events), {}
+    kept: list[EventRow] = []
+    left: dict[str, int] = {}
+    for e in events:
+        if reads_event(e.event, types):
+            kept.append(e)
+        else:
+            left[str(e.event)] = left.get(str(e.event), 0) + 1
+    return kept, left
 
 
 def merge(
@@ -452,15 +471,30 @@ def retrain(
     finally:
         db.close()
     mark = {"events_seq": events_seq, "cold_seq": cold_seq}
+    typed = art.model.trained_event_types
+    warm = not options.from_scratch and art.model.warm_startable
+    # the log as serving reads it for this lineage; a fresh typed model learns any type
+    events, left_out = readable_events(events, None if typed and not warm else typed)
+    unread = {
+        "left_out_events": left_out,
+        "left_out_why": (
+            f"{art.model.name} has no {' or '.join(map(repr, left_out))} type: serving never reads "
+            "one as a pick, it only keeps the item out of that session's lists"
+        )
+        if left_out
+        else None,
+    }
+    counted = ", ".join(f"{n} {t}" for t, n in left_out.items())
+    left_note = f"; left out {counted} event(s) {art.model.name} does not read" if left_out else ""
     if not events:
-        msg = f"no new events in {where} since seq {after_events}: nothing to retrain"
+        what = "new events it reads" if left_out else "new events"
+        msg = f"no {what} in {where} since seq {after_events}: nothing to retrain{left_note}"
         if cold:
             msg += f" ({len(cold)} new cold item(s) wait for events)"
-        return Outcome({"status": "nothing new", "state": mark, "current": str(current)}, message=msg)
+        record = {"status": "nothing new", "state": mark, "current": str(current), **unread}
+        return Outcome(record, message=msg)
 
-    typed = art.model.trained_event_types
     if typed:  # values are a typed model's inputs; an untyped lineage only logs them
-        warm = not options.from_scratch and art.model.warm_startable
         check_store_events(events, typed if warm else None, where)
     new = merge(art, events, cold, encoder=options.text_encoder, neighbours=options.neighbours)
     n_old_users = len(art.users)
@@ -491,6 +525,7 @@ def retrain(
         "budget_minutes": trained.params.get("max_minutes"),
         "init_by": new.init_by,
         **new.counts,
+        **unread,
         "n_items": new.data.n_items,
         "n_users": new.data.n_users,
         "state": mark,
@@ -520,11 +555,20 @@ def retrain(
         return outcome
     if publish_root is not None:  # the one publish: servers with --model-root ROOT swap it in
         outcome.published = publish(model_dir, publish_root)
-    outcome.message = f"{comparison['status']}: {numbers}" + (
+    outcome.message = f"{comparison['status']}: {numbers}{left_note}" + (
         f"; published to {outcome.published}" if outcome.published else ""
     )
     comparison["published"] = str(outcome.published) if outcome.published else None
     return outcome
 
 
-__all__ = ["EXIT_REFUSED", "Outcome", "RetrainOptions", "known_scorer", "merge", "publish", "retrain"]
+__all__ = [
+    "EXIT_REFUSED",
+    "Outcome",
+    "RetrainOptions",
+    "known_scorer",
+    "merge",
+    "publish",
+    "readable_events",
+    "retrain",
+]

@@ -55,6 +55,17 @@ EVENT_TYPES: dict[str, EventType] = {
 """The known event types; `rating` covers MovieLens' 0.5–5 stars."""
 
 
+SKIP = "skip"  # the event a client sends for "not this one" (the page's Skip button)
+
+
+def reads_event(name: str | None, types: Sequence[str]) -> bool:
+    """Whether a model that learned the event `types` reads an event `name` at all. A skip it has
+    no type for is only an implicit negative: such a model takes what it reads as a pick (an
+    untyped model every row, a typed one an event of no known type), so serving leaves the skip
+    out of the history it scores and retrain out of the data it trains on; one rule for both."""
+    return name != SKIP or SKIP in types
+
+
 def event_type(name: str) -> EventType:
     """The registered type, or an unbounded always-positive one for a name the registry lacks."""
     return EVENT_TYPES.get(name) or EventType(name, -INF, INF, -INF, "a dataset's own event type")

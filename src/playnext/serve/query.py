@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from playnext.artifact import Artifact
-from playnext.data.events import check_event
+from playnext.data.events import SKIP, check_event, reads_event
 from playnext.data.interactions import Histories
 from playnext.data.request_time import now
 from playnext.rerank import RerankSpec
@@ -26,8 +26,6 @@ from playnext.serve.cold import ColdItems
 from playnext.serve.errors import NotFound, QueryError, UnknownIds
 from playnext.serve.settings import Settings
 from playnext.state import NewEvent, SessionState, StateStore
-
-SKIP = "skip"  # the event a client sends for "not this one" (the page's Skip button)
 
 
 @dataclass
@@ -259,8 +257,7 @@ class Queries:
         found = [(lookup[e.item_id], e) for e in sess.events if e.item_id in lookup]
         latest = {i: e.event for i, e in found}  # a later like takes a skip back, and vice versa
         skipped = np.asarray(sorted(i for i, ev in latest.items() if ev == SKIP), dtype=np.int64)
-        if SKIP not in own:
-            found = [(i, e) for i, e in found if e.event != SKIP]
+        found = [(i, e) for i, e in found if reads_event(e.event, self.event_types)]
         items = np.asarray([i for i, _ in found], dtype=np.int64)
         codes = np.asarray([own.get(e.event or "", -1) for _, e in found], dtype=np.int32)
         values = np.asarray([np.nan if e.value is None else e.value for _, e in found], dtype=np.float32)
