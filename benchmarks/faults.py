@@ -611,6 +611,61 @@ def store_foreign_schema(ctx: Ctx) -> dict[str, Any]:
     return _unusable(ctx, "a column added to its event table", state, alter)
 
 
+@case("store-wal-frame-damaged")
+def store_wal_damaged(ctx: Ctx) -> dict[str, Any]:
+    from playnext.state.wal import FRAME_HEADER, WAL_HEADER, shared_index
+
+    state = ctx.tmp / "state-wal"
+
+    def damage() -> None:
+        index = shared_index(state / "state.db")
+        if index is None or index.frames < 2:
+            raise SystemExit("no committed frames in the write-ahead log to damage")
+        with open(state / "state.db-wal", "r+b") as f:  # the last committed frame's page bytes
+            f.seek(WAL_HEADER + (index.frames - 1) * (FRAME_HEADER + index.page_size) + FRAME_HEADER + 100)
+            f.write(os.urandom(16))
+
+    return _unusable(ctx, "bytes of a committed frame of state.db-wal changed; then SIGTERM", state, damage)
+
+
+@case("store-page-damaged")
+def store_page_damaged(ctx: Ctx) -> dict[str, Any]:
+    state = ctx.tmp / "state-page"
+
+    def damage() -> None:
+        with sqlite3.connect(state / "state.db", timeout=10, isolation_level=None) as con:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            q = "SELECT pageno FROM dbstat WHERE name = 'playnext_events' AND pagetype = 'leaf'"
+            q += " ORDER BY pageno"
+            leaves = [p for (p,) in con.execute(q)]
+        con.close()
+        with open(state / "state.db", "r+b") as f:  # the oldest page of the log: nothing reads it
+            f.seek((leaves[0] - 1) * 4096)
+            f.write(b"\xff" + os.urandom(63))
+        time.sleep(5.0)  # quick_check's interval: /health finds it within 5 s
+
+    return _unusable(ctx, "the oldest page of the event log overwritten in state.db", state, damage)
+
+
+@case("store-locked")
+def store_locked(ctx: Ctx) -> dict[str, Any]:
+    state = ctx.tmp / "state-locked"
+    holder: list[sqlite3.Connection] = []
+
+    def lock() -> None:
+        con = sqlite3.connect(state / "state.db", isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+        holder.append(con)
+        time.sleep(11.0)
+
+    try:
+        return _unusable(ctx, "another process holds the write lock for 11 s", state, lock)
+    finally:
+        for con in holder:
+            con.execute("ROLLBACK")
+            con.close()
+
+
 @case("store-disk-full")
 def store_disk_full(ctx: Ctx) -> dict[str, Any]:
     state = ctx.tmp / "state-full"
