@@ -1,5 +1,7 @@
 """FastAPI dependencies: the engine and settings live on app.state (set in the lifespan), so tests
-can override them with `app.dependency_overrides`."""
+can override them with `app.dependency_overrides`. They only read attributes, so they are
+`async`: a sync one needs a thread of the pool that writes waiting on the store's lock can fill,
+and /health must answer while they wait."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from playnext.serve.swap import ModelHolder
 _bearer = HTTPBearer(auto_error=False, description="The server's token (settings.token / PLAYNEXT_TOKEN).")
 
 
-def get_any_holder(request: Request) -> ModelHolder:
+async def get_any_holder(request: Request) -> ModelHolder:
     """The holder, whether or not it has a model yet (the admin swap can give it one)."""
     holder: ModelHolder | None = getattr(request.app.state, "holder", None)
     if holder is None:  # only when the app is used without its lifespan
@@ -26,21 +28,21 @@ def get_any_holder(request: Request) -> ModelHolder:
     return holder
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     """The holder of a worker that serves a model; 503 with the reason on a worker that could
     load none (it keeps trying; the other workers serve meanwhile)."""
-    holder = get_any_holder(request)
+    holder = await get_any_holder(request)
     if not holder.ready:  # the reason without paths: any client reads it
         raise HTTPException(503, redact_paths(f"no model loaded: {holder.serving.last_error}"))
     return holder
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The engine at the start of the request: a swap during it does not change it."""
-    return get_holder(request).engine
+    return (await get_holder(request)).engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -63,7 +65,7 @@ def require_token(
         raise HTTPException(403, "invalid token")
 
 
-def is_authorized(
+async def is_authorized(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> bool:

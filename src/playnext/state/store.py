@@ -27,6 +27,7 @@ of another: a session's item ids mean nothing in another model's catalog.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -238,6 +239,10 @@ class StateStore:
         self._qc_thread: threading.Thread | None = None
         self._qc_next = 0.0  # monotonic time the next quick_check is due
         self._read, self._write = _engines(url, self.kind, busy_ms)
+        self._probe = _probe_engine(url, self.kind)  # /health's own: never queued behind writers
+        self._waits: dict[int, float] = {}  # writes waiting for the lock: their start (monotonic)
+        self._waits_lock = threading.Lock()
+        self._wait_ids = itertools.count()
         with self._guard("open"), self._write.begin() as conn:
             if self.kind == "postgresql":  # several workers may create the schema at once
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061726)"))
@@ -272,6 +277,7 @@ class StateStore:
             self._qc_thread.join(10)
         self._read.dispose()
         self._write.dispose()
+        self._probe.dispose()
         self._pinned.close()
 
     @property
@@ -474,35 +480,53 @@ class StateStore:
                 raise self._error("health check", e.strerror or str(e)) from None
             if free < MIN_FREE_BYTES:
                 raise self._error("health check", f"disk full ({free // 1024} KiB free beside the file)")
-        with self._reading("health read") as conn:
+        # SQLite's readers never wait for writers; PostgreSQL's share the writers' pool: the probe's
+        with self._reading("health read", self._read if self.kind == "sqlite" else self._probe) as conn:
             self._check_schema(conn)
             n = int(conn.execute(sa.select(sa.func.count()).select_from(SESSIONS)).scalar_one())
-        if self._failing is not None:
-            self.set_meta(PROBE_KEY, time.time())  # clears the failure if writes work again
-        else:
-            self._probe_write()
+        self._probe_write(commit=self._failing is not None)
         return n
 
-    def _probe_write(self) -> None:
+    def _probe_write(self, commit: bool) -> None:
+        """A write on the probe's own connection, waiting `PROBE_BUSY_MS` at most for the lock
+        (writes queued on the busy timeout fill the writers' pool: /health must not wait behind
+        them); rolled back, or with `commit` (after a write failed) committed, which clears the
+        failure when writes work again."""
         ins = _insert(self.kind)(META).values(key=PROBE_KEY, value=json.dumps(time.time()))
         ins = ins.on_conflict_do_update(index_elements=[META.c.key], set_={"value": ins.excluded.value})
-        with self._guard("write probe"), self._write.connect() as conn:
-            raw = conn.connection.dbapi_connection
-            if self.kind == "sqlite":  # wait briefly for the lock: /health must answer promptly
-                raw.execute(f"PRAGMA busy_timeout={PROBE_BUSY_MS}")  # type: ignore[union-attr]
-            try:
-                tx = conn.begin()
+        try:
+            self._check_file()  # before a connection: a new one to a deleted file's path creates one
+            with self._guard("write probe"), self._probe.connect() as conn:
+                tx = conn.begin()  # SQLite: BEGIN IMMEDIATE, the write lock waited for PROBE_BUSY_MS
                 try:
                     if self.kind == "postgresql":
                         conn.execute(sa.text(f"SET LOCAL lock_timeout = {PROBE_BUSY_MS}"))
                     self._check_file()
                     conn.execute(ins)  # the write lock is held from here: the log cannot move
                     self._check_intact(wal=True)
+                    if commit:
+                        tx.commit()
                 finally:
-                    tx.rollback()
-            finally:
-                if self.kind == "sqlite":
-                    raw.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")  # type: ignore[union-attr]
+                    if tx.is_active:
+                        tx.rollback()
+            if commit:
+                self._check_file(header=True)
+                self._failing = None
+        except StateError as e:
+            waits = self._lock_waits()
+            if waits:
+                raise StateError(f"{e}; {waits}", f"{e.reason}; {waits}") from None
+            raise
+
+    def _lock_waits(self) -> str:
+        """How many of this process's writes wait for the lock, and the oldest for how long: what
+        an operator needs to tell a held lock from a slow disk."""
+        with self._waits_lock:
+            starts = list(self._waits.values())
+        if not starts:
+            return ""
+        oldest = time.monotonic() - min(starts)
+        return f"{len(starts)} write(s) waiting for the database lock, the oldest for {oldest:.1f} s"
 
     # ---- internals ---------------------------------------------------------------------------
     def _session(self, conn: Connection, session_id: str) -> SessionState | None:
@@ -681,9 +705,9 @@ class StateStore:
         )
 
     @contextmanager
-    def _reading(self, what: str) -> Iterator[Connection]:
+    def _reading(self, what: str, engine: Engine | None = None) -> Iterator[Connection]:
         self._check_file()  # first: a new connection to a deleted file's path would create an empty one
-        with self._guard(what), self._read.connect() as conn:
+        with self._guard(what), (engine or self._read).connect() as conn:
             self._check_file()
             yield conn
 
@@ -696,7 +720,7 @@ class StateStore:
             self._check_file(header=True)
             self._check_intact()
             with self._guard(what):
-                with self._write.begin() as conn:
+                with self._begin() as conn:
                     self._check_file()
                     self._check_intact(wal=True)  # BEGIN IMMEDIATE holds the write lock
                     self._check_schema_unchanged(conn)
@@ -708,6 +732,27 @@ class StateStore:
         self._failing = None
 
     @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """`self._write.begin()`, its wait for a pooled connection and for the write lock (BEGIN
+        IMMEDIATE) recorded in `_waits` for /health's reason; committed at the end, rolled back
+        on an exception."""
+        key = next(self._wait_ids)
+        with self._waits_lock:
+            self._waits[key] = time.monotonic()
+        try:
+            conn = self._write.connect()
+            try:
+                tx = conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+        finally:
+            with self._waits_lock:
+                del self._waits[key]
+        with conn, tx:
+            yield conn
+
+    @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
         """Database failures become one `StateError` naming the store (the server's 503)."""
         try:
@@ -717,6 +762,8 @@ class StateStore:
             if getattr(e.orig, "sqlite_errorcode", 0) & 0xFF in SQLITE_DAMAGED and self._damaged is None:
                 self._damaged = f"the state file is damaged ({reason})"  # every write refused from now
             raise self._error(what, reason) from None
+        except sa.exc.TimeoutError:  # every pooled connection busy: writes queued on the lock, most likely
+            raise self._error(what, "no database connection free (all in use)") from None
 
 
 def _version(conn: Connection) -> str | None:
@@ -761,26 +808,39 @@ def _engines(url: str, kind: str, busy_ms: int) -> tuple[Engine, Engine]:
     if kind == "postgresql":
         eng = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
         return eng, eng
-    engines = []
-    for begin in ("BEGIN", "BEGIN IMMEDIATE"):
-        eng = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000})
+    return _sqlite_engine(url, "BEGIN", busy_ms), _sqlite_engine(url, "BEGIN IMMEDIATE", busy_ms)
 
-        @sa_event.listens_for(eng, "connect")
-        def _connect(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
-            cur.close()
 
-        def _begin(conn: Connection, stmt: str = begin) -> None:
-            conn.exec_driver_sql(stmt)
+def _sqlite_engine(url: str, begin: str, busy_ms: int, **pool: Any) -> Engine:
+    """A SQLite engine whose transactions start with `begin`, waiting `busy_ms` for a lock."""
+    eng = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000}, **pool)
 
-        sa_event.listen(eng, "begin", _begin)
-        engines.append(eng)
-    return engines[0], engines[1]
+    @sa_event.listens_for(eng, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        cur.close()
+
+    @sa_event.listens_for(eng, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return eng
+
+
+def _probe_engine(url: str, kind: str) -> Engine:
+    """/health's connections, apart from the writers' pool (which writes queued on the busy
+    timeout can fill): the lock waited for `PROBE_BUSY_MS`, and as long for a connection when
+    several /health calls overlap."""
+    wait_s = PROBE_BUSY_MS / 1000
+    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 3, "pool_timeout": wait_s}
+    if kind == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=True, **pool)
+    return _sqlite_engine(url, "BEGIN IMMEDIATE", PROBE_BUSY_MS, **pool)
 
 
 def _insert(kind: str) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,9 @@ from playnext.state import StateError
 router = APIRouter(tags=["system"])
 log = logging.getLogger("playnext.serve")
 INDEX_HTML = Path(__file__).resolve().parent.parent / "web" / "index.html"
+# /health's own threads: writes waiting on the store's lock can fill the thread pool every other
+# endpoint shares, and /health must answer (503, why) while they wait
+HEALTH_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="playnext-health")
 
 
 @router.get(
@@ -27,7 +32,7 @@ INDEX_HTML = Path(__file__).resolve().parent.parent / "web" / "index.html"
     response_model=Health,
     responses={503: {"description": "The state store is unusable; `status` says why."}},
 )
-def health(holder: HolderDep, request: Request, authorized: AuthorizedDep) -> Any:
+async def health(holder: HolderDep, request: Request, authorized: AuthorizedDep) -> Any:
     """200 while the model serves and the state store passes its probe (the file is the one
     opened, a read, a rolled-back write, room on the disk); 503 with the reason when it does not.
     File paths only with the token (`Authorization: Bearer …`); otherwise their last parts."""
@@ -35,7 +40,7 @@ def health(holder: HolderDep, request: Request, authorized: AuthorizedDep) -> An
     store = engine.store
     status, sessions = "ok", -1
     try:
-        sessions = store.check()
+        sessions = await asyncio.get_running_loop().run_in_executor(HEALTH_THREADS, store.check)
     except StateError as e:
         status = e.reason
         log.error("/health: %s", e)
