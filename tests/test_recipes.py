@@ -50,13 +50,17 @@ def test_what_a_recipe_says_it_scored_is_in_the_records_with_its_params(recipe: 
         assert len(found) == 1, f"{recipe.name}: {score.dataset} tag {score.tag}"
         record = found[0]
         assert round(record["metrics"][score.metric], 4) == pytest.approx(score.value, abs=1e-9)
-        recorded = {k: v for k, v in record["params"].items() if k not in RUN_ONLY}
-        mine = {k: v for k, v in recipe.config().to_dict().items() if k not in RUN_ONLY}
+        # fields set otherwise since the run must differ from the run's (a field the record
+        # predates had its default)
+        changed = set(score.changed_fields)
+        mine, defaults = recipe.config().to_dict(), get(recipe.model).config_class().to_dict()
+        assert all(record["params"].get(k, defaults[k]) != mine[k] for k in changed), changed
+        recorded = {k: v for k, v in record["params"].items() if k not in RUN_ONLY | changed}
+        mine = {k: v for k, v in mine.items() if k not in RUN_ONLY | changed}
         if score.tag == "baseline":  # EASE's record is the searched ladder's choice
             mine = {k: v for k, v in mine.items() if k in recipe.params}
             recorded = {k: v for k, v in recorded.items() if k in recipe.params}
         # a field added after the run was recorded must hold its default, which the run had
-        defaults = get(recipe.model).config_class().to_dict()
         assert {k: v for k, v in mine.items() if k not in recorded} == {
             k: defaults[k] for k in mine if k not in recorded
         }

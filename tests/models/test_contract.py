@@ -241,7 +241,7 @@ def bad_params(name: str) -> list[dict[str, Any]]:
         ("loss", "nope"),
         ("lr", -1.0),
         ("epochs", -1),
-        ("max_len", 0),
+        ("max_len", -1),
         ("dropout", 1.5),
         ("l2", -1.0),
         ("batch_size", -1),

@@ -32,6 +32,7 @@ INITS = ("default", "xavier")
 
 @dataclasses.dataclass
 class SASRecConfig(SequenceConfig):
+    max_len: int = 0  # 0: fitted to the training histories (max_len_from_lengths)
     n_blocks: int = 2
     n_heads: int = 1
     ffn_mult: int = 1  # feed-forward width = ffn_mult · dim (the paper uses 1)

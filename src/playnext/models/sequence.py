@@ -25,7 +25,7 @@ from playnext.models.parts.buckets import loss_scale, run_chunks, score_chunks, 
 from playnext.models.parts.content import ContentVocab, learn_content, new_tower
 from playnext.models.parts.net import SequenceNet
 from playnext.models.parts.sparse import sparse_rows
-from playnext.models.sequence_config import SequenceConfig
+from playnext.models.sequence_config import SequenceConfig, max_len_from_lengths
 from playnext.train import batches as B
 from playnext.train.loop import LOSS_SCALE, Batch
 from playnext.train.losses import dot_product_loss
@@ -58,6 +58,8 @@ class SequenceRecommender(NeuralRecommender):
     # ---- the network: the subclass's blocks plus the parts the config turns on ----------------
     def _learn_vocab(self, train: Interactions) -> None:
         cfg = self.config
+        if cfg.max_len == 0:  # left open: the window fits the data (the saved config holds it)
+            cfg.max_len = max_len_from_lengths(train.sequences().lengths)
         vocab, feats = learn_content(train.meta, cfg.item_features, cfg.text_encoder)
         self.content_vocab_, self._content_feats = vocab, feats
         self.event_types_ = actions.learn_event_types(train, self.name, cfg.targets) if cfg.typed else ()

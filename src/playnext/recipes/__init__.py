@@ -31,6 +31,7 @@ SCORE_TYPES: dict[str, type] = {
     "tag": str,
     "seeds": int,
     "note": str,
+    "changed_since": str,
     "published": float,
     "published_by": str,
 }
@@ -47,8 +48,15 @@ class Score:
     tag: str
     seeds: int = 1
     note: str = ""
+    # fields [params] has set otherwise since this run, for speed (comma-separated); the record
+    # holds the run's values, the test of the records checks every other field
+    changed_since: str = ""
     published: float | None = None  # the paper's number for this metric under the same protocol
     published_by: str = ""
+
+    @property
+    def changed_fields(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.changed_since.split(",") if f.strip())
 
 
 @dataclass(frozen=True)
