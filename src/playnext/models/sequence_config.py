@@ -14,7 +14,6 @@ from playnext.models.neural import NeuralConfig
 from playnext.models.parts.content import FEATURES, TEXT_ENCODERS
 from playnext.models.parts.targets import TARGETS, parse_event_weights
 
-
 # max_len = 0: the 95th percentile of the training histories' lengths, at most 200 (the window
 # the ML-1M recipes were tuned at, where 95 % of users are longer: it stays 200 there) and at
 # least 8. steam-200k's histories (median 2) get 40: the last 5 % of users lose only their
