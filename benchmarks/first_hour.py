@@ -15,8 +15,10 @@ that hold, serve's start-up, and the default `sasrec` recipe's speed on short hi
   today's (max_len from the data, length-bucketed batches), each under the CLI's default
   10-minute budget, in one run: seconds per full epoch (epochs 2..N) and test NDCG@10 of the
   epoch chosen on validation; ≥ 3× faster at equal or better NDCG@10. Then today's recipe with
-  bf16 autocast against without (2 epochs each, the second timed): why it stays off. Then ML-1M,
+  bf16 autocast against without (2 epochs each, the second timed). Then ML-1M,
   old and new for the same few epochs: validation NDCG@10 only (test is not read).
+- bf16: today's recipe on steam-200k with and without bf16 autocast, alternated, 4 epochs each
+  (epochs 2..4 timed): whether the recipe should turn it on.
 
 Records go to results/first_hour.json (one per target, with `target_*` and `target_met`), each
 with the load average beside its timings: the 2 cores are shared, so old and new run in the same
@@ -44,7 +46,7 @@ from benchmarks.common import RESULTS, append_record, data_path, environment, pe
 
 LOGS = RESULTS.parent / "logs" / "first_hour"
 
-PARTS = ("five_minutes", "budget", "serve", "defaults")
+PARTS = ("five_minutes", "budget", "serve", "defaults", "bf16")
 FIVE_MINUTES_S = 300.0
 SERVE_READY_S = 15.0
 BUDGET_MINUTES = 1.0
@@ -417,6 +419,42 @@ def defaults(ml1m_epochs: int, budget_minutes: float) -> None:
     )
 
 
+def bf16(rounds: int = 2, epochs: int = 4) -> None:
+    """Today's `sasrec` recipe on steam-200k with and without bf16 autocast, alternated `rounds`
+    times: seconds per epoch over epochs 2..`epochs` of each fit (speed only: no validation)."""
+    from playnext import recipes
+    from playnext.data.readers import load_dataset
+    from playnext.data.split import leave_one_out
+    from playnext.models.registry import create
+
+    params = dict(recipes.default_for("sasrec").params)
+    params.update(epochs=epochs, max_minutes=0.0, patience=0, eval_every=100, verbose=False)
+    train = leave_one_out(load_dataset("steam-200k", data_path("steam-200k"))).train
+    seconds: dict[str, list[float]] = {"off": [], "bf16": []}
+    loads: list[float] = []
+    for _ in range(rounds):
+        for amp in ("off", "bf16"):
+            loads.append(load())
+            model = create("sasrec", **{**params, "amp": amp}).fit(train)
+            assert model.report_ is not None
+            seconds[amp].append(epoch_seconds(model.report_.history))
+            print("bf16 probe", amp, seconds[amp][-1], flush=True)
+    off, on = float(np.median(seconds["off"])), float(np.median(seconds["bf16"]))
+    finish(
+        base_record(
+            "first_hour-bf16-probe",
+            "steam-200k",
+            metrics={"seconds_per_epoch_off": off, "seconds_per_epoch_bf16": on, "speedup": off / on},
+            runs=seconds,
+            params={**params, "amp": "off|bf16"},
+            target_met=on < off,
+            target_note="whether bf16 autocast is faster for the default recipe on these cores: "
+            f"the median over {rounds} alternated fits of the mean of epochs 2..{epochs}",
+            load_average=float(np.mean(loads)),
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="default: $PLAYNEXT_DATA_DIR")
@@ -443,6 +481,8 @@ def main() -> None:
             serve_startup(work)
         if "budget" in parts:
             budget(work, args.budget_datasets.split(","))
+        if "bf16" in parts:
+            bf16()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -198,6 +198,13 @@ def first_hour_table() -> str:
             what = f"default `sasrec` quality, {r['epochs']} epochs"
             measured = f"valid NDCG@10 {old['valid_NDCG@10']:.4f} → {new['valid_NDCG@10']:.4f}"
             target = f"not lower by > {r['target_valid_tolerance']:g}"
+        elif tag == "bf16-probe":
+            what = "bf16 autocast in the default `sasrec`"
+            measured = (
+                f"{m['seconds_per_epoch_off']:.1f} → {m['seconds_per_epoch_bf16']:.1f} s/epoch "
+                f"({m['speedup']:.2f}×)"
+            )
+            target = "faster"
         else:
             continue
         met = "yes" if r["target_met"] else "no"
