@@ -52,3 +52,11 @@ def test_the_records_table_names_each_target(tmp_path: Path, monkeypatch: pytest
     rows = [ln for ln in report.first_hour_table().splitlines() if ln.startswith("| ") and "yes" in ln]
     assert len(rows) == 3
     assert "250 s" in rows[0] and "4.2 s" in rows[1] and "30 → 10 s/epoch (3.0×)" in rows[2]
+
+
+def test_the_five_minute_path_times_the_readmes_train_line() -> None:
+    """The README's five-minute path is true as written only if the benchmark runs its budget."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## Your own data in five minutes", 1)[1]
+    (line,) = [ln for ln in block.splitlines() if ln.startswith("$PN train ")][:1]
+    assert f"--budget-minutes {first_hour.FIVE_MINUTE_BUDGET:g} " in line

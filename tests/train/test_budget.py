@@ -33,8 +33,8 @@ MARGIN_S = 3.0  # one batch plus one validation, with room for a loaded machine
 class SlowTask:
     """A linear regression whose steps sleep: `steps` batches of 8 rows an epoch."""
 
-    def __init__(self, net: nn.Module, steps: int) -> None:
-        self.net, self.steps = net, steps
+    def __init__(self, net: nn.Module, steps: int, sleep: float = SLEEP) -> None:
+        self.net, self.steps, self.sleep = net, steps, sleep
 
     def train_batches(
         self, rng: np.random.Generator, batch_size: int, rank: int, world_size: int
@@ -46,7 +46,7 @@ class SlowTask:
         return self.steps
 
     def train_loss(self, batch: Batch) -> torch.Tensor:
-        time.sleep(SLEEP)
+        time.sleep(self.sleep)
         x = batch["x"]  # (B, 4)
         return (self.net(x).squeeze(-1) - x.sum(-1)).pow(2).mean()
 
@@ -77,6 +77,8 @@ def fit(
     minutes: float = BUDGET_MIN,
     validate: bool | str = True,
     verbose: bool = False,
+    sleep: float = SLEEP,
+    started: float | None = None,
     **cfg: object,
 ) -> tuple[nn.Module, TrainReport, Validator | None]:
     torch.manual_seed(0)
@@ -84,7 +86,8 @@ def fit(
     v = Validator(net, rising=validate == "rising") if validate else None
     fields: dict[str, Any] = {"patience": 0, **cfg}
     config = TrainConfig(epochs=epochs, max_minutes=minutes, verbose=verbose, **fields)
-    report = train(net, SlowTask(net, steps), config, seed=0, validate=v, fingerprint={"t": steps})
+    task = SlowTask(net, steps, sleep)
+    report = train(net, task, config, seed=0, validate=v, fingerprint={"t": steps}, started=started)
     return net, report, v
 
 
@@ -96,12 +99,30 @@ def test_budget_stops_mid_epoch_within_one_batch_and_one_validation() -> None:
     at = report.stopped_at
     assert at["epoch"] == 1 and at["steps"] == 200
     assert 1 <= at["step"] < 200  # mid-epoch
-    assert 60 * BUDGET_MIN <= at["seconds"] < 60 * BUDGET_MIN + MARGIN_S
+    assert 60 * BUDGET_MIN - MARGIN_S <= at["seconds"] <= 60 * BUDGET_MIN  # the next step would overrun
     assert report.train_seconds < 60 * BUDGET_MIN + MARGIN_S and wall < 60 * BUDGET_MIN + 2 * MARGIN_S
     assert v is not None and len(v.seen) == 1  # the partial epoch was validated
     (row,) = report.history
     assert row["fraction"] == pytest.approx(at["step"] / 200) and "valid_NDCG@10" in row
     assert row["elapsed"] == pytest.approx(report.train_seconds)
+
+
+def test_budget_stops_before_a_step_that_would_end_past_it() -> None:
+    # 0.25 s steps against a 1.2 s budget: stopping after the step that crosses the budget (the
+    # old rule) ends at ≥ 1.25 s; the next step's expected end is checked instead
+    _, report, _ = fit(steps=50, sleep=0.25, validate=False)
+    assert report.stopped == "budget"
+    assert report.stopped_at["seconds"] <= 60 * BUDGET_MIN
+    assert report.stopped_at["step"] >= 2
+
+
+def test_budget_counts_the_set_up_before_the_loop() -> None:
+    # a fit whose set-up (vocabularies, batches) took 0.9 s of a 1.2 s budget has ~0.3 s left
+    _, report, _ = fit(steps=200, validate=False, started=time.perf_counter() - 0.9)
+    assert report.stopped == "budget"
+    assert 0.9 <= report.stopped_at["seconds"] <= 60 * BUDGET_MIN
+    assert report.stopped_at["step"] < 0.6 / SLEEP  # ~10 steps of 0.03 s, not the ~40 a whole budget holds
+    assert report.train_seconds >= 0.9  # the record's seconds include the set-up
 
 
 @pytest.mark.parametrize("rising", [True, False], ids=["partial-epoch-best", "first-epoch-best"])

@@ -9,6 +9,7 @@ are always over the real items 0..I-1.
 from __future__ import annotations
 
 import dataclasses
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Self
@@ -163,7 +164,7 @@ class NeuralRecommender(Recommender):
     def _fit(
         self, train_data: Interactions, valid: EvalSet | None, start: dict[str, torch.Tensor] | None = None
     ) -> None:
-        cfg = self.config
+        cfg, started = self.config, time.perf_counter()  # the budget counts the set-up below
         if start is None:  # a warm start keeps its vocabularies: the network's shape depends on them
             self._learn_vocab(train_data)
         with torch.random.fork_rng(devices=[]):
@@ -194,6 +195,7 @@ class NeuralRecommender(Recommender):
                 rank=rank,
                 world_size=world_size,
                 on_epoch_end=self.on_epoch_end,
+                started=started,
             )
         finally:
             self._release()

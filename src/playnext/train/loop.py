@@ -117,14 +117,19 @@ def train(
     rank: int = 0,
     world_size: int = 1,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    started: float | None = None,
 ) -> TrainReport:
-    """Train `net` in place; on return it holds the best-on-validation weights (or the last)."""
+    """Train `net` in place; on return it holds the best-on-validation weights (or the last).
+    `started` (a `time.perf_counter()` reading) is when the caller's fit began: the budget and
+    `train_seconds` count its set-up (vocabularies, batches) too, since a user's minute does."""
     device = resolve_device(cfg.device)
     if world_size > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # the launcher set one GPU per rank
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
-        return _train(net, task, cfg, seed, validate, fingerprint, rank, world_size, on_epoch_end, device)
+        return _train(
+            net, task, cfg, seed, validate, fingerprint, rank, world_size, on_epoch_end, device, started
+        )
 
 
 def _train(
@@ -138,6 +143,7 @@ def _train(
     world_size: int,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None,
     device: torch.device,
+    started: float | None = None,
 ) -> TrainReport:
     lead = rank == 0
     distributed = world_size > 1
@@ -190,7 +196,7 @@ def _train(
         ckpt.clear()
 
     bar = progress_bar(cfg.verbose and lead)
-    t_start = time.perf_counter() - report.train_seconds
+    t_start = min(started or math.inf, time.perf_counter()) - report.train_seconds
     budget_s = 60 * cfg.max_minutes  # 0 = no budget
     projected = not (budget_s > 0 and lead)  # the first epoch's length is projected once
 
@@ -248,8 +254,11 @@ def _train(
                 now = time.perf_counter()
                 rate = n_samples / max(1e-9, now - t0)
                 bar.advance(f"loss {loss_sum / n_batches:.4f}  {rate:,.0f} samples/s")
-                # the clock after every step; under DDP the fraction all ranks agreed on (a step late)
-                cut = budget_s > 0 and (used >= 1.0 if distributed else now - t_start >= budget_s)
+                # the clock after every step: stop when the next step would end past the budget
+                # (this epoch's mean step as its length); under DDP the fraction all ranks agreed on
+                # (a step late)
+                step_s = (now - t0) / n_batches
+                cut = budget_s > 0 and (used >= 1.0 if distributed else now - t_start + step_s >= budget_s)
                 if not projected and (n_batches >= PROJECT_AFTER or cut):
                     projected = True
                     _warn_overrun((now - t0) / n_batches * steps, cfg.max_minutes)
