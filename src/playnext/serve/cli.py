@@ -100,7 +100,9 @@ def serve(
 
 def check_port(host: str, port: int) -> None:
     """Refuse (ConfigError: one line, exit 2) a host:port this process cannot listen on, before
-    anything slow: bind a socket there (no SO_REUSEADDR, so a port in use is refused) and close it."""
+    anything slow: bind a socket there and close it. With SO_REUSEADDR, as uvicorn binds: a live
+    listener is still refused, but the TIME_WAIT connections a crashed server leaves for a
+    minute are not (without it, a restart right after a kill -9 was refused)."""
     if port == 0:  # any free port: nothing to check
         return
     try:
@@ -111,6 +113,8 @@ def check_port(host: str, port: int) -> None:
     with socket.socket(family, kind, proto) as sock:
         if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: the same refusal as elsewhere
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(address)
         except OSError as e:
