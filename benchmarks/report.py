@@ -135,6 +135,9 @@ def results_doc(records: list[dict[str, Any]]) -> str:
     ]
     if peers.exists():
         parts += ["## Against peers, measured in one run", "", peers_table(), ""]
+    ladder = ladder_table()
+    if ladder:
+        parts += ["## The SASRec block ladder", "", ladder, ""]
     serving = serving_tables()
     if serving:
         parts += ["## Serving state: durability, workers, hot swaps", "", serving, ""]
@@ -155,6 +158,16 @@ def results_doc(records: list[dict[str, Any]]) -> str:
         parts += ["## A newcomer's first hour", "", first, ""]
     parts += ["## Every run", "", table(records), ""]
     return "\n".join(parts)
+
+
+def ladder_table() -> str:
+    """docs/ladder.md's table (benchmarks.ladder writes it from results/ladder.json), its title
+    and rerun command dropped, with a link to the page."""
+    path = RESULTS.parent.parent / "docs" / "ladder.md"
+    if not path.exists():
+        return ""
+    body = [ln for ln in path.read_text().splitlines()[1:] if not ln.startswith("    python -m")]
+    return "\n".join([*body, "", "Rerun and per-epoch curves: [ladder.md](ladder.md)."]).strip()
 
 
 def first_hour_table() -> str:
