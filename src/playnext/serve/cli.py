@@ -34,8 +34,9 @@ def serve(
     import uvicorn
 
     from playnext.artifact import Artifact, current_model
-    from playnext.serve.app import create_app, open_state, state_location
+    from playnext.serve.app import create_app
     from playnext.serve.protocol import server_options
+    from playnext.serve.startup import open_state, state_location
 
     if (model_dir is None) == (model_root is None):
         raise ConfigError("give exactly one of --model-dir or --model-root")
