@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import shutil
 import threading
 import time
@@ -34,16 +33,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from playnext.artifact import CURRENT, VERSIONS, Artifact, point_current, stage_version
+from playnext.artifact import Artifact, point_current, stage_version
 from playnext.errors import PlaynextError
+from playnext.serve import published
 from playnext.serve.engine import Engine, LazyEncoder
 from playnext.serve.settings import Settings
 from playnext.state import StateStore
 from playnext.text import TextEncoder
 
 log = logging.getLogger("playnext.serve")
-
-FALLBACK_TRIES = 5  # versions tried, newest first, when neither `current` nor the last good loads
 
 
 @dataclass
@@ -86,7 +84,6 @@ class ModelHolder:
         self._seen_link: tuple[str, bool] | None = None  # (target, exists) of `current` last acted on
         self._source: Path | None = None
         self._preloaded = preloaded
-        self._good_key = f"serve.good:{self.root}"  # the version this deployment last served
         if source is None and self.root is None:
             raise PlaynextError("give a model folder or a model root")
         # the store key under which admin swaps of this deployment are shared between workers
@@ -141,7 +138,7 @@ class ModelHolder:
         del old
         gc.freeze()
         if self.root is not None and path is not None:
-            self._remember_good(path)
+            published.remember_good(self.root, self.store, path)
 
     def _refuse(self, reason: str) -> None:
         """Report a model that will not be served; log it once per reason."""
@@ -152,11 +149,7 @@ class ModelHolder:
             log.error("model refused, still serving %s: %s", self.serving.path, reason)
 
     def _name(self, path: str | Path) -> str:
-        """A folder as an operator names it: relative to the root when inside it."""
-        p = Path(path)
-        if self.root is not None and p.is_relative_to(self.root):
-            return str(p.relative_to(self.root))
-        return str(p)
+        return published.name(self.root, path)
 
     def swap(self, path: str | Path) -> Engine:
         """Load `path` and switch to it; on failure keep the old engine and re-raise the reason."""
@@ -227,7 +220,9 @@ class ModelHolder:
                 return True
             except Exception as e:
                 reason = f"{self._name(wanted)}: {e}"
-        for candidate in self._fallbacks():
+        # with a root: the last good version, then the newest; without: the folder it started with
+        fallbacks = [str(self._source)] if self.root is None else published.fallbacks(self.root, self.store)
+        for candidate in fallbacks:
             if candidate in tried:
                 continue
             tried.add(candidate)
@@ -250,60 +245,11 @@ class ModelHolder:
             if isinstance(meta, dict) and meta.get("path"):
                 return str(meta["path"]), None
             return str(self._source), None
-        target, exists = self._link()
+        target, exists = published.link(self.root)
         self._seen_link = (target, exists)
         if not exists:
-            return None, self._dangling(target)
+            return None, published.dangling(self.root, target)
         return target, None
-
-    def _link(self) -> tuple[str, bool]:
-        """Where `ROOT/current` points (resolved, whether or not it exists), and whether it does."""
-        assert self.root is not None
-        link = self.root / CURRENT
-        return str(link.resolve()), link.is_dir()
-
-    def _dangling(self, target: str) -> str:
-        assert self.root is not None
-        link = self.root / CURRENT
-        if not link.is_symlink() and not link.exists():
-            return f"no '{CURRENT}' in the model root (publish one: playnext publish DIR --root ROOT)"
-        shown = os.readlink(link) if link.is_symlink() else self._name(target)
-        return f"{CURRENT} → {shown}: no such model folder"
-
-    def _fallbacks(self) -> list[str]:
-        """Folders to serve instead: the last good one recorded, then versions newest first
-        (with a root); the folder the server was started with (without one)."""
-        if self.root is None:
-            return [str(self._source)]
-        out: list[str] = []
-        try:
-            good = self.store.get_meta(self._good_key)
-        except Exception as e:  # the store's own trouble is reported by /health
-            log.warning("cannot read the last good model: %s", e)
-            good = None
-        if isinstance(good, dict) and good.get("version"):
-            out.append(str(self.root / VERSIONS / str(good["version"])))
-        versions = self.root / VERSIONS
-        found: list[tuple[float, str]] = []
-        for p in versions.iterdir() if versions.is_dir() else ():
-            try:
-                if p.is_dir() and not p.name.startswith("."):  # not a publish in progress
-                    found.append((p.stat().st_mtime, str(p)))
-            except OSError:  # removed meanwhile
-                continue
-        return out + [path for _, path in sorted(found, reverse=True)[:FALLBACK_TRIES]]
-
-    def _remember_good(self, path: str) -> None:
-        """Record the version this worker serves, for a worker that must fall back on it."""
-        assert self.root is not None
-        p = Path(path)
-        if p.parent != self.root / VERSIONS:
-            return
-        try:
-            if self.store.get_meta(self._good_key) != {"version": p.name}:
-                self.store.set_meta(self._good_key, {"version": p.name})
-        except Exception as e:
-            log.warning("cannot record the last good model: %s", e)
 
     # ---- the watcher ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -340,12 +286,13 @@ class ModelHolder:
             return self._try_swap(str(meta["path"]))
 
     def _poll_link(self) -> bool:
-        target, exists = self._link()
+        assert self.root is not None
+        target, exists = published.link(self.root)
         if (target, exists) == self._seen_link:
             return False
         self._seen_link = (target, exists)
         if not exists:
-            self._refuse(self._dangling(target))
+            self._refuse(published.dangling(self.root, target))
             return False
         if target == self.serving.path:  # back to what this worker serves: nothing to load
             with self._lock:
