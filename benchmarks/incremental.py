@@ -28,7 +28,8 @@ from benchmarks.common import append_record, environment, median_ms
 from playnext.data.interactions import Histories
 from playnext.models.hstu import HSTU, HSTUConfig
 from playnext.models.sasrec import SASRec, SASRecConfig
-from playnext.serve.incremental import IncrementalScorer, full_scores
+from playnext.serve.full_pass import full_scores
+from playnext.serve.incremental import IncrementalScorer
 
 
 def build(name: str, n_items: int, dim: int, blocks: int, heads: int, max_len: int) -> SASRec | HSTU:

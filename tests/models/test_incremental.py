@@ -14,7 +14,8 @@ import torch
 from playnext.data.interactions import Histories
 from playnext.models.hstu import HSTU, HSTUConfig
 from playnext.models.sasrec import SASRec, SASRecConfig
-from playnext.serve.incremental import IncrementalScorer, full_scores
+from playnext.serve.full_pass import full_scores
+from playnext.serve.incremental import IncrementalScorer
 
 N_ITEMS, MAX_LEN = 40, 8
 
@@ -109,7 +110,8 @@ def test_typed_events_through_the_cache_equal_the_full_score_path(name: str) -> 
     """A model trained with actions: each appended event's type and value reach the cached step,
     and the scores equal `Recommender.score` on the typed history (not the untyped one)."""
     from playnext.errors import ConfigError
-    from playnext.serve.incremental import action_ids, stream_scores
+    from playnext.serve.full_pass import action_ids
+    from playnext.serve.incremental import stream_scores
 
     torch.manual_seed(1)
     common = {"dim": 16, "n_heads": 2, "n_blocks": 2, "max_len": MAX_LEN, "dropout": 0.0, "actions": True}

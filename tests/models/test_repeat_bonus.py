@@ -20,7 +20,8 @@ from playnext.evaluate.protocol import evaluate, model_scorer
 from playnext.models.hstu import HSTU, HSTUConfig
 from playnext.models.parts.repeat import recency_bucket, recency_buckets
 from playnext.models.sasrec import SASRec, SASRecConfig
-from playnext.serve.incremental import IncrementalScorer, full_scores
+from playnext.serve.full_pass import full_scores
+from playnext.serve.incremental import IncrementalScorer
 from playnext.train import batches as B
 
 N_ITEMS, MAX_LEN = 30, 8

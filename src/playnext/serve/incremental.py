@@ -11,11 +11,12 @@ only keeps the books: which cache belongs to which user, and when it must be reb
 * when the model's network was replaced (a refit or a reload) since the cache was built.
 
 A user's history is kept to the last `max_len` events, all a full pass reads. Scores equal a
-full forward pass (`full_scores`) — see tests/models/test_incremental.py and test_kv_cache.py.
-Item ids are the model's internal ids (0..n_items-1); unknown items must be filtered before.
-A model trained with typed events (`actions=true`) takes each event's action id beside its item
-(`action_ids` makes them from event types and values, refusing types the model does not know);
-without them every event reads as untyped, as in `Recommender.score`.
+full forward pass (`full_scores`, in serve/full_pass.py with the input tensors both build) — see
+tests/models/test_incremental.py and test_kv_cache.py. Item ids are the model's internal ids
+(0..n_items-1); unknown items must be filtered before. A model trained with typed events
+(`actions=true`) takes each event's action id beside its item (`full_pass.action_ids` makes them
+from event types and values, refusing types the model does not know); without them every event
+reads as untyped, as in `Recommender.score`.
 
 A model trained with the request's time (`uses_request_time`: HSTU, `time_reference="request"`)
 is asked each request at its `at` (unix seconds; None: at the last event's time, Δt = 0, as
@@ -34,15 +35,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from playnext.data.events import check_event
-from playnext.data.interactions import Histories
 from playnext.models.cache import KVCache
-from playnext.models.hstu import HSTU, HSTUNet
+from playnext.models.hstu import HSTUNet
 from playnext.models.nn import SequenceNet
-from playnext.models.sasrec import SASRec
-from playnext.train import batches as B
-
-Model = SASRec | HSTU
+from playnext.serve.full_pass import (
+    Model,
+    actions_tensor,
+    at_tensor,
+    check_items,
+    full_scores,
+    pending,
+    state_scores,
+    times_tensor,
+)
 
 
 @dataclass
@@ -64,93 +69,6 @@ class UserState:
     @property
     def prefix_len(self) -> int:
         return self.cache.length if self.cache is not None else 0
-
-
-def _uses_time(model: Model) -> bool:
-    return isinstance(model, HSTU) and model.user_times_ is not None
-
-
-def _times_tensor(model: Model, times: Sequence[int] | None, n: int) -> torch.Tensor | None:
-    """(1, n) seconds for an HSTU trained with times (zeros when unknown, as `HSTU.score` does)."""
-    if not _uses_time(model):
-        return None
-    vals = list(times)[-n:] if times is not None else [0] * n
-    return torch.tensor([vals], dtype=torch.int64, device=model.device)
-
-
-def action_ids(model: Model, events: Sequence[str | None], values: Sequence[float | None]) -> list[int]:
-    """The action id of each event (type or None, value or None) for a model trained with actions;
-    a type it was not trained with, or a value outside its type's range, is a ConfigError naming
-    the known types (the rule the API and the CLI apply)."""
-    known = model.event_types
-    if not known:
-        raise ValueError(f"this {model.name} model was trained without actions: it reads no event types")
-    for n, (name, value) in enumerate(zip(events, values, strict=True), 1):
-        check_event(name, value, known, where=f"event {n}")
-    codes = np.array([-1 if e is None else known.index(e) for e in events], dtype=np.int32)
-    vals = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-    hist = Histories.from_lists([np.zeros(len(codes), dtype=np.int64)]).with_events(codes, vals, known)
-    return model.action_ids(hist).tolist()
-
-
-def _actions_tensor(model: Model, actions: Sequence[int] | None, width: int) -> torch.Tensor | None:
-    """(1, width) action ids aligned with the last `width` items, left-padded with 0, or None."""
-    if actions is None:
-        return None
-    if not model.config.actions:
-        raise ValueError(f"this {model.name} model was trained without actions: pass none")
-    acts = list(actions)[-width:] if width else []
-    return torch.tensor([[0] * (width - len(acts)) + acts], dtype=torch.int64, device=model.device)
-
-
-def _pending(model: Model, times: Sequence[int] | None) -> bool:
-    """Whether the cache stops one event short: a request-time model given the events' times
-    (without them every Δt is 0 and `at` is not read, as in `HSTU.score`)."""
-    return model.uses_request_time and times is not None
-
-
-def _at_tensor(model: Model, times: Sequence[int] | None, at: int | None) -> torch.Tensor | None:
-    """(1,) the time the last event is asked at, for a request-time model given times: `at`,
-    never before the last event (`hstu.asked_at`); None (the last event's own time) otherwise."""
-    if at is None or not _pending(model, times) or not times:
-        return None
-    assert times is not None
-    return torch.tensor([max(int(at), int(times[-1]))], dtype=torch.int64, device=model.device)
-
-
-def _check_items(model: Model, items: Sequence[int]) -> None:
-    n_items = int(model.n_items_ or 0)
-    if any(not 0 <= int(i) < n_items for i in items):
-        raise ValueError(f"item ids must be known internal ids in [0, {n_items})")
-
-
-def _scores(model: Model, net: SequenceNet, h: torch.Tensor, items: Sequence[int]) -> torch.Tensor:
-    """(n_items,) scores of state (1, D) after `items`, with a repeat bonus where the model has one."""
-    s = (h @ net.item_vectors().T).float()  # (1, n_items)
-    return model.add_repeat_bonus(s, Histories.from_lists([list(items)]))[0].cpu()
-
-
-def full_scores(
-    model: Model,
-    items: Sequence[int],
-    times: Sequence[int] | None = None,
-    actions: Sequence[int] | None = None,
-    at: int | None = None,
-) -> torch.Tensor:
-    """Uncached reference: one full forward pass over the last `max_len` items, asked at `at`
-    (a request-time model's; see the module docstring) → (n_items,)."""
-    _check_items(model, items)
-    if actions is not None and len(actions) != len(items):
-        raise ValueError(f"{len(actions)} action(s) for {len(items)} item(s)")
-    seq = torch.from_numpy(B.left_pad(Histories.from_lists([list(items)]), model.config.max_len))
-    seq = seq.to(model.device)  # (1, T)
-    width = seq.shape[1]
-    with torch.no_grad():
-        t, a = _times_tensor(model, times, width), _actions_tensor(model, actions, width)
-        asked = _at_tensor(model, times, at)
-        extra = {"at": asked} if asked is not None else {}  # only a request-time net reads it
-        h = model.net_.encode_last(seq, t, actions=a, **extra)  # (1, D)
-        return _scores(model, model.net_, h, items)
 
 
 class IncrementalScorer:
@@ -196,12 +114,12 @@ class IncrementalScorer:
     ) -> torch.Tensor:
         """Add one event and return the (n_items,) scores of the extended history (asked at
         `at` by a request-time model)."""
-        _check_items(self.model, [item])
+        check_items(self.model, [item])
         if (state.times is None) != (time is None):
             raise ValueError("give a time with every event or with none")
         if (state.actions is None) != (action is None):
             raise ValueError("give an action with every event or with none")
-        if _pending(self.model, state.times):
+        if pending(self.model, state.times):
             return self._append_pending(state, item, time, action, at)
         net = self.model.net_
         cache = state.cache if state.fresh and state.net is net else None
@@ -209,13 +127,13 @@ class IncrementalScorer:
             cache = self.refresh(state)
         assert cache is not None  # only a request-time model's prefix cache may be empty
         new = torch.tensor([[item + 1]], device=self.model.device)  # (1, 1)
-        t = _times_tensor(self.model, None if time is None else [time], 1)  # (1, 1) or None
-        a = _actions_tensor(self.model, None if action is None else [action], 1)  # (1, 1) or None
+        t = times_tensor(self.model, None if time is None else [time], 1)  # (1, 1) or None
+        a = actions_tensor(self.model, None if action is None else [action], 1)  # (1, 1) or None
         with torch.no_grad():
             h, cache = net.step(new, cache, t, actions=a)  # (1, D)
         state.items = [*state.items, int(item)][-self.max_len :]
         with torch.no_grad():
-            scores = _scores(self.model, net, h, state.items)
+            scores = state_scores(self.model, net, h, state.items)
         if state.times is not None and time is not None:
             state.times = [*state.times, int(time)][-self.max_len :]
         if state.actions is not None and action is not None:
@@ -229,7 +147,7 @@ class IncrementalScorer:
         """The (n_items,) scores of the history as it is, asked at `at`: one position against a
         request-time model's cache; a full pass for any other model (its answer does not move
         with the time, and its cache holds no state of the last event)."""
-        if not _pending(self.model, state.times):
+        if not pending(self.model, state.times):
             return full_scores(self.model, state.items, state.times, state.actions, at)
         cache = self._prefix_cache(state)
         if cache is None:
@@ -247,8 +165,8 @@ class IncrementalScorer:
         if cache is not None and state.items:
             assert isinstance(net, HSTUNet)
             last = torch.tensor([[state.items[-1] + 1]], device=self.model.device)  # (1, 1)
-            when = _times_tensor(self.model, state.times[-1:], 1)  # (1, 1)
-            a = _actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
+            when = times_tensor(self.model, state.times[-1:], 1)  # (1, 1)
+            a = actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
             with torch.no_grad():
                 nxt = torch.tensor([int(time)], device=self.model.device)  # (1,)
                 _, cache = net.step(last, cache, when, actions=a, at=nxt)
@@ -276,26 +194,26 @@ class IncrementalScorer:
         net = self.model.net_
         assert isinstance(net, HSTUNet) and state.times is not None
         last = torch.tensor([[state.items[-1] + 1]], device=self.model.device)  # (1, 1)
-        when = _times_tensor(self.model, state.times[-1:], 1)
-        a = _actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
-        asked = _at_tensor(self.model, state.times, at)
+        when = times_tensor(self.model, state.times[-1:], 1)
+        a = actions_tensor(self.model, state.actions[-1:] if state.actions is not None else None, 1)
+        asked = at_tensor(self.model, state.times, at)
         with torch.no_grad():
             h, _ = net.step(last, cache, when, actions=a, at=asked)  # (1, D)
-            return _scores(self.model, net, h, state.items)
+            return state_scores(self.model, net, h, state.items)
 
     def refresh(self, state: UserState) -> KVCache | None:
         """Rebuild the cache of the next request from the history (the model keeps its window);
         a request-time model's stops one event short (None when the history holds one)."""
         net = self.model.net_
         net.eval()
-        if _pending(self.model, state.times):
+        if pending(self.model, state.times):
             return self._refresh_prefix(state)
         seq = torch.tensor([state.items], dtype=torch.int64, device=self.model.device) + 1  # (1, T)
         width = seq.shape[1]
         with torch.no_grad():
             t, a = (
-                _times_tensor(self.model, state.times, width),
-                _actions_tensor(self.model, state.actions, width),
+                times_tensor(self.model, state.times, width),
+                actions_tensor(self.model, state.actions, width),
             )
             state.cache = net.prefill(seq, t, actions=a)
         state.net = net
@@ -312,8 +230,8 @@ class IncrementalScorer:
         seq = torch.tensor([state.items[:-1]], dtype=torch.int64, device=self.model.device) + 1  # (1, P)
         width = seq.shape[1]
         with torch.no_grad():
-            t = _times_tensor(self.model, state.times[:-1], width)
-            a = _actions_tensor(self.model, state.actions[:-1] if state.actions is not None else None, width)
+            t = times_tensor(self.model, state.times[:-1], width)
+            a = actions_tensor(self.model, state.actions[:-1] if state.actions is not None else None, width)
             nxt = torch.tensor([state.times[-1]], dtype=torch.int64, device=self.model.device)
             state.cache = net.prefill(seq, t, actions=a, at=nxt)
         return state.cache
