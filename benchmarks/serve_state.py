@@ -347,7 +347,9 @@ def workers(args: argparse.Namespace, models: list[Path], dataset: str, tmp: Pat
                         c.post("/recommend", json={"user_id": users[0], "k": 10})
                 for rate in rates:
                     n = int(min(args.max_requests, rate * args.step_seconds))
+                    cpu0 = group_cpu_seconds(server.proc)
                     res = open_loop(server.url, mixed_plan(n, users, items, seed=int(rate)), rate)
+                    cpu_ms = 1000 * (group_cpu_seconds(server.proc) - cpu0) / n
                     secs = [x[2] for x in res["lat"]]
                     step = {
                         "rate": rate,
@@ -356,6 +358,8 @@ def workers(args: argparse.Namespace, models: list[Path], dataset: str, tmp: Pat
                         "errors": len(res["errors"]),
                         "error_samples": res["errors"][:3],
                         "achieved_rps": n / res["wall"],
+                        # the server's CPU (every worker) per request: steadier than p99 near saturation
+                        "server_cpu_ms_per_request": cpu_ms,
                         "per_kind": {
                             k: pct([x[2] for x in res["lat"] if x[1] == k])
                             for k in sorted({x[1] for x in res["lat"]})
@@ -400,6 +404,22 @@ def workers(args: argparse.Namespace, models: list[Path], dataset: str, tmp: Pat
                 "env": environment(),
             }
             append_record("serve_workers", record)
+
+
+def group_cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU seconds of a server process and all its live children (the workers)."""
+    import psutil
+
+    assert proc is not None
+    root = psutil.Process(proc.pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # a worker that exited between the listing and the read
+            continue
+        total += t.user + t.system
+    return total
 
 
 # ---- hot swap -----------------------------------------------------------------------------------
