@@ -539,6 +539,11 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         rt = run_rectools(args.rectools_python, workdir, args.threads)
         full, rt_lists, rt_items = rectools_matrices(train, workdir)
+    if rt.get("nan_score_rows"):  # ranking NaN scores has no meaning: say where they came from
+        raise SystemExit(
+            f"RecTools' scores are NaN for {rt['nan_score_rows']} of {rt['n_users']} users "
+            f"({rt.get('nan_parameters')} NaN parameters): its fit diverged; its per-epoch loss is above"
+        )
     rt_from_full, _ = top_lists(matrix_scorer(full), test, n_items)
     rt_side = Side(
         library="rectools",

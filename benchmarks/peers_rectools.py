@@ -60,7 +60,9 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seconds.append(time.perf_counter() - self._t0)
-        print(f"rectools epoch {len(self.seconds)}: {self.seconds[-1]:.1f} s", file=sys.stderr, flush=True)
+        logged = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}  # its train loss
+        seconds = self.seconds[-1]
+        print(f"rectools epoch {len(self.seconds)}: {seconds:.1f} s {logged}", file=sys.stderr, flush=True)
 
 
 # what the Curve callback scores with: RecTools resolves `get_trainer_func` by its import path
@@ -192,6 +194,8 @@ def main(workdir: Path) -> None:
         "n_users": len(users),
         "n_items": len(item_ids),
         "n_params": sum(p.numel() for p in model.torch_model.parameters()),
+        "nan_score_rows": int(np.isnan(scores).any(axis=1).sum()),  # a diverged fit: peers.py stops
+        "nan_parameters": sum(int(torch.isnan(p).sum()) for p in model.torch_model.parameters()),
         "versions": {
             "rectools": rectools.__version__,
             "torch": torch.__version__,
