@@ -65,6 +65,9 @@ def test_what_a_recipe_says_it_scored_is_in_the_records_with_its_params(recipe: 
             k: defaults[k] for k in mine if k not in recorded
         }
         mine = {k: v for k, v in mine.items() if k in recorded}
+        if mine.get("max_len") == 0:  # "from the data": the record holds the length it was fitted to
+            recorded.pop("max_len")
+            mine.pop("max_len")
         assert recorded == mine, f"{recipe.name} differs from record {score.tag}"
 
 
@@ -138,7 +141,7 @@ def test_plan_layers_recipe_search_and_overrides_and_shares_the_budget() -> None
     plain = Plan.from_recipe(recipe, overrides={"dim": 32})
     assert plain.search is None and len(plain.grid()) == 1  # no search unless asked
     (only,) = plain.grid()
-    assert only["dim"] == 32 and only["lr"] == recipe.params["lr"] and only["max_minutes"] == 44.0
+    assert only["dim"] == 32 and only["lr"] == recipe.params["lr"] and only["max_minutes"] == recipe.params["max_minutes"]
     searched = Plan.from_recipe(recipe, overrides={"lr": 5e-3}, search=True, budget_minutes=8.0)
     grid = searched.grid()
     assert len(grid) == 1 + len(recipe.search)
