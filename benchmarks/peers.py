@@ -259,14 +259,16 @@ def recorded(tag: str, dataset: str) -> list[dict[str, Any]]:
 # ---- the run ---------------------------------------------------------------------------------
 def write_inputs(train: Interactions, workdir: Path, request: dict[str, Any]) -> None:
     """Training events with external ids in playnext's order; `datetime` is that order (row
-    rank, in seconds), so RecTools' stable sort by time reproduces every user's sequence."""
+    rank, in seconds), so RecTools' stable sort by time reproduces every user's sequence.
+    `weight` is 1 for every event: both SASRecs train on implicit plays, and the ML-1M copy has
+    ratings for users 1-2999 only (a null weight turned RecTools' loss NaN from the first epoch)."""
     c = Columns
     f = train.frame
     frame = pl.DataFrame(
         {
             "user_id": train.users.external.gather(f.get_column(c.USER)),
             "item_id": train.items.external.gather(f.get_column(c.ITEM)),
-            "weight": f.get_column(c.WEIGHT).cast(pl.Float64),
+            "weight": np.ones(f.height),
             "datetime": np.arange(f.height, dtype=np.int64),
         }
     )
