@@ -28,6 +28,8 @@ FOLDERS = {
     "steam-200k": "steam-200k",
     "ml-latest-small": "ml-latest-small",
 }
+# the peers run README.md and docs/results.md show: playnext with its shipped sasrec block
+PEERS_SHOWN = "peers-winners"
 
 
 def data_path(dataset: str) -> Path:

@@ -45,7 +45,7 @@ import polars as pl
 import torch
 
 import playnext
-from benchmarks.common import RESULTS, append_record, environment, peak_rss_bytes
+from benchmarks.common import PEERS_SHOWN, RESULTS, append_record, environment, peak_rss_bytes
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers import load_dataset
 from playnext.data.split import EvalSet, leave_one_out
@@ -56,6 +56,7 @@ from playnext.models.registry import create
 
 HERE = Path(__file__).resolve().parent
 NAME = "peers"
+SHOWN = PEERS_SHOWN
 K = 10
 # the shared config, in playnext's names; peers_rectools.py maps them to RecTools' arguments
 CONFIG: dict[str, Any] = {

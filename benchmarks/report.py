@@ -13,6 +13,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from benchmarks.common import PEERS_SHOWN as SHOWN
 from benchmarks.common import RESULTS, load_records
 
 KEYS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10")
@@ -119,7 +120,7 @@ def _is(r: dict[str, Any], dataset: str, model: str, tag: str) -> bool:
 
 
 def results_doc(records: list[dict[str, Any]]) -> str:
-    peers = RESULTS / "peers.md"
+    peers = RESULTS / f"{SHOWN}.md"
     parts = [
         "# Results",
         "",
@@ -475,7 +476,7 @@ def cold_table() -> str:
 
 
 def peers_table() -> str:
-    path = RESULTS / "peers.md"
+    path = RESULTS / f"{SHOWN}.md"
     return path.read_text().strip() if path.exists() else "(not measured yet: `python -m benchmarks.peers`)"
 
 
@@ -488,7 +489,7 @@ def readme(text: str, records: list[dict[str, Any]]) -> str:
             + [
                 "",
                 "Same split and config, both after the same epochs; how the two implementations differ and",
-                "what the checks found: [benchmarks/results/peers.md](benchmarks/results/peers.md).",
+                f"what the checks found: [benchmarks/results/{SHOWN}.md](benchmarks/results/{SHOWN}.md).",
             ]
         )
         if any(ln.startswith("|") for ln in full)

@@ -141,7 +141,8 @@ def test_plan_layers_recipe_search_and_overrides_and_shares_the_budget() -> None
     plain = Plan.from_recipe(recipe, overrides={"dim": 32})
     assert plain.search is None and len(plain.grid()) == 1  # no search unless asked
     (only,) = plain.grid()
-    assert only["dim"] == 32 and only["lr"] == recipe.params["lr"] and only["max_minutes"] == recipe.params["max_minutes"]
+    assert only["dim"] == 32 and only["lr"] == recipe.params["lr"]
+    assert only["max_minutes"] == recipe.params["max_minutes"]
     searched = Plan.from_recipe(recipe, overrides={"lr": 5e-3}, search=True, budget_minutes=8.0)
     grid = searched.grid()
     assert len(grid) == 1 + len(recipe.search)
