@@ -46,6 +46,7 @@ import torch
 
 import playnext
 from benchmarks.common import PEERS_SHOWN, RESULTS, append_record, environment, peak_rss_bytes
+from playnext import recipes
 from playnext.data.interactions import Columns, Interactions
 from playnext.data.readers import load_dataset
 from playnext.data.split import EvalSet, leave_one_out
@@ -424,16 +425,9 @@ def run_curve(args: argparse.Namespace, data: Interactions, run: dict[str, Any])
             full, _ = rectools_full(train, workdir, f"curve-{epoch}.npy")
             rt_curve.append([elapsed, quality(matrix_scorer(full), valid, n_items)["NDCG@10"]])
     over = overrides(args.set)
-    model = create(
-        "sasrec",
-        **over,
-        max_minutes=args.minutes,
-        eval_every=1,
-        patience=0,
-        verbose=False,
-        seed=args.seed,
-        device="cpu",
-    )
+    shipped = recipes.load("sasrec").params  # the shipped recipe, not the config's defaults
+    timed = {"max_minutes": args.minutes, "eval_every": 1, "patience": 0, "verbose": False}
+    model = create("sasrec", **{**shipped, **over, **timed, "seed": args.seed, "device": "cpu"})
     model.fit(train, valid)
     report = model.report_
     pn_curve, elapsed = [], 0.0
