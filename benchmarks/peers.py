@@ -406,6 +406,13 @@ def plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) ->
     plt.close(fig)
 
 
+def curve_params(over: dict[str, Any], minutes: float, seed: int) -> dict[str, Any]:
+    """playnext's side of the curve: the shipped sasrec recipe (not the config class's defaults),
+    then `--set`, then the curve's own budget, validation every epoch and no early stop."""
+    timed = {"max_minutes": minutes, "eval_every": 1, "patience": 0, "verbose": False}
+    return {**recipes.load("sasrec").params, **over, **timed, "seed": seed, "device": "cpu"}
+
+
 def run_curve(args: argparse.Namespace, data: Interactions, run: dict[str, Any]) -> None:
     """Each library at its shipped SASRec config, trained on leave-one-out's train events for
     `--minutes` of training, scored on the validation targets after every epoch. playnext's
@@ -425,9 +432,7 @@ def run_curve(args: argparse.Namespace, data: Interactions, run: dict[str, Any])
             full, _ = rectools_full(train, workdir, f"curve-{epoch}.npy")
             rt_curve.append([elapsed, quality(matrix_scorer(full), valid, n_items)["NDCG@10"]])
     over = overrides(args.set)
-    shipped = recipes.load("sasrec").params  # the shipped recipe, not the config's defaults
-    timed = {"max_minutes": args.minutes, "eval_every": 1, "patience": 0, "verbose": False}
-    model = create("sasrec", **{**shipped, **over, **timed, "seed": args.seed, "device": "cpu"})
+    model = create("sasrec", **curve_params(over, args.minutes, args.seed))
     model.fit(train, valid)
     report = model.report_
     pn_curve, elapsed = [], 0.0

@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 from benchmarks import peers
 
+from playnext import recipes
 from playnext.data.interactions import Interactions
+from playnext.models.registry import create
 
 
 def _side(library: str, epochs: list[float], rec_s: float, ndcg: float, hr: float) -> peers.Side:
@@ -98,3 +100,15 @@ def test_overrides_read_json_values_and_refuse_a_bare_key() -> None:
     }
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         peers.overrides(["block"])
+
+
+def test_curve_trains_the_shipped_recipe_under_the_curves_own_budget() -> None:
+    """playnext's curve side is the shipped sasrec recipe (it once built the config defaults, and
+    then the recipe's own max_minutes collided with the curve's)."""
+    shipped = recipes.load("sasrec").params
+    params = peers.curve_params({"dropout": 0.3}, minutes=8.0, seed=1)
+    config = create("sasrec", **params).config
+    for key in ("dim", "block", "init", "adam_beta2", "length_buckets", "lr"):
+        assert getattr(config, key) == shipped[key], key
+    assert (config.dropout, config.max_minutes, config.eval_every, config.patience) == (0.3, 8.0, 1, 0)
+    assert config.seed == 1
