@@ -16,6 +16,8 @@ from typing import Any
 from benchmarks.common import PEERS_SHOWN as SHOWN
 from benchmarks.common import RESULTS, load_records
 
+PEERS_MD = RESULTS / f"{SHOWN}.md"  # the peers table README.md and docs/results.md show
+
 KEYS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR", "Coverage@10")
 README = RESULTS.parent.parent / "README.md"
 DOC = RESULTS.parent.parent / "docs" / "results.md"
@@ -120,7 +122,6 @@ def _is(r: dict[str, Any], dataset: str, model: str, tag: str) -> bool:
 
 
 def results_doc(records: list[dict[str, Any]]) -> str:
-    peers = RESULTS / f"{SHOWN}.md"
     parts = [
         "# Results",
         "",
@@ -134,7 +135,7 @@ def results_doc(records: list[dict[str, Any]]) -> str:
         headline(records),
         "",
     ]
-    if peers.exists():
+    if PEERS_MD.exists():
         parts += ["## Against peers, measured in one run", "", peers_table(), ""]
     ladder = ladder_table()
     if ladder:
@@ -476,8 +477,11 @@ def cold_table() -> str:
 
 
 def peers_table() -> str:
-    path = RESULTS / f"{SHOWN}.md"
-    return path.read_text().strip() if path.exists() else "(not measured yet: `python -m benchmarks.peers`)"
+    return (
+        PEERS_MD.read_text().strip()
+        if PEERS_MD.exists()
+        else "(not measured yet: `python -m benchmarks.peers`)"
+    )
 
 
 def readme(text: str, records: list[dict[str, Any]]) -> str:
